@@ -1,0 +1,287 @@
+//! Addresses as they appear in headers and on sockets, parsed strictly.
+//!
+//! One parser serves X-Forwarded-For entries, X-Real-IP values, Forwarded
+//! `for=` nodes and command-line arguments, so every place agrees on what an
+//! address is: `1.2.3.4`, `1.2.3.4:80`, `[2001:db8::1]:443`, a bare
+//! `2001:db8::1`, or a zoned `fe80::1%eth0`. IPv4-mapped IPv6 is unmapped, so
+//! `::ffff:10.0.0.1` matches `10.0.0.0/8` exactly as nginx does.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+
+/// Longest address text we look at. The longest legal form is
+/// `[ffff:...:ffff%<zone>]:65535` (41 + 1 + zone + 7). Anything longer is
+/// garbage, and refusing it early bounds the work an attacker can ask for.
+pub const MAX_ADDR_LEN: usize = 96;
+
+/// Longest IPv6 zone identifier kept. Interface names are at most 15 bytes
+/// (IFNAMSIZ); numeric zones are shorter still.
+pub const MAX_ZONE_LEN: usize = 32;
+
+/// Why a piece of text is not an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AddrError {
+    /// Nothing to parse.
+    #[error("empty address")]
+    Empty,
+    /// Longer than [`MAX_ADDR_LEN`].
+    #[error("address text longer than {MAX_ADDR_LEN} bytes")]
+    TooLong,
+    /// Not an IPv4 or IPv6 address.
+    #[error("not an IP address")]
+    NotAnIp,
+    /// `0.0.0.0` or `::`: never a real peer.
+    #[error("unspecified address (0.0.0.0 or ::) is never a client")]
+    Unspecified,
+    /// The port is not a number from 1 to 65535.
+    #[error("port is not a number from 1 to 65535")]
+    BadPort,
+    /// `[` without `]`, or text after `]` that is not `:port`.
+    #[error("malformed brackets around an IPv6 address")]
+    BadBrackets,
+    /// A zone on an IPv4 address, an empty zone, or one with odd characters.
+    #[error("malformed IPv6 zone (expected fe80::1%eth0)")]
+    BadZone,
+    /// Bytes that are not UTF-8.
+    #[error("address text is not UTF-8")]
+    NotUtf8,
+}
+
+/// An address read from text: the IP, an optional port, and an optional IPv6
+/// zone. A zoned address is kept for display but is never trusted, because a
+/// zone names an interface on someone else's machine.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Addr {
+    /// The IP, with IPv4-mapped IPv6 already unmapped.
+    pub ip: IpAddr,
+    /// The port, when the text carried one.
+    pub port: Option<u16>,
+    /// The IPv6 zone (`eth0` in `fe80::1%eth0`), when present.
+    pub zone: Option<Box<str>>,
+}
+
+impl Addr {
+    /// An address with no port and no zone.
+    pub fn ip(ip: IpAddr) -> Self {
+        Addr {
+            ip: unmap(ip),
+            port: None,
+            zone: None,
+        }
+    }
+
+    /// An address from a socket address. A socket's scope id is not a zone
+    /// name, so it is dropped; IPv4-mapped IPv6 is unmapped.
+    pub fn from_socket(sa: SocketAddr) -> Self {
+        Addr {
+            ip: unmap(sa.ip()),
+            port: if sa.port() == 0 {
+                None
+            } else {
+                Some(sa.port())
+            },
+            zone: None,
+        }
+    }
+
+    /// Parse address text; see the module documentation for the forms.
+    pub fn parse(text: &str) -> Result<Self, AddrError> {
+        parse(text)
+    }
+
+    /// Parse bytes read from the network (header values are bytes).
+    pub fn parse_bytes(bytes: &[u8]) -> Result<Self, AddrError> {
+        if bytes.len() > MAX_ADDR_LEN {
+            return Err(AddrError::TooLong);
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| AddrError::NotUtf8)?;
+        parse(text)
+    }
+}
+
+impl FromStr for Addr {
+    type Err = AddrError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse(s)
+    }
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.ip, self.port, &self.zone) {
+            (IpAddr::V4(ip), Some(p), _) => write!(f, "{ip}:{p}"),
+            (IpAddr::V4(ip), None, _) => write!(f, "{ip}"),
+            (IpAddr::V6(ip), Some(p), Some(z)) => write!(f, "[{ip}%{z}]:{p}"),
+            (IpAddr::V6(ip), Some(p), None) => write!(f, "[{ip}]:{p}"),
+            (IpAddr::V6(ip), None, Some(z)) => write!(f, "{ip}%{z}"),
+            (IpAddr::V6(ip), None, None) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 (`::ffff:a.b.c.d`) becomes IPv4, so trust ranges written
+/// for IPv4 match dual-stack sockets too.
+pub fn unmap(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    }
+}
+
+fn parse(text: &str) -> Result<Addr, AddrError> {
+    let text = text.trim_matches(|c| c == ' ' || c == '\t');
+    if text.is_empty() {
+        return Err(AddrError::Empty);
+    }
+    if text.len() > MAX_ADDR_LEN {
+        return Err(AddrError::TooLong);
+    }
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let close = rest.find(']').ok_or(AddrError::BadBrackets)?;
+        let host = &rest[..close];
+        let after = &rest[close + 1..];
+        let port = if after.is_empty() {
+            None
+        } else {
+            let p = after.strip_prefix(':').ok_or(AddrError::BadBrackets)?;
+            Some(parse_port(p)?)
+        };
+        let (ip, zone) = parse_v6_zoned(host)?;
+        return finish(IpAddr::V6(ip), port, zone);
+    } else {
+        match text.bytes().filter(|&b| b == b':').count() {
+            // Bare IPv4 (or garbage).
+            0 => (text, None),
+            // IPv4 with a port.
+            1 => {
+                let (h, p) = text.split_once(':').ok_or(AddrError::NotAnIp)?;
+                (h, Some(parse_port(p)?))
+            }
+            // Bare IPv6: a port would need brackets.
+            _ => {
+                let (ip, zone) = parse_v6_zoned(text)?;
+                return finish(IpAddr::V6(ip), None, zone);
+            }
+        }
+    };
+    if host.contains('%') {
+        return Err(AddrError::BadZone);
+    }
+    let ip = std::net::Ipv4Addr::from_str(host).map_err(|_| AddrError::NotAnIp)?;
+    finish(IpAddr::V4(ip), port, None)
+}
+
+fn parse_v6_zoned(text: &str) -> Result<(Ipv6Addr, Option<Box<str>>), AddrError> {
+    let (host, zone) = match text.split_once('%') {
+        Some((h, z)) => {
+            let ok = !z.is_empty()
+                && z.len() <= MAX_ZONE_LEN
+                && z.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            if !ok {
+                return Err(AddrError::BadZone);
+            }
+            (h, Some(Box::from(z)))
+        }
+        None => (text, None),
+    };
+    let ip = Ipv6Addr::from_str(host).map_err(|_| AddrError::NotAnIp)?;
+    Ok((ip, zone))
+}
+
+fn finish(ip: IpAddr, port: Option<u16>, zone: Option<Box<str>>) -> Result<Addr, AddrError> {
+    // A mapped address with a zone is nonsense; keep it IPv6 so it is shown
+    // as written and, being zoned, never trusted.
+    let ip = if zone.is_none() { unmap(ip) } else { ip };
+    if ip.is_unspecified() {
+        return Err(AddrError::Unspecified);
+    }
+    Ok(Addr { ip, port, zone })
+}
+
+/// Ports are 1-65535 in decimal digits; no sign, no spaces, at most 5 digits.
+pub(crate) fn parse_port(text: &str) -> Result<u16, AddrError> {
+    if text.is_empty() || text.len() > 5 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AddrError::BadPort);
+    }
+    match text.parse::<u32>() {
+        Ok(p @ 1..=65535) => Ok(p as u16),
+        _ => Err(AddrError::BadPort),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn ok(s: &str) -> Addr {
+        Addr::parse(s).unwrap_or_else(|e| panic!("{s:?}: {e}"))
+    }
+
+    #[test]
+    fn ipv4_forms() {
+        assert_eq!(ok("1.2.3.4").ip, IpAddr::V4(Ipv4Addr::new(1, 2, 3, 4)));
+        assert_eq!(ok("1.2.3.4").port, None);
+        assert_eq!(ok("1.2.3.4:80").port, Some(80));
+        assert_eq!(ok(" 1.2.3.4\t").ip.to_string(), "1.2.3.4");
+        assert_eq!(ok("2.2.2.2:3384").port, Some(3384));
+    }
+
+    #[test]
+    fn ipv6_forms() {
+        let a = ok("[2001:db8::1]:443");
+        assert_eq!(a.ip, "2001:db8::1".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(a.port, Some(443));
+        assert_eq!(ok("2001:db8::1").port, None);
+        assert_eq!(ok("[2001:db8::1]").port, None);
+        assert_eq!(ok("[2001:db8::1]:443").to_string(), "[2001:db8::1]:443");
+    }
+
+    #[test]
+    fn mapped_is_unmapped() {
+        let a = ok("[::ffff:188.0.2.128]:48483");
+        assert_eq!(a.ip, IpAddr::V4(Ipv4Addr::new(188, 0, 2, 128)));
+        assert_eq!(a.port, Some(48483));
+        assert_eq!(ok("::ffff:1.2.3.4").ip.to_string(), "1.2.3.4");
+        let sa: SocketAddr = "[::ffff:10.0.0.1]:99".parse().unwrap();
+        assert_eq!(Addr::from_socket(sa).ip.to_string(), "10.0.0.1");
+    }
+
+    #[test]
+    fn zones_are_kept() {
+        let a = ok("fe80::1%eth0");
+        assert_eq!(a.zone.as_deref(), Some("eth0"));
+        let b = ok("[fe80::abcd%eth0]:8080");
+        assert_eq!(b.zone.as_deref(), Some("eth0"));
+        assert_eq!(b.port, Some(8080));
+        assert_eq!(b.to_string(), "[fe80::abcd%eth0]:8080");
+    }
+
+    #[test]
+    fn errors_are_typed() {
+        assert_eq!(Addr::parse("[fe80::abcd%eth0]:xyz"), Err(AddrError::BadPort));
+        assert_eq!(Addr::parse(""), Err(AddrError::Empty));
+        assert_eq!(Addr::parse("0.0.0.0"), Err(AddrError::Unspecified));
+        assert_eq!(Addr::parse("::"), Err(AddrError::Unspecified));
+        assert_eq!(Addr::parse("[::]:80"), Err(AddrError::Unspecified));
+        assert_eq!(Addr::parse("1.2.3.4:0"), Err(AddrError::BadPort));
+        assert_eq!(Addr::parse("1.2.3.4:65536"), Err(AddrError::BadPort));
+        assert_eq!(Addr::parse("1.2.3.4:+80"), Err(AddrError::BadPort));
+        assert_eq!(Addr::parse("1.2.3.4:"), Err(AddrError::BadPort));
+        assert_eq!(Addr::parse("1.2.3"), Err(AddrError::NotAnIp));
+        assert_eq!(Addr::parse("01.2.3.4"), Err(AddrError::NotAnIp));
+        assert_eq!(Addr::parse("unknown"), Err(AddrError::NotAnIp));
+        assert_eq!(Addr::parse("1.2.3.4%eth0"), Err(AddrError::BadZone));
+        assert_eq!(Addr::parse("fe80::1%"), Err(AddrError::BadZone));
+        assert_eq!(Addr::parse("fe80::1%e th0"), Err(AddrError::BadZone));
+        assert_eq!(Addr::parse("[::1"), Err(AddrError::BadBrackets));
+        assert_eq!(Addr::parse("[::1]80"), Err(AddrError::BadBrackets));
+        assert_eq!(Addr::parse(&"1".repeat(200)), Err(AddrError::TooLong));
+        assert_eq!(Addr::parse_bytes(b"1.2.3.\xff"), Err(AddrError::NotUtf8));
+    }
+}
