@@ -1,0 +1,534 @@
+//! The HTTP side: HTTP/1.1 and h2c on one port (TLS with h2 when
+//! configured), PROXY headers per listener, and the endpoints.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use realip_core::proxy::OwnedHeader;
+use realip_core::ProxyClaim;
+use realip_net::{read_proxy_header, IdleTimeout, Rewind};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::render::{self, Seen, TlsInfo};
+use crate::State;
+
+/// What one connection showed before any request.
+#[derive(Debug)]
+struct ConnInfo {
+    peer: SocketAddr,
+    proxy: Option<OwnedHeader>,
+    claim: Option<ProxyClaim>,
+    tls: Option<TlsInfo>,
+}
+
+pub(crate) async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limits = state.config.limits;
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut conns = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = crate::stopped(&mut shutdown) => break,
+        };
+        while conns.try_join_next().is_some() {}
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            let n = state.stats.over_limit.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(%peer, limit = limits.max_connections, refused = n, "connection limit reached; closing");
+            continue;
+        };
+        state.stats.connections.fetch_add(1, Ordering::Relaxed);
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let tls = tls.clone();
+        let shutdown = shutdown.clone();
+        conns.spawn(async move {
+            let _permit = permit;
+            connection(stream, peer, tls, state, shutdown).await;
+        });
+    }
+    drop(listener);
+    let grace = state.config.grace;
+    if tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        tracing::warn!(left = conns.len(), "grace time over; closing remaining connections");
+        conns.abort_all();
+    }
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<State>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let cfg = &state.config;
+    let mode = cfg.http_proxy;
+    let (prefix, proxy) = if mode.is_on() {
+        // Trust is checked before a single byte is read: a stranger cannot
+        // make us parse, and cannot speak for anyone.
+        if !cfg.resolver.trusted().contains(peer.ip()) {
+            let n = state.stats.proxy_untrusted.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(%peer, count = n, "PROXY header from an untrusted peer is not accepted; closing (see --trusted)");
+            return;
+        }
+        match read_proxy_header(&mut stream, mode, cfg.limits.proxy).await {
+            Ok(h) => (h.rest.clone(), Some(h)),
+            Err(e) => {
+                let n = state.stats.proxy_invalid.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(%peer, error = %e, count = n, "closing connection");
+                return;
+            }
+        }
+    } else {
+        (Bytes::new(), None)
+    };
+    let io = IdleTimeout::new(Rewind::new(prefix, stream), cfg.limits.idle_timeout);
+    let claim = proxy.as_ref().map(|h| h.claim());
+    let proxy = proxy.map(|h| h.header);
+    match tls {
+        None => {
+            let info = Arc::new(ConnInfo {
+                peer,
+                proxy,
+                claim,
+                tls: None,
+            });
+            serve_http(io, info, state, shutdown).await
+        }
+        Some(acceptor) => {
+            let handshake =
+                tokio::time::timeout(cfg.limits.header_timeout, acceptor.accept(io)).await;
+            let tls_stream = match handshake {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let info = Arc::new(ConnInfo {
+                peer,
+                proxy,
+                claim,
+                tls: Some(crate::tls::info(tls_stream.get_ref().1)),
+            });
+            serve_http(tls_stream, info, state, shutdown).await
+        }
+    }
+}
+
+async fn serve_http<I>(io: I, info: Arc<ConnInfo>, state: Arc<State>, mut shutdown: watch::Receiver<bool>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = state.config.limits;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        // hyper refuses buffers under 8 KiB.
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256);
+    let svc = hyper::service::service_fn(move |req| {
+        let info = info.clone();
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(handle(req, &info, &state).await) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = crate::stopped(&mut shutdown), if !draining => {
+                // Finish the request in flight, then close.
+                conn.as_mut().graceful_shutdown();
+                draining = true;
+            }
+        }
+    }
+}
+
+/// Response bodies: a buffer, or `/data`'s generated payload streamed in
+/// chunks so a large size costs no memory.
+pub(crate) enum Payload {
+    Full(Option<Bytes>),
+    Repeat { left: u64, chunk: Bytes },
+}
+
+impl Body for Payload {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match &mut *self {
+            Payload::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Payload::Repeat { left, chunk } => {
+                if *left == 0 {
+                    return Poll::Ready(None);
+                }
+                let n = (*left).min(chunk.len() as u64) as usize;
+                *left -= n as u64;
+                Poll::Ready(Some(Ok(Frame::data(chunk.slice(..n)))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Payload::Full(b) => b.is_none(),
+            Payload::Repeat { left, .. } => *left == 0,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Payload::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Payload::Repeat { left, .. } => SizeHint::with_exact(*left),
+        }
+    }
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Payload> {
+    let mut r = Response::new(Payload::Full(Some(body.into())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json";
+
+/// Largest `/data` payload: generous for load tests, bounded for safety.
+const MAX_DATA: u64 = 1 << 30;
+/// Longest `?wait=`.
+const MAX_WAIT: Duration = Duration::from_secs(600);
+/// Largest body read (only `POST /health` reads one).
+const MAX_BODY: usize = 64;
+
+/// Query parameters, percent-decoded, in order.
+fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
+    q.unwrap_or("")
+        .split('&')
+        .filter(|s| !s.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Go's time.ParseDuration subset: `1.5s`, `300ms`, `2m`, `1h30m`, `10us`.
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_end == 0 {
+            return None;
+        }
+        let n: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_end..];
+        total += n * mult;
+    }
+    if !total.is_finite() || total > 1e9 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(total))
+}
+
+async fn handle(req: Request<Incoming>, info: &ConnInfo, state: &State) -> Response<Payload> {
+    let started = std::time::Instant::now();
+    let parts = LogParts {
+        method: req.method().clone(),
+        path: req.uri().path().to_string(),
+        version: req.version(),
+    };
+    state.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let cfg = &state.config;
+    let headers = realip_http::HttpHeaders(req.headers());
+    let mut evidence = realip_core::Request::new(info.peer, &headers);
+    evidence.proxy = info.claim;
+    let resolution = cfg.resolver.explain(&evidence);
+    let query = query_pairs(req.uri().query());
+    let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+
+    if let Some(w) = get("wait") {
+        match parse_go_duration(w) {
+            Some(d) if d <= MAX_WAIT => tokio::time::sleep(d).await,
+            _ => {
+                return finish(
+                    reply(StatusCode::BAD_REQUEST, TEXT, format!("bad wait duration {w:?} (e.g. 500ms, 2s; at most 10m)\n")),
+                    &parts, info, &resolution, started,
+                )
+            }
+        }
+    }
+    let env = (get("env") == Some("true")).then(|| std::env::vars().collect::<Vec<_>>());
+    let seen = Seen {
+        name: cfg.name.as_deref(),
+        hostname: &state.hostname,
+        ips: &state.ips,
+        peer: info.peer,
+        method: req.method(),
+        uri: req.uri(),
+        version: req.version(),
+        headers: req.headers(),
+        scheme: if info.tls.is_some() { "https" } else { "http" },
+        proxy: info.proxy.as_ref(),
+        tls: info.tls.as_ref(),
+        resolution: &resolution,
+    };
+    let path = req.uri().path();
+    let mut resp = match path {
+        "/api" => {
+            let v = render::api(&seen, env.as_deref());
+            reply(StatusCode::OK, JSON, v.to_string())
+        }
+        "/clientip" => reply(StatusCode::OK, TEXT, render::host_port(info.peer)),
+        "/realip" => match &resolution.client {
+            Some(c) => reply(StatusCode::OK, TEXT, render::client_text(c)),
+            None => reply(StatusCode::UNPROCESSABLE_ENTITY, TEXT, "no client address could be resolved"),
+        },
+        "/echoserver" => reply(StatusCode::OK, TEXT, render::echoserver(&seen)),
+        "/bench" => reply(StatusCode::OK, TEXT, Bytes::from_static(b"1")),
+        "/health" => return finish(health(req, state).await, &parts, info, &resolution, started),
+        "/data" => data(get("size"), get("unit")),
+        _ => reply(StatusCode::OK, TEXT, render::text(&seen, env.as_deref())),
+    };
+    // `?header=Name:value` adds response headers (whoami #31).
+    for (k, v) in &query {
+        if k != "header" {
+            continue;
+        }
+        let Some((name, value)) = v.split_once(':') else {
+            return finish(
+                reply(StatusCode::BAD_REQUEST, TEXT, format!("bad header parameter {v:?}: expected Name:value\n")),
+                &parts, info, &resolution, started,
+            );
+        };
+        match (HeaderName::try_from(name.trim()), HeaderValue::try_from(value.trim())) {
+            (Ok(n), Ok(v)) => {
+                resp.headers_mut().append(n, v);
+            }
+            _ => {
+                return finish(
+                    reply(StatusCode::BAD_REQUEST, TEXT, format!("bad header parameter {v:?}\n")),
+                    &parts, info, &resolution, started,
+                )
+            }
+        }
+    }
+    finish(resp, &parts, info, &resolution, started)
+}
+
+/// What the log line needs, taken before the request is consumed.
+struct LogParts {
+    method: Method,
+    path: String,
+    version: http::Version,
+}
+
+/// One log event per request: peer, resolved client, source, status.
+fn finish(
+    resp: Response<Payload>,
+    p: &LogParts,
+    info: &ConnInfo,
+    res: &realip_core::Resolution,
+    started: std::time::Instant,
+) -> Response<Payload> {
+    let (client, source) = match &res.client {
+        Some(c) => (c.to_string(), c.source.to_string()),
+        None => ("-".into(), "-".into()),
+    };
+    tracing::info!(
+        peer = %info.peer,
+        client = %client,
+        source = %source,
+        status = resp.status().as_u16(),
+        method = %p.method,
+        path = %p.path,
+        version = ?p.version,
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    resp
+}
+
+async fn health(req: Request<Incoming>, state: &State) -> Response<Payload> {
+    match *req.method() {
+        Method::GET | Method::HEAD => {
+            let code = state.health.load(Ordering::Relaxed);
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+            reply(status, TEXT, Bytes::new())
+        }
+        Method::POST => {
+            let body = http_body_util::Limited::new(req.into_body(), MAX_BODY).collect().await;
+            let bytes = match body {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    return reply(StatusCode::PAYLOAD_TOO_LARGE, TEXT, format!("body over {MAX_BODY} bytes\n"));
+                }
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            match text.trim().parse::<u16>().ok().filter(|c| (100..=599).contains(c)) {
+                Some(code) => {
+                    state.health.store(code, Ordering::Relaxed);
+                    tracing::info!(status = code, "health status set");
+                    reply(StatusCode::OK, TEXT, Bytes::new())
+                }
+                None => reply(StatusCode::BAD_REQUEST, TEXT, format!("{:?} is not a status code from 100 to 599\n", text.trim())),
+            }
+        }
+        _ => reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, Bytes::new()),
+    }
+}
+
+fn data(size: Option<&str>, unit: Option<&str>) -> Response<Payload> {
+    let n: u64 = match size.map(str::parse) {
+        None => 1,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return reply(StatusCode::BAD_REQUEST, TEXT, "size must be a whole number\n"),
+    };
+    let mult: u64 = match unit.map(str::to_ascii_uppercase).as_deref() {
+        None | Some("") | Some("B") => 1,
+        Some("KB") => 1 << 10,
+        Some("MB") => 1 << 20,
+        Some("GB") => 1 << 30,
+        Some(u) => return reply(StatusCode::BAD_REQUEST, TEXT, format!("unit {u:?} is not B, KB, MB or GB\n")),
+    };
+    let total = match n.checked_mul(mult) {
+        Some(t) if t <= MAX_DATA => t,
+        _ => return reply(StatusCode::BAD_REQUEST, TEXT, format!("size over {MAX_DATA} bytes\n")),
+    };
+    // Printable, and recognisable when a truncation is looked at by eye.
+    let chunk: Bytes = (0..64 * 1024).map(|i| b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[i % 36]).collect::<Vec<u8>>().into();
+    let mut r = Response::new(Payload::Repeat { left: total, chunk });
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("1s"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_go_duration("300ms"), Some(Duration::from_millis(300)));
+        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_go_duration(""), None);
+        assert_eq!(parse_go_duration("5"), None);
+        assert_eq!(parse_go_duration("5x"), None);
+        assert_eq!(parse_go_duration("99999999999h"), None);
+    }
+
+    #[test]
+    fn queries() {
+        let q = query_pairs(Some("header=X-A:b%20c&env=true&x"));
+        assert_eq!(q[0], ("header".into(), "X-A:b c".into()));
+        assert_eq!(q[1], ("env".into(), "true".into()));
+        assert_eq!(q[2], ("x".into(), "".into()));
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("%4"), "%4");
+    }
+}

@@ -1,0 +1,171 @@
+//! Test harness: runs the real `realip` binary the way a user would, and
+//! talks to it over real loopback sockets from chosen source addresses.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, SocketAddr};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A running `realip whoami`, killed (by its own PID) when dropped.
+pub struct Whoami {
+    pub child: Child,
+    pub http: SocketAddr,
+    pub tcp: Option<SocketAddr>,
+    pub udp: Option<SocketAddr>,
+    pub logs: mpsc::Receiver<String>,
+}
+
+impl Drop for Whoami {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn field(line: &str, key: &str) -> Option<SocketAddr> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    v["fields"][key].as_str()?.parse().ok()
+}
+
+/// Start whoami on loopback ports the kernel picks; wait for "listening".
+pub fn whoami(args: &[&str]) -> Whoami {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_realip"))
+        .arg("whoami")
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start realip whoami");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("whoami did not report listening within 10s"));
+        if line.contains("\"listening\"") {
+            let http = field(&line, "http").expect("http address in the listening line");
+            return Whoami {
+                child,
+                http,
+                tcp: field(&line, "tcp"),
+                udp: field(&line, "udp"),
+                logs: rx,
+            };
+        }
+    }
+}
+
+impl Whoami {
+    /// Log lines so far (non-blocking).
+    pub fn drain_logs(&self) -> Vec<String> {
+        self.logs.try_iter().collect()
+    }
+}
+
+/// A TCP connection from `src` (e.g. 127.0.0.2) to `dst`.
+pub async fn connect_from(src: &str, dst: SocketAddr) -> tokio::net::TcpStream {
+    let src: IpAddr = src.parse().unwrap();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(src, 0)).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), sock.connect(dst))
+        .await
+        .expect("connect timed out")
+        .expect("connect")
+}
+
+/// Send raw bytes and read until the server closes (or 5 s pass).
+pub async fn raw_exchange(stream: &mut tokio::net::TcpStream, send: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.write_all(send).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    out
+}
+
+/// One HTTP/1.1 request over a fresh connection from `src`; returns status,
+/// headers and body.
+pub async fn get_from(
+    src: &str,
+    dst: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, http::HeaderMap, String) {
+    let stream = connect_from(src, dst).await;
+    http1_over(stream, "GET", path, headers, "").await
+}
+
+/// One HTTP/1.1 request over any stream.
+pub async fn http1_over<S>(
+    stream: S,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, http::HeaderMap, String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::{BodyExt, Full};
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.expect("h1 handshake");
+    tokio::spawn(conn);
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "whoami.test");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(bytes::Bytes::from(body.to_string()))).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), send.send_request(req))
+        .await
+        .expect("response timed out")
+        .expect("response");
+    let status = resp.status().as_u16();
+    let hm = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, hm, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// One h2 request (prior knowledge, or after TLS ALPN) over any stream.
+pub async fn h2_over<S>(stream: S, path: &str, headers: &[(&str, &str)]) -> (u16, String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::{BodyExt, Empty};
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    let mut req = http::Request::builder().uri(format!("http://whoami.test{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Empty::<bytes::Bytes>::new()).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), send.send_request(req))
+        .await
+        .expect("h2 response timed out")
+        .expect("h2 response");
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Parse a JSON body.
+pub fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
