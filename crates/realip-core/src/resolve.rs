@@ -202,7 +202,7 @@ impl Verdict {
             | Verdict::Believed(r)
             | Verdict::Unusable(r)
             | Verdict::Skipped(r) => r,
-            Verdict::NotReached => "the walk stopped before this hop",
+            Verdict::NotReached => "not read: the walk stopped nearer the peer",
         }
     }
 }

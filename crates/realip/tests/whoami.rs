@@ -363,3 +363,128 @@ async fn sigterm_drains_in_flight_requests() {
     // No new connections once stopped.
     assert!(tokio::net::TcpStream::connect(http).await.is_err());
 }
+
+struct Pki {
+    dir: std::path::PathBuf,
+    ca_pem: String,
+    client_chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    client_key: rustls_pki_types::PrivateKeyDer<'static>,
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let dir = std::env::temp_dir().join(format!(
+        "realip-whoami-tls-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "realip test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let srv_key = KeyPair::generate().unwrap();
+    let srv = CertificateParams::new(vec!["whoami.test".to_string()])
+        .unwrap()
+        .signed_by(&srv_key, &ca, &ca_key)
+        .unwrap();
+    let cli_key = KeyPair::generate().unwrap();
+    let mut cli_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    cli_params.distinguished_name.push(DnType::CommonName, "client-a");
+    let cli = cli_params.signed_by(&cli_key, &ca, &ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), srv.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), srv_key.serialize_pem()).unwrap();
+    Pki {
+        dir,
+        ca_pem: ca.pem(),
+        client_chain: vec![cli.der().clone()],
+        client_key: rustls_pki_types::PrivateKeyDer::try_from(cli_key.serialize_der()).unwrap(),
+    }
+}
+
+async fn tls_connect(
+    pki: &Pki,
+    dst: std::net::SocketAddr,
+    client_cert: bool,
+    alpn: &[&[u8]],
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use rustls_pki_types::pem::PemObject;
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let b = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut cfg = if client_cert {
+        b.with_client_auth_cert(pki.client_chain.clone(), pki.client_key.clone_key()).unwrap()
+    } else {
+        b.with_no_client_auth()
+    };
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = connect_from("127.0.0.1", dst).await;
+    let name = rustls_pki_types::ServerName::try_from("whoami.test").unwrap();
+    let s = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await?;
+    // TLS 1.3 reports a rejected client certificate only on the first read.
+    Ok(s)
+}
+
+#[tokio::test]
+async fn tls_h2_and_http11_by_alpn() {
+    let pki = pki();
+    let d = pki.dir.to_str().unwrap().to_string();
+    let w = whoami(&[
+        "--cert", &format!("{d}/cert.pem"),
+        "--key", &format!("{d}/key.pem"),
+        "--trusted", "127.0.0.1/32",
+    ]);
+    let s = tls_connect(&pki, w.http, false, &[b"h2"]).await.unwrap();
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (status, body) = h2_over(s, "/api", &[("x-forwarded-for", "198.51.100.3")]).await;
+    assert_eq!(status, 200);
+    let v = json(&body);
+    assert_eq!(v["realIp"]["ip"], "198.51.100.3");
+    assert_eq!(v["tls"]["alpn"], "h2");
+    let s = tls_connect(&pki, w.http, false, &[b"http/1.1"]).await.unwrap();
+    let (status, _, body) = http1_over(s, "GET", "/echoserver", &[], "").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("\trequest_scheme=https\n"), "{body}");
+}
+
+#[tokio::test]
+async fn mtls_requires_and_shows_the_client_certificate() {
+    let pki = pki();
+    let d = pki.dir.to_str().unwrap().to_string();
+    let w = whoami(&[
+        "--cert", &format!("{d}/cert.pem"),
+        "--key", &format!("{d}/key.pem"),
+        "--cacert", &format!("{d}/ca.pem"),
+    ]);
+    let s = tls_connect(&pki, w.http, true, &[b"h2"]).await.unwrap();
+    let (status, body) = h2_over(s, "/", &[]).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("ClientCert: CN=client-a"), "{body}");
+    // Without a certificate the server refuses: the handshake or the first
+    // exchange fails, and no response comes back.
+    match tls_connect(&pki, w.http, false, &[b"http/1.1"]).await {
+        Err(_) => {}
+        Ok(mut s) => {
+            let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+            let mut out = Vec::new();
+            let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await.unwrap();
+            assert!(r.is_err() || out.is_empty(), "{:?}", String::from_utf8_lossy(&out));
+        }
+    }
+}
