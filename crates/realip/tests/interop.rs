@@ -1,0 +1,192 @@
+//! Interop: `realip whoami` behind real Debian peers (HAProxy 2.6, nginx
+//! 1.22), all on loopback. The client connects from 127.0.0.3, the proxy
+//! reaches whoami from 127.0.0.1; whoami must report 127.0.0.3.
+//!
+//! The peers are required, not optional: `scripts/test` installs them, and a
+//! missing one fails here rather than skipping.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const CLIENT: &str = "127.0.0.3";
+
+/// A peer process we started, stopped by its own PID when dropped, with its
+/// scratch directory.
+struct Peer {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "realip-interop-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn find(bin: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin", "/usr/local/bin"] {
+        let p = Path::new(dir).join(bin);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{bin} is not installed: run scripts/test (it installs nginx and haproxy)");
+}
+
+fn wait_listening(port: u16, what: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited early: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on 127.0.0.1:{port}");
+}
+
+fn haproxy(tcp_backend: u16, http_backend: u16) -> (Peer, u16, u16) {
+    let dir = scratch("haproxy");
+    let (tcp_port, http_port) = (free_port(), free_port());
+    let cfg = format!(
+        "global\n  maxconn 256\n\
+         defaults\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
+         frontend ft_tcp\n  mode tcp\n  bind 127.0.0.1:{tcp_port}\n  default_backend bk_tcp\n\
+         backend bk_tcp\n  mode tcp\n  server w 127.0.0.1:{tcp_backend} send-proxy-v2\n\
+         frontend ft_http\n  mode http\n  bind 127.0.0.1:{http_port}\n  option forwardfor\n  default_backend bk_http\n\
+         backend bk_http\n  mode http\n  server w 127.0.0.1:{http_backend}\n"
+    );
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    let mut child = Command::new(find("haproxy"))
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start haproxy");
+    wait_listening(tcp_port, "haproxy", &mut child);
+    wait_listening(http_port, "haproxy", &mut child);
+    (Peer { child, dir }, tcp_port, http_port)
+}
+
+fn nginx(stream_backend: u16, http_backend: u16) -> (Peer, u16, u16) {
+    let dir = scratch("nginx");
+    let (stream_port, http_port) = (free_port(), free_port());
+    let d = dir.display();
+    let module = "/usr/lib/nginx/modules/ngx_stream_module.so";
+    assert!(
+        Path::new(module).exists(),
+        "nginx's stream module is missing: run scripts/test (it installs libnginx-mod-stream)"
+    );
+    let cfg = format!(
+        "load_module {module};\n\
+         daemon off;\nmaster_process off;\nworker_processes 1;\n\
+         pid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+         events {{ worker_connections 256; }}\n\
+         stream {{\n  server {{\n    listen 127.0.0.1:{stream_port};\n    proxy_pass 127.0.0.1:{stream_backend};\n    proxy_protocol on;\n  }}\n}}\n\
+         http {{\n  access_log off;\n\
+           client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+           server {{\n    listen 127.0.0.1:{http_port};\n    location / {{\n      proxy_pass http://127.0.0.1:{http_backend};\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n    }}\n  }}\n}}\n"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, cfg).unwrap();
+    let mut child = Command::new(find("nginx"))
+        .arg("-c")
+        .arg(&path)
+        .arg("-p")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nginx");
+    wait_listening(stream_port, "nginx", &mut child);
+    wait_listening(http_port, "nginx", &mut child);
+    (Peer { child, dir }, stream_port, http_port)
+}
+
+async fn realip_via(port: u16) -> serde_json::Value {
+    let dst = format!("127.0.0.1:{port}").parse().unwrap();
+    let (status, _, body) = get_from(CLIENT, dst, "/api", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    json(&body)
+}
+
+#[tokio::test]
+async fn haproxy_send_proxy_v2_and_forwardfor() {
+    let pp = whoami(&["--trusted", "127.0.0.1/32", "--proxy-protocol", "v2"]);
+    let xff = whoami(&["--trusted", "127.0.0.1/32"]);
+    let (_h, tcp_port, http_port) = haproxy(pp.http.port(), xff.http.port());
+
+    let v = realip_via(tcp_port).await;
+    assert_eq!(v["realIp"]["ip"], CLIENT, "{v}");
+    assert_eq!(v["realIp"]["source"], "proxy-protocol");
+    assert_eq!(v["proxyProtocol"]["version"], 2);
+    assert!(v["remoteAddr"].as_str().unwrap().starts_with("127.0.0.1:"));
+
+    let v = realip_via(http_port).await;
+    assert_eq!(v["realIp"]["ip"], CLIENT, "{v}");
+    assert_eq!(v["realIp"]["header"], "X-Forwarded-For");
+
+    // A client forging X-Forwarded-For through HAProxy: HAProxy appends the
+    // real peer, and the walk stops there.
+    let dst = format!("127.0.0.1:{http_port}").parse().unwrap();
+    let (_, _, body) = get_from(CLIENT, dst, "/api", &[("X-Forwarded-For", "6.6.6.6")]).await;
+    assert_eq!(json(&body)["realIp"]["ip"], CLIENT, "{body}");
+}
+
+#[tokio::test]
+async fn nginx_stream_proxy_protocol_and_xff() {
+    let pp = whoami(&["--trusted", "127.0.0.1/32", "--proxy-protocol", "any"]);
+    let xff = whoami(&["--trusted", "127.0.0.1/32"]);
+    let (_n, stream_port, http_port) = nginx(pp.http.port(), xff.http.port());
+
+    let v = realip_via(stream_port).await;
+    assert_eq!(v["realIp"]["ip"], CLIENT, "{v}");
+    assert_eq!(v["realIp"]["source"], "proxy-protocol");
+    assert_eq!(v["proxyProtocol"]["version"], 1);
+
+    let v = realip_via(http_port).await;
+    assert_eq!(v["realIp"]["ip"], CLIENT, "{v}");
+    assert_eq!(v["realIp"]["header"], "X-Forwarded-For");
+    let dst = format!("127.0.0.1:{http_port}").parse().unwrap();
+    let (_, _, body) = get_from(CLIENT, dst, "/api", &[("X-Forwarded-For", "6.6.6.6")]).await;
+    let v = json(&body);
+    assert_eq!(v["realIp"]["ip"], CLIENT, "{body}");
+    // Both entries are listed: the forged one never reached.
+    let hops = v["hops"].as_array().unwrap();
+    assert_eq!(hops[0]["addr"], "6.6.6.6");
+    assert_eq!(hops[0]["verdict"], "not-reached");
+}
