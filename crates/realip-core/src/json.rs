@@ -155,7 +155,7 @@ impl<'a> From<&'a Resolution> for JsonResolution<'a> {
         let decisive = r.decisive();
         JsonResolution {
             client: r.client.as_ref().map(JsonClient::from),
-            strategy: decisive.map(|s| s.strategy.as_str()),
+            strategy: decisive.map(|s| &*s.strategy),
             stop: decisive.map(|s| s.stop.to_string()),
             flagged: decisive.is_some_and(|s| s.stop.is_flagged()),
             hops: decisive.map(|s| step(s).hops).unwrap_or_default(),

@@ -152,21 +152,76 @@ impl fmt::Display for HopAddr {
     }
 }
 
+/// Why a verdict was reached. Usually static text or a label the trust set
+/// made once, so explaining a request formats nothing.
+#[derive(Debug, Clone)]
+pub struct Reason(ReasonRepr);
+
+#[derive(Debug, Clone)]
+enum ReasonRepr {
+    Static(&'static str),
+    Shared(std::sync::Arc<str>),
+    Owned(String),
+}
+
+impl std::ops::Deref for Reason {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match &self.0 {
+            ReasonRepr::Static(s) => s,
+            ReasonRepr::Shared(s) => s,
+            ReasonRepr::Owned(s) => s,
+        }
+    }
+}
+
+impl PartialEq for Reason {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Reason {}
+
+impl From<&'static str> for Reason {
+    fn from(s: &'static str) -> Self {
+        Reason(ReasonRepr::Static(s))
+    }
+}
+
+impl From<String> for Reason {
+    fn from(s: String) -> Self {
+        Reason(ReasonRepr::Owned(s))
+    }
+}
+
+impl From<std::sync::Arc<str>> for Reason {
+    fn from(s: std::sync::Arc<str>) -> Self {
+        Reason(ReasonRepr::Shared(s))
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
 /// What the walk decided about one hop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Trusted to speak for the client; the walk went past it.
-    Trusted(String),
+    Trusted(Reason),
     /// Not trusted; the walk went no further.
-    Untrusted(String),
+    Untrusted(Reason),
     /// Not checked against the trust set, but believed: a claim from a
     /// trusted peer, the peer itself under `remote-addr`, or the entry a
     /// trusted count points at.
-    Believed(String),
+    Believed(Reason),
     /// Not an address the walk could use.
-    Unusable(String),
+    Unusable(Reason),
     /// Skipped by a strategy that looks for something else.
-    Skipped(String),
+    Skipped(Reason),
     /// The walk stopped before reaching it.
     NotReached,
 }
@@ -287,7 +342,7 @@ impl fmt::Display for Stop {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
     /// The strategy, by name.
-    pub strategy: String,
+    pub strategy: std::sync::Arc<str>,
     /// The hops it looked at, far client first, the peer last.
     pub hops: Vec<HopReport>,
     /// Which hop is the answer.
@@ -325,12 +380,19 @@ impl Resolution {
 pub struct Resolver {
     trusted: TrustSet,
     chain: Vec<Strategy>,
+    // Names made once, so explanations do not format them per request.
+    names: Vec<std::sync::Arc<str>>,
 }
 
 impl Resolver {
     /// A resolver trying `chain` in order under `trusted`.
     pub fn new(trusted: TrustSet, chain: Vec<Strategy>) -> Self {
-        Resolver { trusted, chain }
+        let names = chain.iter().map(|s| s.to_string().into()).collect();
+        Resolver {
+            trusted,
+            chain,
+            names,
+        }
     }
 
     /// The trust set.
@@ -354,11 +416,11 @@ impl Resolver {
     pub fn explain<H: Headers + ?Sized>(&self, req: &Request<'_, H>) -> Resolution {
         let mut steps = Vec::new();
         let mut client = None;
-        for s in &self.chain {
+        for (s, name) in self.chain.iter().zip(&self.names) {
             let mut rec = Record::default();
             let (answer, stop) = run(s, &self.trusted, req, &mut rec);
             let peer = Addr::from_socket(req.peer.0);
-            let step = rec.finish(s, &self.trusted, &peer, answer.as_ref(), stop);
+            let step = rec.finish(s, name, &self.trusted, &peer, answer.as_ref(), stop);
             steps.push(step);
             if answer.is_some() {
                 client = answer;
@@ -569,17 +631,19 @@ fn verdict(
         strategy,
         Strategy::RightmostNonPrivate(_) | Strategy::LeftmostNonPrivate(_)
     );
-    let untrusted = || match a {
-        Some(a) if a.zone.is_some() => "zoned address, never trusted".to_string(),
-        Some(_) if private_rule => "not private or loopback".to_string(),
-        Some(_) if trusted.is_empty() => "no trusted ranges configured".to_string(),
-        Some(_) => format!("not in {trusted}"),
-        None => "not an address".to_string(),
+    let untrusted = || -> Reason {
+        match a {
+            Some(a) if a.zone.is_some() => "zoned address, never trusted".into(),
+            Some(_) if private_rule => "not private or loopback".into(),
+            Some(_) if trusted.is_empty() => "no trusted ranges configured".into(),
+            Some(_) => trusted.not_in_label().clone().into(),
+            None => "not an address".into(),
+        }
     };
     match ev {
         Event::Trusted if private_rule => Verdict::Trusted("private or loopback".into()),
-        Event::Trusted => Verdict::Trusted(match a.and_then(|a| trusted.matching(a.ip)) {
-            Some(e) => format!("in {e}"),
+        Event::Trusted => Verdict::Trusted(match a.and_then(|a| trusted.matching_label(a.ip)) {
+            Some(label) => label.clone().into(),
             None => "trusted".into(),
         }),
         Event::TrustedByCount if is_peer => {
@@ -587,13 +651,13 @@ fn verdict(
         }
         Event::TrustedByCount => Verdict::Trusted(match strategy {
             Strategy::RightmostTrustedCount { count, .. } => {
-                format!("appended by one of the {count} trusted proxies (by count)")
+                format!("appended by one of the {count} trusted proxies (by count)").into()
             }
             _ => "trusted by count".into(),
         }),
         Event::Untrusted => Verdict::Untrusted(untrusted()),
         Event::Unusable => Verdict::Unusable(match addr {
-            HopAddr::Invalid { error, .. } => format!("not an address: {error}"),
+            HopAddr::Invalid { error, .. } => format!("not an address: {error}").into(),
             HopAddr::Unknown => "for=unknown: the proxy did not know the client".into(),
             HopAddr::Obfuscated(_) => "obfuscated identifier, no address".into(),
             HopAddr::Missing => "element without for=".into(),
@@ -628,6 +692,7 @@ impl Record<'_> {
     fn finish(
         self,
         strategy: &Strategy,
+        name: &std::sync::Arc<str>,
         trusted: &TrustSet,
         peer: &Addr,
         answer: Option<&ClientAddr>,
@@ -679,7 +744,7 @@ impl Record<'_> {
         hops.push(peer_hop);
         let answer = answer.and_then(|c| hops.iter().position(|h| h.source == c.source));
         Step {
-            strategy: strategy.to_string(),
+            strategy: name.clone(),
             hops,
             answer,
             stop,

@@ -7,6 +7,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::addr::{unmap, Addr};
 
@@ -232,18 +233,44 @@ impl fmt::Display for TrustEntry {
 }
 
 /// The set of ranges whose members may speak for the client.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustSet {
     // Kept apart by family so a lookup scans only ranges that can match.
     v4: Vec<(u32, u32, usize)>,
     v6: Vec<(u128, u128, usize)>,
     entries: Vec<TrustEntry>,
+    // Explanation texts made once ("in 10.0.0.0/8 (private)", "not in
+    // ..."), so explaining a request formats no addresses.
+    labels: Vec<Arc<str>>,
+    not_in: Arc<str>,
+}
+
+impl Default for TrustSet {
+    fn default() -> Self {
+        TrustSet {
+            v4: Vec::new(),
+            v6: Vec::new(),
+            entries: Vec::new(),
+            labels: Vec::new(),
+            not_in: Arc::from("not in any trusted range"),
+        }
+    }
 }
 
 impl TrustSet {
     /// An empty set: trusts nobody.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// "in 10.0.0.0/8 (private)" for the entry containing `ip`.
+    pub fn matching_label(&self, ip: IpAddr) -> Option<&Arc<str>> {
+        self.index_of(ip).and_then(|i| self.labels.get(i))
+    }
+
+    /// "not in 10.0.0.0/8, ..." for addresses outside the set.
+    pub fn not_in_label(&self) -> &Arc<str> {
+        &self.not_in
     }
 
     /// Add one range.
@@ -299,7 +326,9 @@ impl TrustSet {
                 .v6
                 .push((u128::from(n), mask6(entry.cidr.prefix), idx)),
         }
+        self.labels.push(Arc::from(format!("in {entry}")));
         self.entries.push(entry);
+        self.not_in = Arc::from(format!("not in {self}"));
     }
 
     /// Whether the set is empty (trusts nobody).
@@ -314,7 +343,11 @@ impl TrustSet {
 
     /// The first entry containing `ip`, if any.
     pub fn matching(&self, ip: IpAddr) -> Option<&TrustEntry> {
-        let idx = match unmap(ip) {
+        self.index_of(ip).and_then(|i| self.entries.get(i))
+    }
+
+    fn index_of(&self, ip: IpAddr) -> Option<usize> {
+        match unmap(ip) {
             IpAddr::V4(a) => {
                 let a = u32::from(a);
                 self.v4.iter().find(|(n, m, _)| a & m == *n).map(|e| e.2)
@@ -323,13 +356,12 @@ impl TrustSet {
                 let a = u128::from(a);
                 self.v6.iter().find(|(n, m, _)| a & m == *n).map(|e| e.2)
             }
-        }?;
-        self.entries.get(idx)
+        }
     }
 
     /// Whether `ip` is trusted.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        self.matching(ip).is_some()
+        self.index_of(ip).is_some()
     }
 
     /// Whether a parsed address is trusted. A zoned address never is: a zone

@@ -419,10 +419,14 @@ mod tests {
 /// A stream that fails with `TimedOut` when neither side moves a byte for
 /// `idle`: keep-alive connections and slow readers cannot pin a slot
 /// forever.
+///
+/// Activity only records the time; the timer is re-armed lazily when it
+/// fires, so a busy connection costs no timer operations per request.
 #[derive(Debug)]
 pub struct IdleTimeout<S> {
     inner: S,
     idle: Duration,
+    last: tokio::time::Instant,
     deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
@@ -432,6 +436,7 @@ impl<S> IdleTimeout<S> {
         IdleTimeout {
             inner,
             idle,
+            last: tokio::time::Instant::now(),
             deadline: Box::pin(tokio::time::sleep(idle)),
         }
     }
@@ -442,17 +447,24 @@ impl<S> IdleTimeout<S> {
     }
 
     fn touch(&mut self) {
-        let next = tokio::time::Instant::now() + self.idle;
-        self.deadline.as_mut().reset(next);
+        self.last = tokio::time::Instant::now();
     }
 
     fn check(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        match self.deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("idle for {:?}", self.idle),
-            )),
-            Poll::Pending => Poll::Pending,
+        loop {
+            if self.deadline.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let due = self.last + self.idle;
+            if tokio::time::Instant::now() >= due {
+                return Poll::Ready(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("idle for {:?}", self.idle),
+                ));
+            }
+            // There was activity since the timer was armed: re-arm it for
+            // the real deadline and poll again to register the waker.
+            self.deadline.as_mut().reset(due);
         }
     }
 }
@@ -502,11 +514,66 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
         }
     }
 
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.touch();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => match self.check(cx) {
+                Poll::Ready(e) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod idle_tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn idle_stream_times_out_busy_one_does_not() {
+        let (mut a, b) = tokio::io::duplex(64);
+        let mut s = IdleTimeout::new(b, Duration::from_millis(200));
+        // Activity every 100 ms for 500 ms keeps it alive.
+        let writer = tokio::spawn(async move {
+            for _ in 0..5 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                a.write_all(b"x").await.unwrap();
+            }
+            a
+        });
+        let mut got = 0;
+        let mut buf = [0u8; 8];
+        while got < 5 {
+            got += s.read(&mut buf).await.expect("busy stream must not time out");
+        }
+        let _a = writer.await.unwrap();
+        // Then silence: the next read fails with TimedOut.
+        let t = std::time::Instant::now();
+        let err = s.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(t.elapsed() >= Duration::from_millis(150));
     }
 }

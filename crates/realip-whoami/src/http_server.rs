@@ -162,8 +162,12 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         // hyper refuses buffers under 8 KiB.
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .max_headers(limits.max_headers);
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    // hyper's default is 100 on a stack array; setting any value moves the
+    // array to the heap for every request, so only set a different one.
+    if limits.max_headers != 100 {
+        builder.http1().max_headers(limits.max_headers);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -336,7 +340,7 @@ async fn handle(req: Request<Incoming>, info: &ConnInfo, state: &State) -> Respo
     let started = std::time::Instant::now();
     let parts = LogParts {
         method: req.method().clone(),
-        path: req.uri().path().to_string(),
+        uri: req.uri().clone(),
         version: req.version(),
     };
     state.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -364,6 +368,7 @@ async fn handle(req: Request<Incoming>, info: &ConnInfo, state: &State) -> Respo
         name: cfg.name.as_deref(),
         hostname: &state.hostname,
         ips: &state.ips,
+        preamble: &state.preamble,
         peer: info.peer,
         method: req.method(),
         uri: req.uri(),
@@ -420,8 +425,20 @@ async fn handle(req: Request<Incoming>, info: &ConnInfo, state: &State) -> Respo
 /// What the log line needs, taken before the request is consumed.
 struct LogParts {
     method: Method,
-    path: String,
+    uri: http::Uri,
     version: http::Version,
+}
+
+/// `-` for nothing; formatted only when the log event is enabled.
+pub(crate) struct OrDash<T>(pub(crate) Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
 }
 
 /// One log event per request: peer, resolved client, source, status.
@@ -432,17 +449,13 @@ fn finish(
     res: &realip_core::Resolution,
     started: std::time::Instant,
 ) -> Response<Payload> {
-    let (client, source) = match &res.client {
-        Some(c) => (c.to_string(), c.source.to_string()),
-        None => ("-".into(), "-".into()),
-    };
     tracing::info!(
         peer = %info.peer,
-        client = %client,
-        source = %source,
+        client = %OrDash(res.client.as_ref()),
+        source = %OrDash(res.client.as_ref().map(|c| &c.source)),
         status = resp.status().as_u16(),
         method = %p.method,
-        path = %p.path,
+        path = %p.uri.path(),
         version = ?p.version,
         micros = started.elapsed().as_micros() as u64,
         "request"

@@ -124,6 +124,8 @@ pub struct State {
     pub hostname: String,
     /// Local addresses, read once.
     pub ips: Vec<IpAddr>,
+    /// The `/` page's fixed first lines, made once.
+    pub preamble: String,
     /// The `/health` status (POST sets it).
     pub health: AtomicU16,
     /// Counters.
@@ -203,10 +205,14 @@ impl Server {
             Some(files) => Some(tls::acceptor(files).map_err(StartError::Tls)?),
             None => None,
         };
+        let hostname = hostname();
+        let ips = local_ips();
+        let preamble = render::preamble(config.name.as_deref(), &hostname, &ips);
         let state = Arc::new(State {
             config,
-            hostname: hostname(),
-            ips: local_ips(),
+            hostname,
+            ips,
+            preamble,
             health: AtomicU16::new(200),
             stats: Stats::default(),
         });

@@ -34,6 +34,8 @@ pub struct Seen<'a> {
     pub hostname: &'a str,
     /// The machine's addresses.
     pub ips: &'a [IpAddr],
+    /// [`preamble`] of name, hostname and addresses.
+    pub preamble: &'a str,
     /// The socket peer (getpeername).
     pub peer: SocketAddr,
     /// The method.
@@ -75,14 +77,32 @@ impl Seen<'_> {
 /// output matches what traefik/whoami prints.
 pub fn canonical(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
+    push_canonical(&mut out, name);
+    out
+}
+
+fn push_canonical(out: &mut String, name: &str) {
     let mut upper = true;
     for c in name.chars() {
         if upper {
-            out.extend(c.to_uppercase());
+            out.push(c.to_ascii_uppercase());
         } else {
-            out.extend(c.to_lowercase());
+            out.push(c.to_ascii_lowercase());
         }
         upper = c == '-';
+    }
+}
+
+/// The lines that never change: `Name:`, `Hostname:`, one `IP:` per
+/// address. Made once at startup.
+pub fn preamble(name: Option<&str>, hostname: &str, ips: &[IpAddr]) -> String {
+    let mut out = String::new();
+    if let Some(n) = name {
+        let _ = writeln!(out, "Name: {n}");
+    }
+    let _ = writeln!(out, "Hostname: {hostname}");
+    for ip in ips {
+        let _ = writeln!(out, "IP: {ip}");
     }
     out
 }
@@ -127,14 +147,8 @@ fn proxy_line(h: &proxy::OwnedHeader) -> String {
 /// `/`: the traefik/whoami layout, then our additions.
 pub fn text(seen: &Seen<'_>, env: Option<&[(String, String)]>) -> String {
     let mut out = String::with_capacity(1024);
-    if let Some(n) = seen.name {
-        let _ = writeln!(out, "Name: {n}");
-    }
-    let _ = writeln!(out, "Hostname: {}", seen.hostname);
-    for ip in seen.ips {
-        let _ = writeln!(out, "IP: {ip}");
-    }
-    let _ = writeln!(out, "RemoteAddr: {}", host_port(seen.peer));
+    out.push_str(seen.preamble);
+    let _ = writeln!(out, "RemoteAddr: {}", seen.peer);
     let _ = writeln!(
         out,
         "{} {} {}",
@@ -150,7 +164,10 @@ pub fn text(seen: &Seen<'_>, env: Option<&[(String, String)]>) -> String {
         if k == http::header::HOST {
             continue;
         }
-        let _ = writeln!(out, "{}: {}", canonical(k.as_str()), header_value_text(v));
+        push_canonical(&mut out, k.as_str());
+        out.push_str(": ");
+        out.push_str(&String::from_utf8_lossy(v.as_bytes()));
+        out.push('\n');
     }
     out.push('\n');
     if let Some(env) = env {
@@ -314,10 +331,12 @@ mod tests {
         let res = r.explain(&Request::new(peer, &hh));
         let uri: Uri = "/a/b?x=1".parse().unwrap();
         let ips: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+        let pre = preamble(Some("pod-a"), "node-1", &ips);
         let seen = Seen {
             name: Some("pod-a"),
             hostname: "node-1",
             ips: &ips,
+            preamble: &pre,
             peer,
             method: &Method::GET,
             uri: &uri,

@@ -5,6 +5,11 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+// Request handling allocates small, short-lived buffers; mimalloc serves
+// them with less work than glibc's malloc (measured with bench/whoami.sh).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod logging;
 mod resolve;
 mod whoami;
