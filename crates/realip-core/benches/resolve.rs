@@ -22,7 +22,10 @@ fn xff(c: &mut Criterion) {
     )];
     let peer = "10.0.0.1:40000".parse().unwrap();
     let req = Request::new(peer, &headers);
-    assert_eq!(resolver.resolve(&req).unwrap().ip.to_string(), "203.0.113.7");
+    assert_eq!(
+        resolver.resolve(&req).unwrap().ip.to_string(),
+        "203.0.113.7"
+    );
     c.bench_function("resolve/xff-5-entries-3-cidrs", |b| {
         b.iter(|| black_box(&resolver).resolve(black_box(&req)))
     });
@@ -52,7 +55,10 @@ fn proxy_v2(c: &mut Criterion) {
         Ok(proxy::Parsed::Complete(_))
     ));
     c.bench_function("proxy/v2-ipv4-2-tlvs", |b| {
-        b.iter(|| proxy::parse_v2(black_box(&bytes), &cfg).map(|p| matches!(p, proxy::Parsed::Complete(_))))
+        b.iter(|| {
+            proxy::parse_v2(black_box(&bytes), &cfg)
+                .map(|p| matches!(p, proxy::Parsed::Complete(_)))
+        })
     });
     let v1 = b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n";
     c.bench_function("proxy/v1-tcp4", |b| {

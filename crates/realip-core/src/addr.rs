@@ -264,7 +264,10 @@ mod tests {
 
     #[test]
     fn errors_are_typed() {
-        assert_eq!(Addr::parse("[fe80::abcd%eth0]:xyz"), Err(AddrError::BadPort));
+        assert_eq!(
+            Addr::parse("[fe80::abcd%eth0]:xyz"),
+            Err(AddrError::BadPort)
+        );
         assert_eq!(Addr::parse(""), Err(AddrError::Empty));
         assert_eq!(Addr::parse("0.0.0.0"), Err(AddrError::Unspecified));
         assert_eq!(Addr::parse("::"), Err(AddrError::Unspecified));

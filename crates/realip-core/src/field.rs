@@ -54,7 +54,9 @@ pub enum FieldError {
 pub fn decode(format: FieldFormat, buf: &[u8]) -> Result<(IpAddr, &[u8]), FieldError> {
     let n = format.len();
     if buf.len() < n {
-        return Err(FieldError::Incomplete { need: n - buf.len() });
+        return Err(FieldError::Incomplete {
+            need: n - buf.len(),
+        });
     }
     let (field, rest) = buf.split_at(n);
     let ip = match format {
@@ -90,7 +92,9 @@ mod tests {
     fn v4_big_endian() {
         // 114.248.238.236 as the seed's example client, as a u32 in network order.
         let raw = 0x72f8_eeecu32.to_be_bytes();
-        let (ip, rest) = decode(FieldFormat::V4, &[&raw[..], b"hello"].concat()).map(|(i, r)| (i, r.to_vec())).unwrap();
+        let (ip, rest) = decode(FieldFormat::V4, &[&raw[..], b"hello"].concat())
+            .map(|(i, r)| (i, r.to_vec()))
+            .unwrap();
         assert_eq!(ip.to_string(), "114.248.238.236");
         assert_eq!(rest, b"hello");
         assert_eq!(encode(FieldFormat::V4, ip).unwrap(), raw);
@@ -104,13 +108,25 @@ mod tests {
         let v4: IpAddr = "1.2.3.4".parse().unwrap();
         let enc = encode(FieldFormat::V6, v4).unwrap();
         assert_eq!(decode(FieldFormat::V6, &enc).unwrap().0, v4);
-        assert_eq!(encode(FieldFormat::V4, ip), Err(FieldError::WrongFamily(FieldFormat::V4)));
+        assert_eq!(
+            encode(FieldFormat::V4, ip),
+            Err(FieldError::WrongFamily(FieldFormat::V4))
+        );
     }
 
     #[test]
     fn errors() {
-        assert_eq!(decode(FieldFormat::V4, &[1, 2]), Err(FieldError::Incomplete { need: 2 }));
-        assert_eq!(decode(FieldFormat::V6, &[]), Err(FieldError::Incomplete { need: 16 }));
-        assert_eq!(decode(FieldFormat::V4, &[0; 4]), Err(FieldError::Unspecified));
+        assert_eq!(
+            decode(FieldFormat::V4, &[1, 2]),
+            Err(FieldError::Incomplete { need: 2 })
+        );
+        assert_eq!(
+            decode(FieldFormat::V6, &[]),
+            Err(FieldError::Incomplete { need: 16 })
+        );
+        assert_eq!(
+            decode(FieldFormat::V4, &[0; 4]),
+            Err(FieldError::Unspecified)
+        );
     }
 }

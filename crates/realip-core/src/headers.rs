@@ -50,9 +50,7 @@ fn is_xff_sep(b: &u8) -> bool {
 }
 
 /// X-Forwarded-For entries from every instance, far client first.
-pub fn xff_entries<'s>(
-    values: impl Iterator<Item = &'s [u8]>,
-) -> impl Iterator<Item = &'s [u8]> {
+pub fn xff_entries<'s>(values: impl Iterator<Item = &'s [u8]>) -> impl Iterator<Item = &'s [u8]> {
     values.flat_map(|v| v.split(is_xff_sep).filter(|t| !t.is_empty()))
 }
 
@@ -447,13 +445,18 @@ mod tests {
         );
         assert_eq!(rev(&[" , ,1.1.1.1 ,, "]), ["1.1.1.1"]);
         assert!(rev(&[""]).is_empty());
-        let fwd: Vec<&[u8]> = xff_entries([b"a, b".as_slice(), b"c".as_slice()].into_iter()).collect();
+        let fwd: Vec<&[u8]> =
+            xff_entries([b"a, b".as_slice(), b"c".as_slice()].into_iter()).collect();
         assert_eq!(fwd, [b"a".as_slice(), b"b", b"c"]);
     }
 
     #[test]
     fn headers_lookup_is_case_insensitive_and_ordered() {
-        let h = vec![("X-Forwarded-For", "1"), ("x-forwarded-for", "2"), ("Other", "3")];
+        let h = vec![
+            ("X-Forwarded-For", "1"),
+            ("x-forwarded-for", "2"),
+            ("Other", "3"),
+        ];
         let got: Vec<&[u8]> = h.values("X-FORWARDED-FOR").collect();
         assert_eq!(got, [b"1".as_slice(), b"2"]);
         assert_eq!(NoHeaders.values("x").count(), 0);
@@ -464,14 +467,26 @@ mod tests {
         let one = [b"1.2.3.4".as_slice()];
         assert_eq!(single_ip(one.into_iter()).unwrap().to_string(), "1.2.3.4");
         let two = [b"1.2.3.4".as_slice(), b"5.6.7.8"];
-        assert_eq!(single_ip(two.into_iter()), Err(SingleHeaderError::Repeated(2)));
-        assert_eq!(single_ip(std::iter::empty()), Err(SingleHeaderError::Missing));
+        assert_eq!(
+            single_ip(two.into_iter()),
+            Err(SingleHeaderError::Repeated(2))
+        );
+        assert_eq!(
+            single_ip(std::iter::empty()),
+            Err(SingleHeaderError::Missing)
+        );
         let list = [b"1.2.3.4, 5.6.7.8".as_slice()];
-        assert!(matches!(single_ip(list.into_iter()), Err(SingleHeaderError::Invalid { .. })));
+        assert!(matches!(
+            single_ip(list.into_iter()),
+            Err(SingleHeaderError::Invalid { .. })
+        ));
     }
 
     fn fors(v: &str) -> Vec<Option<Node<'_>>> {
-        parse_forwarded(v.as_bytes()).into_iter().map(|e| e.for_).collect()
+        parse_forwarded(v.as_bytes())
+            .into_iter()
+            .map(|e| e.for_)
+            .collect()
     }
 
     #[test]
@@ -480,10 +495,18 @@ mod tests {
             b"for=192.0.2.60;proto=http;by=203.0.113.43, for=\"[2001:db8:cafe::17]:4711\"",
         );
         assert_eq!(els.len(), 2);
-        assert_eq!(els[0].for_, Some(Node::Addr(Addr::parse("192.0.2.60").unwrap())));
+        assert_eq!(
+            els[0].for_,
+            Some(Node::Addr(Addr::parse("192.0.2.60").unwrap()))
+        );
         assert_eq!(els[0].proto.as_deref(), Some("http"));
-        assert_eq!(els[0].by, Some(Node::Addr(Addr::parse("203.0.113.43").unwrap())));
-        let Some(Node::Addr(a)) = &els[1].for_ else { panic!("{:?}", els[1]) };
+        assert_eq!(
+            els[0].by,
+            Some(Node::Addr(Addr::parse("203.0.113.43").unwrap()))
+        );
+        let Some(Node::Addr(a)) = &els[1].for_ else {
+            panic!("{:?}", els[1])
+        };
         assert_eq!(a.to_string(), "[2001:db8:cafe::17]:4711");
         assert!(els.iter().all(|e| e.error.is_none()));
     }
@@ -499,11 +522,21 @@ mod tests {
     #[test]
     fn forwarded_opaque_nodes() {
         assert_eq!(fors("for=unknown, for=UNKNOWN")[1], Some(Node::Unknown));
-        assert_eq!(fors("for=_hidden")[0], Some(Node::Obfuscated("_hidden".into())));
-        assert!(matches!(fors("for=\"_bad/char\"")[0], Some(Node::Invalid(..))));
-        let Some(Node::Addr(a)) = &fors("for=\"[2001:db8::1]:_p1\"")[0] else { panic!() };
+        assert_eq!(
+            fors("for=_hidden")[0],
+            Some(Node::Obfuscated("_hidden".into()))
+        );
+        assert!(matches!(
+            fors("for=\"_bad/char\"")[0],
+            Some(Node::Invalid(..))
+        ));
+        let Some(Node::Addr(a)) = &fors("for=\"[2001:db8::1]:_p1\"")[0] else {
+            panic!()
+        };
         assert_eq!(a.port, None);
-        let Some(Node::Addr(a)) = &fors("for=192.0.2.1:_p1")[0] else { panic!() };
+        let Some(Node::Addr(a)) = &fors("for=192.0.2.1:_p1")[0] else {
+            panic!()
+        };
         assert_eq!(a.to_string(), "192.0.2.1");
     }
 
@@ -513,7 +546,10 @@ mod tests {
         let els = parse_forwarded(b"for=\"1.2.3.4, for=5.6.7.8");
         assert_eq!(els.len(), 2, "{els:?}");
         assert_eq!(els[0].error, Some(ForwardedError::UnclosedQuote));
-        assert_eq!(els[1].for_, Some(Node::Addr(Addr::parse("5.6.7.8").unwrap())));
+        assert_eq!(
+            els[1].for_,
+            Some(Node::Addr(Addr::parse("5.6.7.8").unwrap()))
+        );
         assert_eq!(els[1].error, None);
     }
 
@@ -524,13 +560,19 @@ mod tests {
         assert_eq!(els[1].error, None);
         let els = parse_forwarded(b"garbage, for=3.3.3.3");
         assert_eq!(els[0].error, Some(ForwardedError::BadPair));
-        assert_eq!(els[1].for_, Some(Node::Addr(Addr::parse("3.3.3.3").unwrap())));
+        assert_eq!(
+            els[1].for_,
+            Some(Node::Addr(Addr::parse("3.3.3.3").unwrap()))
+        );
         let els = parse_forwarded(b"for=1.1.1.1 x, for=3.3.3.3");
         assert_eq!(els[0].error, Some(ForwardedError::TrailingGarbage));
         let els = parse_forwarded(b"for=\"a\\\"b\"");
         assert!(matches!(&els[0].for_, Some(Node::Invalid(v, _)) if v == "a\"b"));
         let els = parse_forwarded(b"for=1.1.1.1, for=2.2.2.\xff");
-        assert_eq!(els.last().unwrap().error, Some(ForwardedError::TrailingGarbage));
+        assert_eq!(
+            els.last().unwrap().error,
+            Some(ForwardedError::TrailingGarbage)
+        );
         assert!(parse_forwarded(b"").is_empty());
         assert_eq!(parse_forwarded(b" , ,for=1.1.1.1").len(), 1);
     }
@@ -542,6 +584,9 @@ mod tests {
         let els = parse_forwarded(long.as_bytes());
         assert_eq!(els.len(), MAX_FORWARDED_ELEMENTS);
         assert_eq!(els[0].error, Some(ForwardedError::TooManyElements));
-        assert_eq!(els.last().unwrap().for_, Some(Node::Addr(Addr::parse("9.9.9.9").unwrap())));
+        assert_eq!(
+            els.last().unwrap().for_,
+            Some(Node::Addr(Addr::parse("9.9.9.9").unwrap()))
+        );
     }
 }

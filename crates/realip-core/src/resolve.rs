@@ -452,7 +452,10 @@ enum RawHop<'h> {
 
 impl RawHop<'_> {
     fn is_opaque(&self) -> bool {
-        matches!(self, RawHop::Unknown | RawHop::Obfuscated(_) | RawHop::Missing)
+        matches!(
+            self,
+            RawHop::Unknown | RawHop::Obfuscated(_) | RawHop::Missing
+        )
     }
 
     fn to_report_addr(&self) -> HopAddr {
@@ -776,9 +779,14 @@ fn run<'h, H: Headers + ?Sized, R: Recorder<'h>>(
             rec.event(At::Peer, Event::Answer);
             (Some(peer_client(&peer)), Stop::Answered)
         }
-        Strategy::RightmostTrustedRange(h) => {
-            walk_rightmost(h, req.headers, &peer, rec, |a| trusted.trusts(a), Leftover::Leftmost)
-        }
+        Strategy::RightmostTrustedRange(h) => walk_rightmost(
+            h,
+            req.headers,
+            &peer,
+            rec,
+            |a| trusted.trusts(a),
+            Leftover::Leftmost,
+        ),
         Strategy::RightmostNonPrivate(h) => walk_rightmost(
             h,
             req.headers,
@@ -832,7 +840,14 @@ fn run<'h, H: Headers + ?Sized, R: Recorder<'h>>(
                     ProxyClaim::Source(sa) => HopAddr::Addr(Addr::from_socket(sa)),
                     ProxyClaim::NoAddress => HopAddr::Missing,
                 };
-                claimed(trusted, &peer, rec, Source::ProxyProtocol, addr, "PROXY header")
+                claimed(
+                    trusted,
+                    &peer,
+                    rec,
+                    Source::ProxyProtocol,
+                    addr,
+                    "PROXY header",
+                )
             }
         },
         Strategy::Toa => match req.toa {
@@ -962,7 +977,10 @@ fn walk_rightmost<'h, H: Headers + ?Sized, R: Recorder<'h>>(
             }
             RawHop::Addr(a) => {
                 rec.event(At::FromRight(r), Event::Answer);
-                return (Some(header_client(name, index_of(r), a)), Stop::UntrustedEntry);
+                return (
+                    Some(header_client(name, index_of(r), a)),
+                    Stop::UntrustedEntry,
+                );
             }
             other => {
                 rec.event(At::FromRight(r), Event::Unusable);

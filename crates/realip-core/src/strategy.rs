@@ -170,7 +170,8 @@ fn header_arg(name: &'static str, arg: Option<&str>) -> Result<HeaderName, Strat
 fn check_header_name(name: &'static str, h: &str) -> Result<HeaderName, StrategyError> {
     let ok = !h.is_empty()
         && h.len() <= 128
-        && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if !ok {
         return Err(StrategyError::BadArgument {
             name,
@@ -304,19 +305,30 @@ mod tests {
             "toa",
             "client-field",
         ] {
-            assert!(STRATEGY_HELP.contains(&format!("\n  {s}")), "{s} missing from help");
+            assert!(
+                STRATEGY_HELP.contains(&format!("\n  {s}")),
+                "{s} missing from help"
+            );
         }
     }
 
     #[test]
     fn errors() {
-        assert!(matches!(Strategy::from_str("nope"), Err(StrategyError::Unknown(_))));
+        assert!(matches!(
+            Strategy::from_str("nope"),
+            Err(StrategyError::Unknown(_))
+        ));
         assert!(Strategy::from_str("single-header").is_err());
         assert!(Strategy::from_str("single-header:Bad Name").is_err());
         assert!(Strategy::from_str("rightmost-trusted-count:0").is_err());
         assert!(Strategy::from_str("rightmost-trusted-count:x").is_err());
         assert!(Strategy::from_str("remote-addr:x").is_err());
         assert_eq!(Strategy::parse_chain(" , "), Err(StrategyError::Empty));
-        assert_eq!(Strategy::parse_chain("proxy-protocol, remote-addr").unwrap().len(), 2);
+        assert_eq!(
+            Strategy::parse_chain("proxy-protocol, remote-addr")
+                .unwrap()
+                .len(),
+            2
+        );
     }
 }

@@ -91,21 +91,31 @@ pub const TOA_V6_LEN: u8 = 20;
 /// Decode one option, `bytes` starting at its kind byte. Bytes after the
 /// option's length are ignored.
 pub fn decode(bytes: &[u8]) -> Result<Toa, ToaError> {
-    let (&kind_byte, rest) = bytes.split_first().ok_or(ToaError::Truncated { have: 0, need: 2 })?;
+    let (&kind_byte, rest) = bytes
+        .split_first()
+        .ok_or(ToaError::Truncated { have: 0, need: 2 })?;
     let kind = ToaKind::from_kind(kind_byte).ok_or(ToaError::NotToa(kind_byte))?;
-    let &len = rest.first().ok_or(ToaError::Truncated { have: 1, need: 2 })?;
-    let valid = match (kind, len) {
-        (ToaKind::Lvs, TOA_V4_LEN | TOA_V6_LEN) => true,
-        (ToaKind::Tencent, TOA_V4_LEN) => true,
-        (ToaKind::Alibaba, TOA_V6_LEN) => true,
-        _ => false,
-    };
+    let &len = rest
+        .first()
+        .ok_or(ToaError::Truncated { have: 1, need: 2 })?;
+    let valid = matches!(
+        (kind, len),
+        (ToaKind::Lvs, TOA_V4_LEN | TOA_V6_LEN)
+            | (ToaKind::Tencent, TOA_V4_LEN)
+            | (ToaKind::Alibaba, TOA_V6_LEN)
+    );
     if !valid {
-        return Err(ToaError::BadLength { kind: kind_byte, len });
+        return Err(ToaError::BadLength {
+            kind: kind_byte,
+            len,
+        });
     }
     let need = usize::from(len);
     if bytes.len() < need {
-        return Err(ToaError::Truncated { have: bytes.len(), need });
+        return Err(ToaError::Truncated {
+            have: bytes.len(),
+            need,
+        });
     }
     let port = u16::from_be_bytes([bytes[2], bytes[3]]);
     let ip = if len == TOA_V4_LEN {
@@ -183,27 +193,57 @@ mod tests {
     #[test]
     fn tencent_and_alibaba() {
         let t = decode(&[200, 8, 0, 80, 1, 2, 3, 4]).unwrap();
-        assert_eq!((t.kind, t.addr.to_string().as_str()), (ToaKind::Tencent, "1.2.3.4:80"));
+        assert_eq!(
+            (t.kind, t.addr.to_string().as_str()),
+            (ToaKind::Tencent, "1.2.3.4:80")
+        );
         let a: SocketAddr = "[2001:db8::7]:443".parse().unwrap();
         let enc = encode(ToaKind::Alibaba, a).unwrap();
         assert_eq!(enc.len(), 20);
         assert_eq!(enc[..4], [253, 20, 1, 187]);
         assert_eq!(decode(&enc).unwrap().addr, a);
         let dpvs = encode(ToaKind::Lvs, a).unwrap();
-        assert_eq!(decode(&dpvs).unwrap(), Toa { kind: ToaKind::Lvs, addr: a });
+        assert_eq!(
+            decode(&dpvs).unwrap(),
+            Toa {
+                kind: ToaKind::Lvs,
+                addr: a
+            }
+        );
     }
 
     #[test]
     fn errors() {
         assert_eq!(decode(&[]), Err(ToaError::Truncated { have: 0, need: 2 }));
-        assert_eq!(decode(&[254]), Err(ToaError::Truncated { have: 1, need: 2 }));
-        assert_eq!(decode(&[254, 8, 0, 80]), Err(ToaError::Truncated { have: 4, need: 8 }));
+        assert_eq!(
+            decode(&[254]),
+            Err(ToaError::Truncated { have: 1, need: 2 })
+        );
+        assert_eq!(
+            decode(&[254, 8, 0, 80]),
+            Err(ToaError::Truncated { have: 4, need: 8 })
+        );
         assert_eq!(decode(&[2, 4, 5, 180]), Err(ToaError::NotToa(2)));
-        assert_eq!(decode(&[254, 9, 0, 0, 0, 0, 0, 0, 0]), Err(ToaError::BadLength { kind: 254, len: 9 }));
-        assert_eq!(decode(&[200, 20]), Err(ToaError::BadLength { kind: 200, len: 20 }));
-        assert_eq!(decode(&[253, 8]), Err(ToaError::BadLength { kind: 253, len: 8 }));
-        assert_eq!(decode(&[254, 8, 0, 0, 1, 2, 3, 4]), Err(ToaError::Unspecified));
-        assert_eq!(decode(&[254, 8, 0, 1, 0, 0, 0, 0]), Err(ToaError::Unspecified));
+        assert_eq!(
+            decode(&[254, 9, 0, 0, 0, 0, 0, 0, 0]),
+            Err(ToaError::BadLength { kind: 254, len: 9 })
+        );
+        assert_eq!(
+            decode(&[200, 20]),
+            Err(ToaError::BadLength { kind: 200, len: 20 })
+        );
+        assert_eq!(
+            decode(&[253, 8]),
+            Err(ToaError::BadLength { kind: 253, len: 8 })
+        );
+        assert_eq!(
+            decode(&[254, 8, 0, 0, 1, 2, 3, 4]),
+            Err(ToaError::Unspecified)
+        );
+        assert_eq!(
+            decode(&[254, 8, 0, 1, 0, 0, 0, 0]),
+            Err(ToaError::Unspecified)
+        );
         assert_eq!(
             encode(ToaKind::Alibaba, "1.2.3.4:1".parse().unwrap()),
             Err(ToaError::WrongFamily(ToaKind::Alibaba))
@@ -215,7 +255,10 @@ mod tests {
         // MSS, NOP, NOP, SACK-permitted... then TOA.
         let mut opts = vec![2, 4, 0x05, 0xb4, 1, 1, 4, 2];
         opts.extend_from_slice(&[254, 8, 0, 80, 9, 9, 9, 9]);
-        assert_eq!(find_in_options(&opts).unwrap().unwrap().addr, "9.9.9.9:80".parse().unwrap());
+        assert_eq!(
+            find_in_options(&opts).unwrap().unwrap().addr,
+            "9.9.9.9:80".parse().unwrap()
+        );
         assert_eq!(find_in_options(&[2, 4, 5, 180, 0, 254, 8]).unwrap(), None);
         assert_eq!(find_in_options(&[2, 40, 5]), Err(ToaError::BadOptions(0)));
         assert_eq!(find_in_options(&[1, 2]), Err(ToaError::BadOptions(1)));

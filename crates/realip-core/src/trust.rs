@@ -322,9 +322,7 @@ impl TrustSet {
         let idx = self.entries.len();
         match entry.cidr.net {
             IpAddr::V4(n) => self.v4.push((u32::from(n), mask4(entry.cidr.prefix), idx)),
-            IpAddr::V6(n) => self
-                .v6
-                .push((u128::from(n), mask6(entry.cidr.prefix), idx)),
+            IpAddr::V6(n) => self.v6.push((u128::from(n), mask6(entry.cidr.prefix), idx)),
         }
         self.labels.push(Arc::from(format!("in {entry}")));
         self.entries.push(entry);
@@ -406,7 +404,10 @@ mod tests {
         assert!(!c6.contains(ip("10.0.0.1")));
         assert_eq!(Cidr::parse("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
         assert_eq!(Cidr::parse("1.2.3.4").unwrap().prefix(), 32);
-        assert_eq!(Cidr::parse("::ffff:10.0.0.0/104").unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(
+            Cidr::parse("::ffff:10.0.0.0/104").unwrap().to_string(),
+            "10.0.0.0/8"
+        );
         assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
     }
 
@@ -426,10 +427,25 @@ mod tests {
     #[test]
     fn presets() {
         let set = TrustSet::parse(["private"]).unwrap();
-        for a in ["10.1.1.1", "172.16.0.1", "172.31.255.255", "192.168.1.1", "100.64.0.1", "169.254.1.1", "fd00::1", "fe80::1"] {
+        for a in [
+            "10.1.1.1",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "100.64.0.1",
+            "169.254.1.1",
+            "fd00::1",
+            "fe80::1",
+        ] {
             assert!(set.contains(ip(a)), "{a} should be private");
         }
-        for a in ["172.32.0.1", "8.8.8.8", "100.128.0.1", "2001:db8::1", "127.0.0.1"] {
+        for a in [
+            "172.32.0.1",
+            "8.8.8.8",
+            "100.128.0.1",
+            "2001:db8::1",
+            "127.0.0.1",
+        ] {
             assert!(!set.contains(ip(a)), "{a} should not be private");
         }
         let lo = TrustSet::parse(["loopback"]).unwrap();
@@ -443,8 +459,14 @@ mod tests {
     #[test]
     fn matching_says_which_entry() {
         let set = TrustSet::parse(["4.4.4.0/24", "private"]).unwrap();
-        assert_eq!(set.matching(ip("10.0.0.1")).unwrap().to_string(), "10.0.0.0/8 (private)");
-        assert_eq!(set.matching(ip("4.4.4.4")).unwrap().to_string(), "4.4.4.0/24");
+        assert_eq!(
+            set.matching(ip("10.0.0.1")).unwrap().to_string(),
+            "10.0.0.0/8 (private)"
+        );
+        assert_eq!(
+            set.matching(ip("4.4.4.4")).unwrap().to_string(),
+            "4.4.4.0/24"
+        );
     }
 
     #[test]
@@ -457,7 +479,18 @@ mod tests {
     #[test]
     fn private_helper_agrees_with_preset() {
         let set = TrustSet::parse(["private", "loopback"]).unwrap();
-        for a in ["10.0.0.1", "100.63.0.1", "100.64.0.1", "127.0.0.1", "::1", "fc00::1", "fe80::1", "1.1.1.1", "2001:db8::1", "::ffff:10.0.0.1"] {
+        for a in [
+            "10.0.0.1",
+            "100.63.0.1",
+            "100.64.0.1",
+            "127.0.0.1",
+            "::1",
+            "fc00::1",
+            "fe80::1",
+            "1.1.1.1",
+            "2001:db8::1",
+            "::ffff:10.0.0.1",
+        ] {
             assert_eq!(set.contains(ip(a)), is_private_or_loopback(ip(a)), "{a}");
         }
     }

@@ -41,7 +41,11 @@ const TEN: &[&str] = &["10.0.0.0/8"];
 #[test]
 fn untrusted_peer_headers_are_ignored() {
     let r = resolver(TEN, "rightmost-trusted-range");
-    let (c, full) = both(&r, "9.9.9.9:1234", &[("X-Forwarded-For", "1.2.3.4, 10.0.0.1")]);
+    let (c, full) = both(
+        &r,
+        "9.9.9.9:1234",
+        &[("X-Forwarded-For", "1.2.3.4, 10.0.0.1")],
+    );
     assert_eq!(ip(&c), "9.9.9.9");
     let c = c.unwrap();
     assert_eq!((c.port, c.source), (Some(1234), Source::Peer));
@@ -58,7 +62,11 @@ fn untrusted_peer_headers_are_ignored() {
 #[test]
 fn trusted_peer_first_untrusted_from_right() {
     let r = resolver(TEN, "rightmost-trusted-range");
-    let (c, full) = both(&r, "10.0.0.5:555", &[("X-Forwarded-For", "3.3.3.3, 10.0.0.1")]);
+    let (c, full) = both(
+        &r,
+        "10.0.0.5:555",
+        &[("X-Forwarded-For", "3.3.3.3, 10.0.0.1")],
+    );
     assert_eq!(ip(&c), "3.3.3.3");
     let c = c.unwrap();
     assert_eq!(
@@ -102,7 +110,11 @@ fn multiple_instances_last_read_first() {
 #[test]
 fn all_trusted_gives_leftmost() {
     let r = resolver(TEN, "rightmost-trusted-range");
-    let (c, full) = both(&r, "10.0.0.5:1", &[("X-Forwarded-For", "10.0.0.2, 10.0.0.3")]);
+    let (c, full) = both(
+        &r,
+        "10.0.0.5:1",
+        &[("X-Forwarded-For", "10.0.0.2, 10.0.0.3")],
+    );
     assert_eq!(ip(&c), "10.0.0.2");
     let step = full.decisive().unwrap();
     assert_eq!(step.stop, Stop::AllTrusted);
@@ -113,9 +125,16 @@ fn all_trusted_gives_leftmost() {
 #[test]
 fn port_in_entry_is_kept() {
     let r = resolver(TEN, "rightmost-trusted-range");
-    let (c, _) = both(&r, "10.0.0.5:1", &[("X-Forwarded-For", "[2001:db8::1]:443, 10.0.0.3")]);
+    let (c, _) = both(
+        &r,
+        "10.0.0.5:1",
+        &[("X-Forwarded-For", "[2001:db8::1]:443, 10.0.0.3")],
+    );
     let c = c.unwrap();
-    assert_eq!((c.ip.to_string(), c.port), ("2001:db8::1".into(), Some(443)));
+    assert_eq!(
+        (c.ip.to_string(), c.port),
+        ("2001:db8::1".into(), Some(443))
+    );
 }
 
 #[test]
@@ -130,7 +149,11 @@ fn trusted_peer_without_header_is_the_client() {
 fn unparsable_entry_stops_the_walk_flagged() {
     let r = resolver(TEN, "rightmost-trusted-range");
     // nginx: the garbage stops the walk; the last address walked (10.0.0.3) wins.
-    let (c, full) = both(&r, "10.0.0.5:1", &[("X-Forwarded-For", "1.1.1.1, garbage, 10.0.0.3")]);
+    let (c, full) = both(
+        &r,
+        "10.0.0.5:1",
+        &[("X-Forwarded-For", "1.1.1.1, garbage, 10.0.0.3")],
+    );
     assert_eq!(ip(&c), "10.0.0.3");
     let step = full.decisive().unwrap();
     assert_eq!(step.stop, Stop::Unparsable);
@@ -138,7 +161,11 @@ fn unparsable_entry_stops_the_walk_flagged() {
     assert!(matches!(step.hops[1].verdict, Verdict::Unusable(_)));
     assert!(matches!(step.hops[0].verdict, Verdict::NotReached));
     // Garbage right at the end: the trusted peer stays the answer.
-    let (c, _) = both(&r, "10.0.0.5:1", &[("X-Forwarded-For", "1.1.1.1, 999.1.1.1")]);
+    let (c, _) = both(
+        &r,
+        "10.0.0.5:1",
+        &[("X-Forwarded-For", "1.1.1.1, 999.1.1.1")],
+    );
     assert_eq!(c.unwrap().source, Source::Peer);
 }
 
@@ -146,11 +173,19 @@ fn unparsable_entry_stops_the_walk_flagged() {
 fn mapped_and_zoned_entries() {
     let r = resolver(TEN, "rightmost-trusted-range");
     // A mapped trusted entry is trusted as IPv4.
-    let (c, _) = both(&r, "10.0.0.5:1", &[("X-Forwarded-For", "7.7.7.7, ::ffff:10.0.0.9")]);
+    let (c, _) = both(
+        &r,
+        "10.0.0.5:1",
+        &[("X-Forwarded-For", "7.7.7.7, ::ffff:10.0.0.9")],
+    );
     assert_eq!(ip(&c), "7.7.7.7");
     // A zoned entry is never trusted, even under `any`.
     let r = resolver(&["any"], "rightmost-trusted-range");
-    let (c, full) = both(&r, "10.0.0.5:1", &[("X-Forwarded-For", "7.7.7.7, fe80::1%eth0")]);
+    let (c, full) = both(
+        &r,
+        "10.0.0.5:1",
+        &[("X-Forwarded-For", "7.7.7.7, fe80::1%eth0")],
+    );
     assert_eq!(ip(&c), "fe80::1");
     assert_eq!(
         full.hops()[1].verdict,
@@ -207,14 +242,21 @@ fn forwarded_sabotage_cannot_hide_the_client() {
         &[("Forwarded", "for=\"1.1.1.1"), ("Forwarded", "for=8.8.8.8")],
     );
     assert_eq!(ip(&c), "8.8.8.8");
-    let (c, _) = both(&r, "10.0.0.5:1", &[("Forwarded", "for=\"1.1.1.1, for=8.8.8.8")]);
+    let (c, _) = both(
+        &r,
+        "10.0.0.5:1",
+        &[("Forwarded", "for=\"1.1.1.1, for=8.8.8.8")],
+    );
     assert_eq!(ip(&c), "8.8.8.8");
 }
 
 #[test]
 fn trusted_count() {
     let r = resolver(&[], "rightmost-trusted-count:2");
-    let xff = [("X-Forwarded-For", "203.0.113.128, 203.0.113.10, 203.0.113.1")];
+    let xff = [(
+        "X-Forwarded-For",
+        "203.0.113.128, 203.0.113.10, 203.0.113.1",
+    )];
     let (c, full) = both(&r, "192.0.2.5:1", &xff);
     assert_eq!(ip(&c), "203.0.113.10");
     let hops = full.hops();
@@ -232,20 +274,32 @@ fn trusted_count() {
         Stop::TooFewEntries { have: 3, count: 5 }
     );
     // The counted entry is garbage: no answer.
-    let (c, _) = both(&r, "192.0.2.5:1", &[("X-Forwarded-For", "1.1.1.1, nope, 2.2.2.2")]);
+    let (c, _) = both(
+        &r,
+        "192.0.2.5:1",
+        &[("X-Forwarded-For", "1.1.1.1, nope, 2.2.2.2")],
+    );
     assert!(c.is_none());
 }
 
 #[test]
 fn non_private() {
     let r = resolver(&[], "rightmost-non-private");
-    let (c, _) = both(&r, "10.0.0.5:1", &[("X-Forwarded-For", "1.1.1.1, 8.8.8.8, 10.0.0.1")]);
+    let (c, _) = both(
+        &r,
+        "10.0.0.5:1",
+        &[("X-Forwarded-For", "1.1.1.1, 8.8.8.8, 10.0.0.1")],
+    );
     assert_eq!(ip(&c), "8.8.8.8");
     // A public peer is the client: its headers are not read.
     let (c, _) = both(&r, "8.8.4.4:1", &[("X-Forwarded-For", "1.1.1.1")]);
     assert_eq!(ip(&c), "8.8.4.4");
     // Only private entries: no answer.
-    let (c, full) = both(&r, "10.0.0.5:1", &[("X-Forwarded-For", "192.168.1.1, 10.0.0.1")]);
+    let (c, full) = both(
+        &r,
+        "10.0.0.5:1",
+        &[("X-Forwarded-For", "192.168.1.1, 10.0.0.1")],
+    );
     assert!(c.is_none());
     assert_eq!(full.decisive().unwrap().stop, Stop::NothingQualified);
 
@@ -272,11 +326,23 @@ fn single_header() {
     // From an untrusted peer a forged X-Real-IP is not believed.
     let (c, full) = both(&r, "9.9.9.9:1", &[("X-Real-IP", "1.2.3.4")]);
     assert!(c.is_none());
-    assert_eq!(full.decisive().unwrap().stop, Stop::EvidenceUntrusted("header"));
+    assert_eq!(
+        full.decisive().unwrap().stop,
+        Stop::EvidenceUntrusted("header")
+    );
     // Two instances are an error.
-    let (c, full) = both(&r, "10.0.0.5:1", &[("X-Real-IP", "1.2.3.4"), ("x-real-ip", "5.6.7.8")]);
+    let (c, full) = both(
+        &r,
+        "10.0.0.5:1",
+        &[("X-Real-IP", "1.2.3.4"), ("x-real-ip", "5.6.7.8")],
+    );
     assert!(c.is_none());
-    assert!(full.decisive().unwrap().stop.to_string().contains("2 times"));
+    assert!(full
+        .decisive()
+        .unwrap()
+        .stop
+        .to_string()
+        .contains("2 times"));
     let (c, _) = both(&r, "10.0.0.5:1", &[("X-Real-IP", "1.2.3.4, 5.6.7.8")]);
     assert!(c.is_none());
 }
@@ -295,13 +361,19 @@ fn proxy_toa_field_need_a_trusted_peer() {
         req.toa = Some("192.0.2.1:5555".parse().unwrap());
         req.field = Some("192.0.2.1".parse().unwrap());
         let c = r.resolve(&req).unwrap();
-        assert_eq!((c.ip.to_string(), c.source.clone()), ("192.0.2.1".into(), source));
+        assert_eq!(
+            (c.ip.to_string(), c.source.clone()),
+            ("192.0.2.1".into(), source)
+        );
         assert_eq!(r.explain(&req).client, Some(c));
         // The same claim from 127.0.0.2 is not believed.
         req.peer = realip_core::PeerAddr(peer("127.0.0.2:9"));
         assert_eq!(r.resolve(&req), None, "{strategy}");
         let full = r.explain(&req);
-        assert!(matches!(full.decisive().unwrap().stop, Stop::EvidenceUntrusted(_)));
+        assert!(matches!(
+            full.decisive().unwrap().stop,
+            Stop::EvidenceUntrusted(_)
+        ));
         // Missing evidence: no answer.
         let bare = Request::new(peer("127.0.0.1:9"), &h);
         assert_eq!(r.resolve(&bare), None);
@@ -310,12 +382,18 @@ fn proxy_toa_field_need_a_trusted_peer() {
     let mut req = Request::new(peer("127.0.0.1:9"), &h);
     req.proxy = Some(ProxyClaim::NoAddress);
     assert_eq!(r.resolve(&req).unwrap().source, Source::Peer);
-    assert_eq!(r.explain(&req).decisive().unwrap().stop, Stop::ProxyNoAddress);
+    assert_eq!(
+        r.explain(&req).decisive().unwrap().stop,
+        Stop::ProxyNoAddress
+    );
 }
 
 #[test]
 fn chain_first_answer_wins() {
-    let r = resolver(&["127.0.0.1"], "proxy-protocol, rightmost-trusted-range, remote-addr");
+    let r = resolver(
+        &["127.0.0.1"],
+        "proxy-protocol, rightmost-trusted-range, remote-addr",
+    );
     let h = vec![("X-Forwarded-For", "5.5.5.5")];
     let req = Request::new(peer("127.0.0.1:9"), &h);
     let full = r.explain(&req);
@@ -331,7 +409,11 @@ fn chain_first_answer_wins() {
 #[test]
 fn json_shape() {
     let r = resolver(TEN, "rightmost-trusted-range");
-    let (_, full) = both(&r, "10.0.0.5:555", &[("X-Forwarded-For", "3.3.3.3, 10.0.0.1")]);
+    let (_, full) = both(
+        &r,
+        "10.0.0.5:555",
+        &[("X-Forwarded-For", "3.3.3.3, 10.0.0.1")],
+    );
     let v = serde_json::to_value(realip_core::json::JsonResolution::from(&full)).unwrap();
     assert_eq!(v["client"]["ip"], "3.3.3.3");
     assert_eq!(v["client"]["port"], serde_json::Value::Null);

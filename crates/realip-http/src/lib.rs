@@ -71,7 +71,10 @@ mod tests {
     #[test]
     fn header_map_is_evidence() {
         let mut h = HeaderMap::new();
-        h.append("x-forwarded-for", HeaderValue::from_static("2.2.2.2, 3.3.3.3"));
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_static("2.2.2.2, 3.3.3.3"),
+        );
         h.append("X-Forwarded-For", HeaderValue::from_static("4.4.4.4"));
         let r = Resolver::new(
             TrustSet::parse(["10.0.0.0/8", "4.4.4.0/24"]).unwrap(),

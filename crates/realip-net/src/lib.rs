@@ -364,8 +364,16 @@ mod tests {
     async fn errors_are_clear() {
         let cases: [(&[u8], ProxyMode, &str); 4] = [
             (b"GET / HTTP/1.1\r\n\r\n", ProxyMode::Any, "does not start"),
-            (b"PROXY TCP4 1.1.1.1 2.2.2.2 1 2\r\n", ProxyMode::V2, "expects v2"),
-            (b"PROXY TCP4 1.1.1.1 2.2.2.2 01 2\r\n", ProxyMode::V1, "invalid"),
+            (
+                b"PROXY TCP4 1.1.1.1 2.2.2.2 1 2\r\n",
+                ProxyMode::V2,
+                "expects v2",
+            ),
+            (
+                b"PROXY TCP4 1.1.1.1 2.2.2.2 01 2\r\n",
+                ProxyMode::V1,
+                "invalid",
+            ),
             (b"PROXY TCP4 1.1.1", ProxyMode::V1, "closed"),
         ];
         for (input, mode, want) in cases {
@@ -567,7 +575,10 @@ mod idle_tests {
         let mut got = 0;
         let mut buf = [0u8; 8];
         while got < 5 {
-            got += s.read(&mut buf).await.expect("busy stream must not time out");
+            got += s
+                .read(&mut buf)
+                .await
+                .expect("busy stream must not time out");
         }
         let _a = writer.await.unwrap();
         // Then silence: the next read fails with TimedOut.

@@ -332,6 +332,9 @@ impl<'a> Header<'a> {
 }
 
 /// The outcome of a parse that did not fail.
+// A header is large only because of the two inline 108-byte UNIX paths;
+// boxing them would put an allocation on every parse to save a memcpy.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Parsed<'a> {
     /// A whole header.
@@ -768,7 +771,9 @@ impl Tlv<'_> {
             Tlv::Azure {
                 subtype: 0x01,
                 value,
-            } if value.len() == 4 => Some(u32::from_le_bytes([value[0], value[1], value[2], value[3]])),
+            } if value.len() == 4 => {
+                Some(u32::from_le_bytes([value[0], value[1], value[2], value[3]]))
+            }
             _ => None,
         }
     }
@@ -836,9 +841,14 @@ impl<'a> Iterator for Tlvs<'a> {
             tlv_type::ALPN => Tlv::Alpn(v),
             tlv_type::AUTHORITY => match std::str::from_utf8(v) {
                 Ok(s) => Tlv::Authority(s),
-                Err(_) => Tlv::Unknown { kind: raw.kind, value: v },
+                Err(_) => Tlv::Unknown {
+                    kind: raw.kind,
+                    value: v,
+                },
             },
-            tlv_type::CRC32C if v.len() == 4 => Tlv::Crc32c(u32::from_be_bytes([v[0], v[1], v[2], v[3]])),
+            tlv_type::CRC32C if v.len() == 4 => {
+                Tlv::Crc32c(u32::from_be_bytes([v[0], v[1], v[2], v[3]]))
+            }
             tlv_type::NOOP => Tlv::Noop(v),
             tlv_type::UNIQUE_ID => Tlv::UniqueId(v),
             tlv_type::SSL if v.len() >= 5 => Tlv::Ssl(Ssl {
@@ -848,7 +858,10 @@ impl<'a> Iterator for Tlvs<'a> {
             }),
             tlv_type::NETNS => match std::str::from_utf8(v) {
                 Ok(s) => Tlv::Netns(s),
-                Err(_) => Tlv::Unknown { kind: raw.kind, value: v },
+                Err(_) => Tlv::Unknown {
+                    kind: raw.kind,
+                    value: v,
+                },
             },
             tlv_type::AWS if !v.is_empty() => Tlv::Aws {
                 subtype: v[0],
@@ -859,7 +872,9 @@ impl<'a> Iterator for Tlvs<'a> {
                 value: &v[1..],
             },
             tlv_type::GCP if v.len() == 8 => Tlv::Gcp {
-                psc_connection_id: u64::from_be_bytes([v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]]),
+                psc_connection_id: u64::from_be_bytes([
+                    v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
+                ]),
             },
             kind => Tlv::Unknown { kind, value: v },
         })
@@ -933,12 +948,18 @@ impl OwnedTlv {
                 }
                 (tlv_type::UNIQUE_ID, vec![v])
             }
-            OwnedTlv::Ssl { client, verify, sub } => {
+            OwnedTlv::Ssl {
+                client,
+                verify,
+                sub,
+            } => {
                 let mut v = vec![*client];
                 v.extend_from_slice(&verify.to_be_bytes());
                 for (k, val) in sub {
-                    let l = u16::try_from(val.len())
-                        .map_err(|_| EncodeError::TlvTooLong { kind: *k, len: val.len() })?;
+                    let l = u16::try_from(val.len()).map_err(|_| EncodeError::TlvTooLong {
+                        kind: *k,
+                        len: val.len(),
+                    })?;
                     v.push(*k);
                     v.extend_from_slice(&l.to_be_bytes());
                     v.extend_from_slice(val);
@@ -1024,10 +1045,24 @@ pub fn encode_v1(h: &OwnedHeader) -> Result<Vec<u8>, EncodeError> {
     match (h.command, &h.addresses) {
         (Command::Local, _) | (_, Addresses::Unspec) => s.push_str("PROXY UNKNOWN\r\n"),
         (_, Addresses::Ipv4 { src, dst }) => {
-            let _ = write!(s, "PROXY TCP4 {} {} {} {}\r\n", src.ip(), dst.ip(), src.port(), dst.port());
+            let _ = write!(
+                s,
+                "PROXY TCP4 {} {} {} {}\r\n",
+                src.ip(),
+                dst.ip(),
+                src.port(),
+                dst.port()
+            );
         }
         (_, Addresses::Ipv6 { src, dst }) => {
-            let _ = write!(s, "PROXY TCP6 {} {} {} {}\r\n", src.ip(), dst.ip(), src.port(), dst.port());
+            let _ = write!(
+                s,
+                "PROXY TCP6 {} {} {} {}\r\n",
+                src.ip(),
+                dst.ip(),
+                src.port(),
+                dst.port()
+            );
         }
         (_, Addresses::Unix { .. }) => return Err(EncodeError::V1Unsupported("UNIX addresses")),
     }
@@ -1036,7 +1071,11 @@ pub fn encode_v1(h: &OwnedHeader) -> Result<Vec<u8>, EncodeError> {
 
 /// Encode as v2, appending to `out`; with `with_crc32c` a CRC32C TLV is
 /// added and filled in.
-pub fn encode_v2_into(h: &OwnedHeader, with_crc32c: bool, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+pub fn encode_v2_into(
+    h: &OwnedHeader,
+    with_crc32c: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
     let start = out.len();
     out.extend_from_slice(&SIGNATURE);
     out.push(0x20 | if h.command == Command::Proxy { 1 } else { 0 });

@@ -17,15 +17,24 @@ fn v1_tcp4() {
     let line = b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\nGET /";
     let h = complete(line);
     assert_eq!(h.version, Version::V1);
-    assert_eq!(h.addresses.source(), Some("192.168.0.1:56324".parse().unwrap()));
-    assert_eq!(h.addresses.destination(), Some("192.168.0.11:443".parse().unwrap()));
+    assert_eq!(
+        h.addresses.source(),
+        Some("192.168.0.1:56324".parse().unwrap())
+    );
+    assert_eq!(
+        h.addresses.destination(),
+        Some("192.168.0.11:443".parse().unwrap())
+    );
     assert_eq!(h.header_len(), line.len() - 5);
 }
 
 #[test]
 fn v1_tcp6_and_unknown() {
     let h = complete(b"PROXY TCP6 2001:db8::1 ::1 1 65535\r\n");
-    assert_eq!(h.addresses.source(), Some("[2001:db8::1]:1".parse().unwrap()));
+    assert_eq!(
+        h.addresses.source(),
+        Some("[2001:db8::1]:1".parse().unwrap())
+    );
     let h = complete(b"PROXY UNKNOWN\r\n");
     assert_eq!(h.addresses, Addresses::Unspec);
     assert_eq!(h.header_len(), 15);
@@ -54,7 +63,11 @@ fn v1_invalid() {
         b"PROXY TCP4 1.2.3.4 5.6.7.8 80 8\x000\r\n",
     ];
     for b in bad {
-        assert!(parse(b, &cfg()).is_err(), "{:?}", String::from_utf8_lossy(b));
+        assert!(
+            parse(b, &cfg()).is_err(),
+            "{:?}",
+            String::from_utf8_lossy(b)
+        );
     }
     // No CRLF within 107 bytes.
     let mut long = b"PROXY UNKNOWN ".to_vec();
@@ -98,8 +111,14 @@ fn v2_ipv4_by_hand() {
     assert_eq!(h.version, Version::V2);
     assert_eq!(h.command, Command::Proxy);
     assert_eq!(h.transport, Transport::Stream);
-    assert_eq!(h.addresses.source(), Some("192.0.2.1:51000".parse().unwrap()));
-    assert_eq!(h.addresses.destination(), Some("10.0.0.1:80".parse().unwrap()));
+    assert_eq!(
+        h.addresses.source(),
+        Some("192.0.2.1:51000".parse().unwrap())
+    );
+    assert_eq!(
+        h.addresses.destination(),
+        Some("10.0.0.1:80".parse().unwrap())
+    );
     assert_eq!(h.header_len(), 28);
     assert_eq!(h.tlvs().count(), 0);
 }
@@ -122,7 +141,10 @@ fn v2_families_and_local() {
     // LOCAL: addresses discarded, `len` bytes still skipped.
     let b3 = v2(0x20, 0x11, &[1u8; 20]);
     let h = complete(&b3);
-    assert_eq!((h.command, h.addresses, h.header_len()), (Command::Local, Addresses::Unspec, 36));
+    assert_eq!(
+        (h.command, h.addresses, h.header_len()),
+        (Command::Local, Addresses::Unspec, 36)
+    );
     let b4 = v2(0x20, 0x00, &[]);
     let h = complete(&b4);
     assert_eq!(h.addresses, Addresses::Unspec);
@@ -137,10 +159,22 @@ fn v2_families_and_local() {
 #[test]
 fn v2_invalid() {
     let ok_body = [192, 0, 2, 1, 10, 0, 0, 1, 0, 1, 0, 80];
-    assert_eq!(parse(&v2(0x11, 0x11, &ok_body), &cfg()), Err(Error::V2Version(1)));
-    assert_eq!(parse(&v2(0x22, 0x11, &ok_body), &cfg()), Err(Error::V2Command(2)));
-    assert_eq!(parse(&v2(0x21, 0x41, &ok_body), &cfg()), Err(Error::V2Family(4)));
-    assert_eq!(parse(&v2(0x21, 0x13, &ok_body), &cfg()), Err(Error::V2Transport(3)));
+    assert_eq!(
+        parse(&v2(0x11, 0x11, &ok_body), &cfg()),
+        Err(Error::V2Version(1))
+    );
+    assert_eq!(
+        parse(&v2(0x22, 0x11, &ok_body), &cfg()),
+        Err(Error::V2Command(2))
+    );
+    assert_eq!(
+        parse(&v2(0x21, 0x41, &ok_body), &cfg()),
+        Err(Error::V2Family(4))
+    );
+    assert_eq!(
+        parse(&v2(0x21, 0x13, &ok_body), &cfg()),
+        Err(Error::V2Transport(3))
+    );
     assert_eq!(
         parse(&v2(0x21, 0x11, &ok_body[..8]), &cfg()),
         Err(Error::V2ShortAddress { len: 8, need: 12 })
@@ -152,7 +186,13 @@ fn v2_invalid() {
     // Over the cap: refused from the preamble alone, without waiting.
     let mut big = v2(0x21, 0x11, &ok_body);
     big[14..16].copy_from_slice(&5000u16.to_be_bytes());
-    assert_eq!(parse(&big[..16], &cfg()), Err(Error::V2TooLong { len: 5000, max: 4096 }));
+    assert_eq!(
+        parse(&big[..16], &cfg()),
+        Err(Error::V2TooLong {
+            len: 5000,
+            max: 4096
+        })
+    );
     // Bad version seen before the preamble is complete.
     let early = v2(0x11, 0x11, &ok_body);
     assert_eq!(parse(&early[..13], &cfg()), Err(Error::V2Version(1)));
@@ -164,7 +204,11 @@ fn v2_invalid() {
 
 #[test]
 fn v2_prefixes_are_incomplete_with_exact_counts() {
-    let mut h = OwnedHeader::tcp(Version::V2, "192.0.2.1:1".parse().unwrap(), "10.0.0.1:2".parse().unwrap());
+    let mut h = OwnedHeader::tcp(
+        Version::V2,
+        "192.0.2.1:1".parse().unwrap(),
+        "10.0.0.1:2".parse().unwrap(),
+    );
     h.tlvs.push(OwnedTlv::Alpn(b"h2".to_vec()));
     let b = encode_v2(&h, true).unwrap();
     for n in 0..b.len() {
@@ -184,7 +228,11 @@ fn v2_prefixes_are_incomplete_with_exact_counts() {
 
 #[test]
 fn tlvs_decode() {
-    let mut h = OwnedHeader::tcp(Version::V2, "192.0.2.1:1".parse().unwrap(), "10.0.0.1:2".parse().unwrap());
+    let mut h = OwnedHeader::tcp(
+        Version::V2,
+        "192.0.2.1:1".parse().unwrap(),
+        "10.0.0.1:2".parse().unwrap(),
+    );
     h.tlvs = vec![
         OwnedTlv::Alpn(b"h2".to_vec()),
         OwnedTlv::Authority("example.com".into()),
@@ -192,13 +240,28 @@ fn tlvs_decode() {
         OwnedTlv::Ssl {
             client: 0x07,
             verify: 0,
-            sub: vec![(tlv_type::SSL_VERSION, b"TLSv1.3".to_vec()), (tlv_type::SSL_CN, b"client".to_vec()), (0x2f, vec![1])],
+            sub: vec![
+                (tlv_type::SSL_VERSION, b"TLSv1.3".to_vec()),
+                (tlv_type::SSL_CN, b"client".to_vec()),
+                (0x2f, vec![1]),
+            ],
         },
         OwnedTlv::Netns("blue".into()),
-        OwnedTlv::Aws { subtype: 1, value: b"vpce-0123".to_vec() },
-        OwnedTlv::Azure { subtype: 1, value: 0x1234_5678u32.to_le_bytes().to_vec() },
-        OwnedTlv::Gcp { psc_connection_id: 0x0102_0304_0506_0708 },
-        OwnedTlv::Unknown { kind: 0xF0, value: vec![1, 2, 3] },
+        OwnedTlv::Aws {
+            subtype: 1,
+            value: b"vpce-0123".to_vec(),
+        },
+        OwnedTlv::Azure {
+            subtype: 1,
+            value: 0x1234_5678u32.to_le_bytes().to_vec(),
+        },
+        OwnedTlv::Gcp {
+            psc_connection_id: 0x0102_0304_0506_0708,
+        },
+        OwnedTlv::Unknown {
+            kind: 0xF0,
+            value: vec![1, 2, 3],
+        },
         OwnedTlv::Noop(vec![0; 3]),
     ];
     let b = encode_v2(&h, true).unwrap();
@@ -213,15 +276,30 @@ fn tlvs_decode() {
     assert_eq!(tlvs[4], Tlv::Netns("blue"));
     assert_eq!(tlvs[5].aws_vpce_id(), Some("vpce-0123"));
     assert_eq!(tlvs[6].azure_link_id(), Some(0x1234_5678));
-    assert_eq!(tlvs[7], Tlv::Gcp { psc_connection_id: 0x0102_0304_0506_0708 });
-    assert_eq!(tlvs[8], Tlv::Unknown { kind: 0xF0, value: &[1, 2, 3] });
+    assert_eq!(
+        tlvs[7],
+        Tlv::Gcp {
+            psc_connection_id: 0x0102_0304_0506_0708
+        }
+    );
+    assert_eq!(
+        tlvs[8],
+        Tlv::Unknown {
+            kind: 0xF0,
+            value: &[1, 2, 3]
+        }
+    );
     assert!(matches!(tlvs.last(), Some(Tlv::Crc32c(_))));
     assert_eq!(parsed.to_owned(), h);
 }
 
 #[test]
 fn crc32c_checked() {
-    let h = OwnedHeader::tcp(Version::V2, "192.0.2.1:1".parse().unwrap(), "10.0.0.1:2".parse().unwrap());
+    let h = OwnedHeader::tcp(
+        Version::V2,
+        "192.0.2.1:1".parse().unwrap(),
+        "10.0.0.1:2".parse().unwrap(),
+    );
     let mut b = encode_v2(&h, true).unwrap();
     assert!(matches!(parse(&b, &cfg()), Ok(Parsed::Complete(_))));
     // Flip one address bit: the checksum no longer matches.
@@ -241,20 +319,47 @@ fn tlv_bounds() {
         body.extend_from_slice(tlv);
         v2(0x21, 0x11, &body)
     };
-    assert_eq!(parse(&with(&[0x01, 0, 5, b'h']), &cfg()), Err(Error::TlvOverrun(1)));
+    assert_eq!(
+        parse(&with(&[0x01, 0, 5, b'h']), &cfg()),
+        Err(Error::TlvOverrun(1))
+    );
     assert_eq!(parse(&with(&[0x01, 0]), &cfg()), Err(Error::TlvOverrun(1)));
     let mut uid = vec![0x05, 0, 129];
     uid.extend_from_slice(&[0; 129]);
-    assert_eq!(parse(&with(&uid), &cfg()), Err(Error::TlvBadLength { kind: 5, len: 129 }));
-    assert_eq!(parse(&with(&[0x02, 0, 1, 0xff]), &cfg()), Err(Error::TlvNotUtf8(2)));
-    assert_eq!(parse(&with(&[0x03, 0, 2, 0, 0]), &cfg()), Err(Error::TlvBadLength { kind: 3, len: 2 }));
-    assert_eq!(parse(&with(&[0x20, 0, 2, 0, 0]), &cfg()), Err(Error::TlvBadLength { kind: 0x20, len: 2 }));
-    assert_eq!(parse(&with(&[0x20, 0, 8, 1, 0, 0, 0, 0, 0x21, 0, 9]), &cfg()), Err(Error::TlvOverrun(0x21)));
-    assert_eq!(parse(&with(&[0xEA, 0, 0]), &cfg()), Err(Error::TlvBadLength { kind: 0xEA, len: 0 }));
+    assert_eq!(
+        parse(&with(&uid), &cfg()),
+        Err(Error::TlvBadLength { kind: 5, len: 129 })
+    );
+    assert_eq!(
+        parse(&with(&[0x02, 0, 1, 0xff]), &cfg()),
+        Err(Error::TlvNotUtf8(2))
+    );
+    assert_eq!(
+        parse(&with(&[0x03, 0, 2, 0, 0]), &cfg()),
+        Err(Error::TlvBadLength { kind: 3, len: 2 })
+    );
+    assert_eq!(
+        parse(&with(&[0x20, 0, 2, 0, 0]), &cfg()),
+        Err(Error::TlvBadLength { kind: 0x20, len: 2 })
+    );
+    assert_eq!(
+        parse(&with(&[0x20, 0, 8, 1, 0, 0, 0, 0, 0x21, 0, 9]), &cfg()),
+        Err(Error::TlvOverrun(0x21))
+    );
+    assert_eq!(
+        parse(&with(&[0xEA, 0, 0]), &cfg()),
+        Err(Error::TlvBadLength { kind: 0xEA, len: 0 })
+    );
     // A GCP TLV of the wrong size is kept raw, not guessed at.
     let b7 = with(&[0xE0, 0, 2, 1, 2]);
     let h = complete(&b7);
-    assert_eq!(h.tlvs().next(), Some(Tlv::Unknown { kind: 0xE0, value: &[1, 2] }));
+    assert_eq!(
+        h.tlvs().next(),
+        Some(Tlv::Unknown {
+            kind: 0xE0,
+            value: &[1, 2]
+        })
+    );
 }
 
 #[test]
@@ -270,8 +375,15 @@ fn detect_cases() {
 
 #[test]
 fn encode_v1_forms() {
-    let h = OwnedHeader::tcp(Version::V1, "[2001:db8::1]:1".parse().unwrap(), "[::1]:2".parse().unwrap());
-    assert_eq!(encode_v1(&h).unwrap(), b"PROXY TCP6 2001:db8::1 ::1 1 2\r\n");
+    let h = OwnedHeader::tcp(
+        Version::V1,
+        "[2001:db8::1]:1".parse().unwrap(),
+        "[::1]:2".parse().unwrap(),
+    );
+    assert_eq!(
+        encode_v1(&h).unwrap(),
+        b"PROXY TCP6 2001:db8::1 ::1 1 2\r\n"
+    );
     let mut local = h.clone();
     local.command = Command::Local;
     assert_eq!(encode_v1(&local).unwrap(), b"PROXY UNKNOWN\r\n");
@@ -283,21 +395,37 @@ fn encode_v1_forms() {
 fn arb_addresses() -> impl Strategy<Value = Addresses> {
     prop_oneof![
         Just(Addresses::Unspec),
-        (any::<[u8; 4]>(), any::<u16>(), any::<[u8; 4]>(), any::<u16>()).prop_map(|(a, p, b, q)| Addresses::Ipv4 {
-            src: SocketAddrV4::new(a.into(), p),
-            dst: SocketAddrV4::new(b.into(), q),
-        }),
-        (any::<[u8; 16]>(), any::<u16>(), any::<[u8; 16]>(), any::<u16>()).prop_map(|(a, p, b, q)| Addresses::Ipv6 {
-            src: SocketAddrV6::new(a.into(), p, 0, 0),
-            dst: SocketAddrV6::new(b.into(), q, 0, 0),
-        }),
-        (proptest::collection::vec(any::<u8>(), 108), proptest::collection::vec(any::<u8>(), 108)).prop_map(|(a, b)| {
-            let mut s = [0u8; 108];
-            let mut d = [0u8; 108];
-            s.copy_from_slice(&a);
-            d.copy_from_slice(&b);
-            Addresses::Unix { src: s, dst: d }
-        }),
+        (
+            any::<[u8; 4]>(),
+            any::<u16>(),
+            any::<[u8; 4]>(),
+            any::<u16>()
+        )
+            .prop_map(|(a, p, b, q)| Addresses::Ipv4 {
+                src: SocketAddrV4::new(a.into(), p),
+                dst: SocketAddrV4::new(b.into(), q),
+            }),
+        (
+            any::<[u8; 16]>(),
+            any::<u16>(),
+            any::<[u8; 16]>(),
+            any::<u16>()
+        )
+            .prop_map(|(a, p, b, q)| Addresses::Ipv6 {
+                src: SocketAddrV6::new(a.into(), p, 0, 0),
+                dst: SocketAddrV6::new(b.into(), q, 0, 0),
+            }),
+        (
+            proptest::collection::vec(any::<u8>(), 108),
+            proptest::collection::vec(any::<u8>(), 108)
+        )
+            .prop_map(|(a, b)| {
+                let mut s = [0u8; 108];
+                let mut d = [0u8; 108];
+                s.copy_from_slice(&a);
+                d.copy_from_slice(&b);
+                Addresses::Unix { src: s, dst: d }
+            }),
     ]
 }
 
@@ -308,8 +436,16 @@ fn arb_tlv() -> impl Strategy<Value = OwnedTlv> {
         "[a-z0-9.]{0,30}".prop_map(OwnedTlv::Authority),
         bytes().prop_map(OwnedTlv::Noop),
         proptest::collection::vec(any::<u8>(), 0..=128).prop_map(OwnedTlv::UniqueId),
-        (any::<u8>(), any::<u32>(), proptest::collection::vec((0x21u8..=0x28, bytes()), 0..4))
-            .prop_map(|(client, verify, sub)| OwnedTlv::Ssl { client, verify, sub }),
+        (
+            any::<u8>(),
+            any::<u32>(),
+            proptest::collection::vec((0x21u8..=0x28, bytes()), 0..4)
+        )
+            .prop_map(|(client, verify, sub)| OwnedTlv::Ssl {
+                client,
+                verify,
+                sub
+            }),
         "[a-z]{0,12}".prop_map(OwnedTlv::Netns),
         (any::<u8>(), bytes()).prop_map(|(subtype, value)| OwnedTlv::Aws { subtype, value }),
         (any::<u8>(), bytes()).prop_map(|(subtype, value)| OwnedTlv::Azure { subtype, value }),

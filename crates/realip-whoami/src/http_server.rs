@@ -80,7 +80,10 @@ pub(crate) async fn serve(
         .await
         .is_err()
     {
-        tracing::warn!(left = conns.len(), "grace time over; closing remaining connections");
+        tracing::warn!(
+            left = conns.len(),
+            "grace time over; closing remaining connections"
+        );
         conns.abort_all();
     }
 }
@@ -151,8 +154,12 @@ async fn connection(
     }
 }
 
-async fn serve_http<I>(io: I, info: Arc<ConnInfo>, state: Arc<State>, mut shutdown: watch::Receiver<bool>)
-where
+async fn serve_http<I>(
+    io: I,
+    info: Arc<ConnInfo>,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = state.config.limits;
@@ -244,7 +251,11 @@ impl Body for Payload {
     }
 }
 
-fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Payload> {
+fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Payload> {
     let mut r = Response::new(Payload::Full(Some(body.into())));
     *r.status_mut() = status;
     r.headers_mut()
@@ -279,7 +290,9 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
         match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'%', Some(v)) => {
                 out.push(v);
@@ -360,8 +373,15 @@ async fn handle(req: Request<Incoming>, info: &ConnInfo, state: &State) -> Respo
             Some(d) if d <= MAX_WAIT => tokio::time::sleep(d).await,
             _ => {
                 return finish(
-                    reply(StatusCode::BAD_REQUEST, TEXT, format!("bad wait duration {w:?} (e.g. 500ms, 2s; at most 10m)\n")),
-                    &parts, info, &resolution, started,
+                    reply(
+                        StatusCode::BAD_REQUEST,
+                        TEXT,
+                        format!("bad wait duration {w:?} (e.g. 500ms, 2s; at most 10m)\n"),
+                    ),
+                    &parts,
+                    info,
+                    &resolution,
+                    started,
                 )
             }
         }
@@ -391,7 +411,11 @@ async fn handle(req: Request<Incoming>, info: &ConnInfo, state: &State) -> Respo
         "/clientip" => reply(StatusCode::OK, TEXT, render::host_port(info.peer)),
         "/realip" => match &resolution.client {
             Some(c) => reply(StatusCode::OK, TEXT, render::client_text(c)),
-            None => reply(StatusCode::UNPROCESSABLE_ENTITY, TEXT, "no client address could be resolved"),
+            None => reply(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                TEXT,
+                "no client address could be resolved",
+            ),
         },
         "/echoserver" => reply(StatusCode::OK, TEXT, render::echoserver(&seen)),
         "/bench" => reply(StatusCode::OK, TEXT, Bytes::from_static(b"1")),
@@ -406,18 +430,35 @@ async fn handle(req: Request<Incoming>, info: &ConnInfo, state: &State) -> Respo
         }
         let Some((name, value)) = v.split_once(':') else {
             return finish(
-                reply(StatusCode::BAD_REQUEST, TEXT, format!("bad header parameter {v:?}: expected Name:value\n")),
-                &parts, info, &resolution, started,
+                reply(
+                    StatusCode::BAD_REQUEST,
+                    TEXT,
+                    format!("bad header parameter {v:?}: expected Name:value\n"),
+                ),
+                &parts,
+                info,
+                &resolution,
+                started,
             );
         };
-        match (HeaderName::try_from(name.trim()), HeaderValue::try_from(value.trim())) {
+        match (
+            HeaderName::try_from(name.trim()),
+            HeaderValue::try_from(value.trim()),
+        ) {
             (Ok(n), Ok(v)) => {
                 resp.headers_mut().append(n, v);
             }
             _ => {
                 return finish(
-                    reply(StatusCode::BAD_REQUEST, TEXT, format!("bad header parameter {v:?}\n")),
-                    &parts, info, &resolution, started,
+                    reply(
+                        StatusCode::BAD_REQUEST,
+                        TEXT,
+                        format!("bad header parameter {v:?}\n"),
+                    ),
+                    &parts,
+                    info,
+                    &resolution,
+                    started,
                 )
             }
         }
@@ -474,21 +515,36 @@ async fn health(req: Request<Incoming>, state: &State) -> Response<Payload> {
             reply(status, TEXT, Bytes::new())
         }
         Method::POST => {
-            let body = http_body_util::Limited::new(req.into_body(), MAX_BODY).collect().await;
+            let body = http_body_util::Limited::new(req.into_body(), MAX_BODY)
+                .collect()
+                .await;
             let bytes = match body {
                 Ok(b) => b.to_bytes(),
                 Err(_) => {
-                    return reply(StatusCode::PAYLOAD_TOO_LARGE, TEXT, format!("body over {MAX_BODY} bytes\n"));
+                    return reply(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        TEXT,
+                        format!("body over {MAX_BODY} bytes\n"),
+                    );
                 }
             };
             let text = String::from_utf8_lossy(&bytes);
-            match text.trim().parse::<u16>().ok().filter(|c| (100..=599).contains(c)) {
+            match text
+                .trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|c| (100..=599).contains(c))
+            {
                 Some(code) => {
                     state.health.store(code, Ordering::Relaxed);
                     tracing::info!(status = code, "health status set");
                     reply(StatusCode::OK, TEXT, Bytes::new())
                 }
-                None => reply(StatusCode::BAD_REQUEST, TEXT, format!("{:?} is not a status code from 100 to 599\n", text.trim())),
+                None => reply(
+                    StatusCode::BAD_REQUEST,
+                    TEXT,
+                    format!("{:?} is not a status code from 100 to 599\n", text.trim()),
+                ),
             }
         }
         _ => reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, Bytes::new()),
@@ -499,24 +555,47 @@ fn data(size: Option<&str>, unit: Option<&str>) -> Response<Payload> {
     let n: u64 = match size.map(str::parse) {
         None => 1,
         Some(Ok(n)) => n,
-        Some(Err(_)) => return reply(StatusCode::BAD_REQUEST, TEXT, "size must be a whole number\n"),
+        Some(Err(_)) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                TEXT,
+                "size must be a whole number\n",
+            )
+        }
     };
     let mult: u64 = match unit.map(str::to_ascii_uppercase).as_deref() {
         None | Some("") | Some("B") => 1,
         Some("KB") => 1 << 10,
         Some("MB") => 1 << 20,
         Some("GB") => 1 << 30,
-        Some(u) => return reply(StatusCode::BAD_REQUEST, TEXT, format!("unit {u:?} is not B, KB, MB or GB\n")),
+        Some(u) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                TEXT,
+                format!("unit {u:?} is not B, KB, MB or GB\n"),
+            )
+        }
     };
     let total = match n.checked_mul(mult) {
         Some(t) if t <= MAX_DATA => t,
-        _ => return reply(StatusCode::BAD_REQUEST, TEXT, format!("size over {MAX_DATA} bytes\n")),
+        _ => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                TEXT,
+                format!("size over {MAX_DATA} bytes\n"),
+            )
+        }
     };
     // Printable, and recognisable when a truncation is looked at by eye.
-    let chunk: Bytes = (0..64 * 1024).map(|i| b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[i % 36]).collect::<Vec<u8>>().into();
+    let chunk: Bytes = (0..64 * 1024)
+        .map(|i| b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[i % 36])
+        .collect::<Vec<u8>>()
+        .into();
     let mut r = Response::new(Payload::Repeat { left: total, chunk });
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     r
 }
 

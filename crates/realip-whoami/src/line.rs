@@ -276,7 +276,10 @@ mod tests {
             respond("WHO", peer, Some(&c), "h"),
             "peer=127.0.0.2:5000 client=192.0.2.1:7 source=proxy-protocol hostname=h"
         );
-        assert_eq!(respond("who", peer, None, "h"), "peer=127.0.0.2:5000 client=- source=- hostname=h");
+        assert_eq!(
+            respond("who", peer, None, "h"),
+            "peer=127.0.0.2:5000 client=- source=- hostname=h"
+        );
         assert_eq!(respond("CLIENTIP", peer, Some(&c), "h"), "127.0.0.2:5000");
         assert_eq!(respond("clientip", peer, None, "h"), "127.0.0.2:5000");
         assert_eq!(respond("hostname", peer, None, "h"), "h");

@@ -202,7 +202,11 @@ pub fn text(seen: &Seen<'_>, env: Option<&[(String, String)]>) -> String {
     if let Some(step) = res.decisive() {
         let _ = writeln!(out, "Strategy: {} ({})", step.strategy, step.stop);
         for (i, h) in step.hops.iter().enumerate() {
-            let mark = if step.answer == Some(i) { " <- client" } else { "" };
+            let mark = if step.answer == Some(i) {
+                " <- client"
+            } else {
+                ""
+            };
             let _ = writeln!(
                 out,
                 "Hop: {} {} {} ({}){mark}",
@@ -363,7 +367,10 @@ mod tests {
             assert_eq!(lines[5], "GET /a/b?x=1 HTTP/1.1");
             assert_eq!(lines[6], "Host: example.com:8080");
             assert!(t.contains("\nX-Forwarded-For: 203.0.113.7, 10.0.0.1\n"));
-            assert!(t.contains("\nRealIP: 203.0.113.7 (X-Forwarded-For[0])\n"), "{t}");
+            assert!(
+                t.contains("\nRealIP: 203.0.113.7 (X-Forwarded-For[0])\n"),
+                "{t}"
+            );
             assert!(t.contains("Hop: peer 10.0.0.5:4242 trusted"));
         });
     }
@@ -372,7 +379,16 @@ mod tests {
     fn api_fields() {
         fixture(|s| {
             let v = api(s, None);
-            for k in ["hostname", "ip", "headers", "url", "host", "method", "name", "remoteAddr"] {
+            for k in [
+                "hostname",
+                "ip",
+                "headers",
+                "url",
+                "host",
+                "method",
+                "name",
+                "remoteAddr",
+            ] {
                 assert!(v.get(k).is_some(), "{k}");
             }
             assert_eq!(v["remoteAddr"], "10.0.0.5:4242");

@@ -26,7 +26,7 @@ const MAX_PROXY_INPUT: u64 = 16 + 65_535;
 would: from the socket peer, the request's headers, a PROXY protocol header, a TOA option or a \
 custom protocol's client-IP field, believing only what trusted peers say. Prints every hop, \
 whether it was trusted and why, and why the walk stopped.\n\n\
-Exit status: 0 with an answer, 1 when no address can be resolved, 2 on bad arguments.",
+Exit status: 0 with an answer, 1 when no address can be resolved, 2 on bad arguments."
 )]
 pub struct Args {
     /// The socket peer: 10.0.0.5:555, [2001:db8::1]:443 or a bare IP.
@@ -103,12 +103,9 @@ fn read_proxy(path: &PathBuf) -> Result<ProxyClaim, String> {
     let mut buf = Vec::new();
     let shown = path.display();
     let res = if path.as_os_str() == "-" {
-        std::io::stdin()
-            .take(MAX_PROXY_INPUT)
-            .read_to_end(&mut buf)
+        std::io::stdin().take(MAX_PROXY_INPUT).read_to_end(&mut buf)
     } else {
-        std::fs::File::open(path)
-            .and_then(|f| f.take(MAX_PROXY_INPUT).read_to_end(&mut buf))
+        std::fs::File::open(path).and_then(|f| f.take(MAX_PROXY_INPUT).read_to_end(&mut buf))
     };
     res.map_err(|e| format!("reading the PROXY header from {shown}: {e}"))?;
     let cfg = proxy::ParseConfig::default();
@@ -147,8 +144,8 @@ fn build(args: &Args) -> Result<Built, String> {
         }
         headers.push((name.to_string(), value.trim().to_string()));
     }
-    let trusted =
-        TrustSet::parse(args.trusted.iter().map(String::as_str)).map_err(|e| format!("--trusted: {e}"))?;
+    let trusted = TrustSet::parse(args.trusted.iter().map(String::as_str))
+        .map_err(|e| format!("--trusted: {e}"))?;
     let mut chain = Vec::new();
     for s in &args.strategy {
         chain.extend(Strategy::parse_chain(s).map_err(|e| format!("--strategy: {e}"))?);
@@ -208,7 +205,10 @@ pub fn run(args: Args) -> ExitCode {
             let why = res
                 .decisive()
                 .map_or_else(|| "no strategy ran".to_string(), |s| s.stop.to_string());
-            fail(EXIT_UNRESOLVED, format!("no client address could be resolved: {why}"))
+            fail(
+                EXIT_UNRESOLVED,
+                format!("no client address could be resolved: {why}"),
+            )
         }
     }
 }
@@ -259,7 +259,11 @@ pub fn table(res: &Resolution, trusted: &TrustSet) -> String {
             w2 = w[2]
         );
         for (i, r) in rows.iter().enumerate() {
-            let mark = if step.answer == Some(i) { "  <- client" } else { "" };
+            let mark = if step.answer == Some(i) {
+                "  <- client"
+            } else {
+                ""
+            };
             let _ = writeln!(
                 out,
                 "  {:<w0$}  {:<w1$}  {:<w2$}  {}{mark}",

@@ -134,7 +134,8 @@ pub struct Args {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    realip_whoami::parse_go_duration(s).ok_or_else(|| format!("{s:?} is not a duration like 10s or 500ms"))
+    realip_whoami::parse_go_duration(s)
+        .ok_or_else(|| format!("{s:?} is not a duration like 10s or 500ms"))
 }
 
 fn parse_field(s: &str) -> Result<FieldFormat, String> {
@@ -146,7 +147,8 @@ fn parse_field(s: &str) -> Result<FieldFormat, String> {
 }
 
 fn config(args: &Args) -> Result<Config, String> {
-    let trusted = TrustSet::parse(args.trusted.iter().map(String::as_str)).map_err(|e| format!("--trusted: {e}"))?;
+    let trusted = TrustSet::parse(args.trusted.iter().map(String::as_str))
+        .map_err(|e| format!("--trusted: {e}"))?;
     let mut chain = Vec::new();
     for s in &args.strategy {
         chain.extend(Strategy::parse_chain(s).map_err(|e| format!("--strategy: {e}"))?);

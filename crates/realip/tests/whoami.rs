@@ -15,14 +15,22 @@ fn v2_header(src: &str, dst: &str, dgram: bool) -> Vec<u8> {
     let (src, dst): (std::net::SocketAddr, std::net::SocketAddr) =
         (src.parse().unwrap(), dst.parse().unwrap());
     let addresses = match (src, dst) {
-        (std::net::SocketAddr::V4(s), std::net::SocketAddr::V4(d)) => Addresses::Ipv4 { src: s, dst: d },
-        (std::net::SocketAddr::V6(s), std::net::SocketAddr::V6(d)) => Addresses::Ipv6 { src: s, dst: d },
+        (std::net::SocketAddr::V4(s), std::net::SocketAddr::V4(d)) => {
+            Addresses::Ipv4 { src: s, dst: d }
+        }
+        (std::net::SocketAddr::V6(s), std::net::SocketAddr::V6(d)) => {
+            Addresses::Ipv6 { src: s, dst: d }
+        }
         _ => panic!("mixed families"),
     };
     let h = OwnedHeader {
         version: Version::V2,
         command: Command::Proxy,
-        transport: if dgram { Transport::Dgram } else { Transport::Stream },
+        transport: if dgram {
+            Transport::Dgram
+        } else {
+            Transport::Stream
+        },
         addresses,
         tlvs: vec![],
     };
@@ -77,7 +85,16 @@ async fn xff_chain_through_trusted_peer() {
     assert_eq!(hops[0]["trusted"], false);
     assert_eq!(hops[1]["trusted"], true);
     assert_eq!(hops[2]["source"], "peer");
-    for k in ["hostname", "ip", "headers", "url", "host", "method", "name", "remoteAddr"] {
+    for k in [
+        "hostname",
+        "ip",
+        "headers",
+        "url",
+        "host",
+        "method",
+        "name",
+        "remoteAddr",
+    ] {
         assert!(v.get(k).is_some(), "/api lacks {k}");
     }
     assert_eq!(v["url"], "/api");
@@ -92,7 +109,10 @@ async fn endpoints_and_formats() {
     assert_eq!(s, 200);
     let (ip, port) = body.rsplit_once(':').expect("ip:port");
     assert_eq!(ip, "127.0.0.2");
-    assert!(port.parse::<u16>().is_ok() && !body.ends_with('\n'), "{body:?}");
+    assert!(
+        port.parse::<u16>().is_ok() && !body.ends_with('\n'),
+        "{body:?}"
+    );
     let (_, _, body) = get_from("127.0.0.2", w.http, "/realip", &[]).await;
     assert!(body.starts_with("127.0.0.2:"), "{body}");
 
@@ -100,14 +120,23 @@ async fn endpoints_and_formats() {
     let lines: Vec<&str> = body.lines().collect();
     assert_eq!(lines[0], "Name: pod-a");
     assert!(lines[1].starts_with("Hostname: "));
-    assert!(lines.iter().any(|l| l.starts_with("IP: 127.0.0.1")), "{body}");
-    assert!(lines.iter().any(|l| *l == "GET /?x=1 HTTP/1.1"), "{body}");
-    assert!(lines.iter().any(|l| *l == "X-Custom: a"), "{body}");
-    assert!(lines.iter().any(|l| l.starts_with("Hop: peer 127.0.0.1:")), "{body}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("IP: 127.0.0.1")),
+        "{body}"
+    );
+    assert!(lines.contains(&"GET /?x=1 HTTP/1.1"), "{body}");
+    assert!(lines.contains(&"X-Custom: a"), "{body}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("Hop: peer 127.0.0.1:")),
+        "{body}"
+    );
 
     let (_, _, body) = get_from("127.0.0.2", w.http, "/echoserver?a=b", &[]).await;
     assert!(body.contains("\tclient_address=127.0.0.2\n"), "{body}");
-    assert!(body.contains("\treal path=/echoserver\n\tquery=a=b\n\trequest_version=1.1\n"), "{body}");
+    assert!(
+        body.contains("\treal path=/echoserver\n\tquery=a=b\n\trequest_version=1.1\n"),
+        "{body}"
+    );
     assert!(body.contains("\thost=whoami.test\n"), "{body}");
 
     let (_, _, body) = get_from("127.0.0.1", w.http, "/bench", &[]).await;
@@ -116,7 +145,10 @@ async fn endpoints_and_formats() {
     assert_eq!(body.len(), 2048);
     assert_eq!(h["content-length"], "2048");
     let (_, h, _) = get_from("127.0.0.1", w.http, "/?header=X-A:b&header=X-B:c", &[]).await;
-    assert_eq!((h["x-a"].to_str().unwrap(), h["x-b"].to_str().unwrap()), ("b", "c"));
+    assert_eq!(
+        (h["x-a"].to_str().unwrap(), h["x-b"].to_str().unwrap()),
+        ("b", "c")
+    );
     let (s, _, _) = get_from("127.0.0.1", w.http, "/?header=bad", &[]).await;
     assert_eq!(s, 400);
     let t = std::time::Instant::now();
@@ -203,7 +235,11 @@ async fn proxy_protocol_on_http() {
     assert!(out.is_empty());
     // A malformed header: closed.
     let mut c = connect_from("127.0.0.1", w.http).await;
-    let out = raw_exchange(&mut c, b"PROXY TCP4 192.0.2.10 10.0.0.1 05555 80\r\nGET / HTTP/1.1\r\n\r\n").await;
+    let out = raw_exchange(
+        &mut c,
+        b"PROXY TCP4 192.0.2.10 10.0.0.1 05555 80\r\nGET / HTTP/1.1\r\n\r\n",
+    )
+    .await;
     assert!(out.is_empty());
     let logs = w.drain_logs().join("\n");
     assert!(logs.contains("untrusted peer"), "{logs}");
@@ -218,21 +254,39 @@ async fn proxy_protocol_on_http() {
 
 #[tokio::test]
 async fn tcp_line_protocol_with_proxy_v2() {
-    let w = whoami(&["--trusted", "127.0.0.1/32", "--tcp", "127.0.0.1:0", "--tcp-proxy-protocol", "v2"]);
+    let w = whoami(&[
+        "--trusted",
+        "127.0.0.1/32",
+        "--tcp",
+        "127.0.0.1:0",
+        "--tcp-proxy-protocol",
+        "v2",
+    ]);
     let tcp = w.tcp.expect("tcp address");
     let mut c = connect_from("127.0.0.1", tcp).await;
-    c.write_all(&v2_header("198.51.100.20:6000", "10.0.0.1:9000", false)).await.unwrap();
+    c.write_all(&v2_header("198.51.100.20:6000", "10.0.0.1:9000", false))
+        .await
+        .unwrap();
     c.write_all(b"WHO\nCLIENTIP\nhello\n").await.unwrap();
     let mut r = BufReader::new(c);
     let mut lines = Vec::new();
     for _ in 0..3 {
         let mut l = String::new();
-        tokio::time::timeout(Duration::from_secs(5), r.read_line(&mut l)).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), r.read_line(&mut l))
+            .await
+            .unwrap()
+            .unwrap();
         lines.push(l);
     }
     assert!(lines[0].starts_with("peer=127.0.0.1:"), "{lines:?}");
-    assert!(lines[0].contains(" client=198.51.100.20:6000 source=proxy-protocol hostname="), "{lines:?}");
-    assert!(lines[1].starts_with("127.0.0.1:") && lines[1].ends_with('\n'), "{lines:?}");
+    assert!(
+        lines[0].contains(" client=198.51.100.20:6000 source=proxy-protocol hostname="),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("127.0.0.1:") && lines[1].ends_with('\n'),
+        "{lines:?}"
+    );
     assert_eq!(lines[2], "Received: hello\n");
     // From the untrusted address the connection is closed.
     let mut c = connect_from("127.0.0.2", tcp).await;
@@ -246,16 +300,23 @@ async fn tcp_line_too_long_is_refused() {
     let w = whoami(&["--tcp", "127.0.0.1:0"]);
     let mut c = connect_from("127.0.0.1", w.tcp.unwrap()).await;
     let out = raw_exchange(&mut c, &vec![b'a'; 10_000]).await;
-    assert_eq!(String::from_utf8_lossy(&out), "error: line longer than 4096 bytes\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "error: line longer than 4096 bytes\n"
+    );
 }
 
 #[tokio::test]
 async fn client_field_on_tcp_and_udp() {
     let w = whoami(&[
-        "--trusted", "127.0.0.1/32",
-        "--tcp", "127.0.0.1:0",
-        "--udp", "127.0.0.1:0",
-        "--client-field", "v4",
+        "--trusted",
+        "127.0.0.1/32",
+        "--tcp",
+        "127.0.0.1:0",
+        "--udp",
+        "127.0.0.1:0",
+        "--client-field",
+        "v4",
     ]);
     // 114.248.238.236, the seed's example client, as a big-endian u32.
     let field = [114u8, 248, 238, 236];
@@ -264,33 +325,60 @@ async fn client_field_on_tcp_and_udp() {
     c.write_all(b"WHO\n").await.unwrap();
     let mut line = String::new();
     BufReader::new(&mut c).read_line(&mut line).await.unwrap();
-    assert!(line.contains(" client=114.248.238.236 source=client-field "), "{line}");
+    assert!(
+        line.contains(" client=114.248.238.236 source=client-field "),
+        "{line}"
+    );
     // The same field from an untrusted peer is not believed.
     let mut c = connect_from("127.0.0.2", w.tcp.unwrap()).await;
     c.write_all(&field).await.unwrap();
     c.write_all(b"WHO\n").await.unwrap();
     let mut line = String::new();
     BufReader::new(&mut c).read_line(&mut line).await.unwrap();
-    assert!(line.contains(" client=127.0.0.2:") && line.contains("source=peer"), "{line}");
+    assert!(
+        line.contains(" client=127.0.0.2:") && line.contains("source=peer"),
+        "{line}"
+    );
 
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let mut d = field.to_vec();
     d.extend_from_slice(b"WHO");
     sock.send_to(&d, w.udp.unwrap()).await.unwrap();
     let mut buf = [0u8; 1500];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf)).await.unwrap().unwrap();
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     let reply = String::from_utf8_lossy(&buf[..n]);
-    assert!(reply.contains(" client=114.248.238.236 source=client-field "), "{reply}");
+    assert!(
+        reply.contains(" client=114.248.238.236 source=client-field "),
+        "{reply}"
+    );
 }
 
 #[tokio::test]
 async fn udp_with_proxy_v2_per_datagram() {
-    let w = whoami(&["--trusted", "127.0.0.1/32", "--udp", "127.0.0.1:0", "--udp-proxy-protocol", "v2"]);
+    let w = whoami(&[
+        "--trusted",
+        "127.0.0.1/32",
+        "--udp",
+        "127.0.0.1:0",
+        "--udp-proxy-protocol",
+        "v2",
+    ]);
     let udp = w.udp.unwrap();
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     for (client, cmd, want) in [
-        ("198.51.100.1:1111", "WHO", "client=198.51.100.1:1111 source=proxy-protocol"),
-        ("198.51.100.2:2222", "WHO", "client=198.51.100.2:2222 source=proxy-protocol"),
+        (
+            "198.51.100.1:1111",
+            "WHO",
+            "client=198.51.100.1:1111 source=proxy-protocol",
+        ),
+        (
+            "198.51.100.2:2222",
+            "WHO",
+            "client=198.51.100.2:2222 source=proxy-protocol",
+        ),
         ("198.51.100.2:2222", "clientip", "127.0.0.1:"),
         ("198.51.100.2:2222", "echo hi", "hi"),
     ] {
@@ -298,20 +386,31 @@ async fn udp_with_proxy_v2_per_datagram() {
         d.extend_from_slice(cmd.as_bytes());
         sock.send_to(&d, udp).await.unwrap();
         let mut buf = [0u8; 1500];
-        let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf)).await.unwrap().unwrap();
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         let reply = String::from_utf8_lossy(&buf[..n]);
         assert!(reply.contains(want), "{cmd}: {reply}");
     }
     // A datagram without the header is dropped: no reply.
     sock.send_to(b"WHO", udp).await.unwrap();
     let mut buf = [0u8; 1500];
-    assert!(tokio::time::timeout(Duration::from_millis(500), sock.recv_from(&mut buf)).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), sock.recv_from(&mut buf))
+            .await
+            .is_err()
+    );
     // So is one from an untrusted sender.
     let other = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
     let mut d = v2_header("198.51.100.1:1111", "10.0.0.1:53", true);
     d.extend_from_slice(b"WHO");
     other.send_to(&d, udp).await.unwrap();
-    assert!(tokio::time::timeout(Duration::from_millis(500), other.recv_from(&mut buf)).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), other.recv_from(&mut buf))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -326,11 +425,16 @@ async fn limits_answer_431_and_408() {
     assert_eq!(s, 431);
     // Slowloris: half a request head, then silence.
     let mut c = connect_from("127.0.0.1", w.http).await;
-    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
     let mut out = Vec::new();
     let t = std::time::Instant::now();
     let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut out)).await;
-    assert!(t.elapsed() < Duration::from_secs(4), "slow request held the connection");
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "slow request held the connection"
+    );
     let out = String::from_utf8_lossy(&out);
     assert!(out.is_empty() || out.starts_with("HTTP/1.1 408"), "{out}");
     // Garbage gets a 400, and the server lives on.
@@ -345,10 +449,14 @@ async fn limits_answer_431_and_408() {
 async fn sigterm_drains_in_flight_requests() {
     let w = whoami(&["--grace", "5s"]);
     let http = w.http;
-    let slow = tokio::spawn(async move { get_from("127.0.0.1", http, "/bench?wait=1s", &[]).await });
+    let slow =
+        tokio::spawn(async move { get_from("127.0.0.1", http, "/bench?wait=1s", &[]).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = w.child.id();
-    let st = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(st.success());
     let (s, _, body) = slow.await.unwrap();
     assert_eq!((s, body.as_str()), (200, "1"));
@@ -382,13 +490,18 @@ fn pki() -> Pki {
     let dir = std::env::temp_dir().join(format!(
         "realip-whoami-tls-{}-{}",
         std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "realip test CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "realip test CA");
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let srv_key = KeyPair::generate().unwrap();
     let srv = CertificateParams::new(vec!["whoami.test".to_string()])
@@ -397,7 +510,9 @@ fn pki() -> Pki {
         .unwrap();
     let cli_key = KeyPair::generate().unwrap();
     let mut cli_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    cli_params.distinguished_name.push(DnType::CommonName, "client-a");
+    cli_params
+        .distinguished_name
+        .push(DnType::CommonName, "client-a");
     let cli = cli_params.signed_by(&cli_key, &ca, &ca_key).unwrap();
     std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
     std::fs::write(dir.join("cert.pem"), srv.pem()).unwrap();
@@ -429,14 +544,17 @@ async fn tls_connect(
         .unwrap()
         .with_root_certificates(roots);
     let mut cfg = if client_cert {
-        b.with_client_auth_cert(pki.client_chain.clone(), pki.client_key.clone_key()).unwrap()
+        b.with_client_auth_cert(pki.client_chain.clone(), pki.client_key.clone_key())
+            .unwrap()
     } else {
         b.with_no_client_auth()
     };
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = connect_from("127.0.0.1", dst).await;
     let name = rustls_pki_types::ServerName::try_from("whoami.test").unwrap();
-    let s = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await?;
+    let s = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await?;
     // TLS 1.3 reports a rejected client certificate only on the first read.
     Ok(s)
 }
@@ -446,9 +564,12 @@ async fn tls_h2_and_http11_by_alpn() {
     let pki = pki();
     let d = pki.dir.to_str().unwrap().to_string();
     let w = whoami(&[
-        "--cert", &format!("{d}/cert.pem"),
-        "--key", &format!("{d}/key.pem"),
-        "--trusted", "127.0.0.1/32",
+        "--cert",
+        &format!("{d}/cert.pem"),
+        "--key",
+        &format!("{d}/key.pem"),
+        "--trusted",
+        "127.0.0.1/32",
     ]);
     let s = tls_connect(&pki, w.http, false, &[b"h2"]).await.unwrap();
     assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
@@ -457,7 +578,9 @@ async fn tls_h2_and_http11_by_alpn() {
     let v = json(&body);
     assert_eq!(v["realIp"]["ip"], "198.51.100.3");
     assert_eq!(v["tls"]["alpn"], "h2");
-    let s = tls_connect(&pki, w.http, false, &[b"http/1.1"]).await.unwrap();
+    let s = tls_connect(&pki, w.http, false, &[b"http/1.1"])
+        .await
+        .unwrap();
     let (status, _, body) = http1_over(s, "GET", "/echoserver", &[], "").await;
     assert_eq!(status, 200);
     assert!(body.contains("\trequest_scheme=https\n"), "{body}");
@@ -468,9 +591,12 @@ async fn mtls_requires_and_shows_the_client_certificate() {
     let pki = pki();
     let d = pki.dir.to_str().unwrap().to_string();
     let w = whoami(&[
-        "--cert", &format!("{d}/cert.pem"),
-        "--key", &format!("{d}/key.pem"),
-        "--cacert", &format!("{d}/ca.pem"),
+        "--cert",
+        &format!("{d}/cert.pem"),
+        "--key",
+        &format!("{d}/key.pem"),
+        "--cacert",
+        &format!("{d}/ca.pem"),
     ]);
     let s = tls_connect(&pki, w.http, true, &[b"h2"]).await.unwrap();
     let (status, body) = h2_over(s, "/", &[]).await;
@@ -483,8 +609,14 @@ async fn mtls_requires_and_shows_the_client_certificate() {
         Ok(mut s) => {
             let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
             let mut out = Vec::new();
-            let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await.unwrap();
-            assert!(r.is_err() || out.is_empty(), "{:?}", String::from_utf8_lossy(&out));
+            let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+                .await
+                .unwrap();
+            assert!(
+                r.is_err() || out.is_empty(),
+                "{:?}",
+                String::from_utf8_lossy(&out)
+            );
         }
     }
 }

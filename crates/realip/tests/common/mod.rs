@@ -51,11 +51,17 @@ pub fn whoami(args: &[&str]) -> Whoami {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("whoami did not report listening within 10s"));
+        let Ok(line) = rx.recv_timeout(left) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("whoami did not report listening within 10s (args {args:?})");
+        };
         if line.contains("\"listening\"") {
-            let http = field(&line, "http").expect("http address in the listening line");
+            let Some(http) = field(&line, "http") else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("no http address in the listening line: {line}");
+            };
             return Whoami {
                 child,
                 http,
@@ -119,7 +125,9 @@ where
 {
     use http_body_util::{BodyExt, Full};
     let io = hyper_util::rt::TokioIo::new(stream);
-    let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.expect("h1 handshake");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .expect("h1 handshake");
     tokio::spawn(conn);
     let mut req = http::Request::builder()
         .method(method)
@@ -128,7 +136,9 @@ where
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let req = req.body(Full::new(bytes::Bytes::from(body.to_string()))).unwrap();
+    let req = req
+        .body(Full::new(bytes::Bytes::from(body.to_string())))
+        .unwrap();
     let resp = tokio::time::timeout(Duration::from_secs(10), send.send_request(req))
         .await
         .expect("response timed out")
