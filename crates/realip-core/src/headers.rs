@@ -590,12 +590,17 @@ mod tests {
     fn forwarded_bound_holds_with_bad_utf8_at_the_end() {
         // Regression (fuzz/forwarded): 64 good elements, then a byte that
         // is not UTF-8, made 65.
-        let mut v = vec!["for=1.1.1.1"; MAX_FORWARDED_ELEMENTS].join(",").into_bytes();
+        let mut v = vec!["for=1.1.1.1"; MAX_FORWARDED_ELEMENTS]
+            .join(",")
+            .into_bytes();
         v.extend_from_slice(b",\xde");
         let els = parse_forwarded(&v);
         assert_eq!(els.len(), MAX_FORWARDED_ELEMENTS);
         assert_eq!(els[0].error, Some(ForwardedError::TooManyElements));
-        assert_eq!(els.last().unwrap().error, Some(ForwardedError::TrailingGarbage));
+        assert_eq!(
+            els.last().unwrap().error,
+            Some(ForwardedError::TrailingGarbage)
+        );
         let crash = b"$<,:&<#<,&,&&,&,\x16,:\x16,,&,:&&,&,\x16,:\x16,\x16\x16,#&#,<<,:&<#<,&,&&,&,\x16,:\x16,\x16\x16,#&#,<<,:&<#<,\x16,+#,:<<#<,&,\x16,:\x16,\x16\x16,#&#,<<,:#<,&,\x16,:\x16,\x16\x16,:\x16,\x16\x16,\x00\x00\x008#&#,<<,:&<#<,&,&,\x16,:#,:<<&<#<,&,&,:&&,&,\x16,:\x16,\x16\x16,#&#,<<,:&<#<,&,&,\x16,:#,:<<#<&,:&&\n\xde";
         assert!(parse_forwarded(crash).len() <= MAX_FORWARDED_ELEMENTS);
     }

@@ -116,6 +116,20 @@ async fn connection(
     } else {
         (Bytes::new(), None)
     };
+    // A plaintext connection keeps a second handle on the socket, so a
+    // request head that times out can still be answered 408 after hyper
+    // has given the connection up (hyper closes without a response).
+    let (stream, answer_408) = if tls.is_none() {
+        match split_for_408(stream) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "socket setup failed; closing");
+                return;
+            }
+        }
+    } else {
+        (stream, None)
+    };
     let io = IdleTimeout::new(Rewind::new(prefix, stream), cfg.limits.idle_timeout);
     let claim = proxy.as_ref().map(|h| h.claim());
     let proxy = proxy.map(|h| h.header);
@@ -127,7 +141,7 @@ async fn connection(
                 claim,
                 tls: None,
             });
-            serve_http(io, info, state, shutdown).await
+            serve_http(io, info, state, shutdown, answer_408).await
         }
         Some(acceptor) => {
             let handshake =
@@ -149,9 +163,27 @@ async fn connection(
                 claim,
                 tls: Some(crate::tls::info(tls_stream.get_ref().1)),
             });
-            serve_http(tls_stream, info, state, shutdown).await
+            serve_http(tls_stream, info, state, shutdown, None).await
         }
     }
+}
+
+/// The socket, re-registered with tokio, and a duplicate kept outside
+/// tokio for the 408.
+fn split_for_408(stream: TcpStream) -> std::io::Result<(TcpStream, Option<std::net::TcpStream>)> {
+    let std_stream = stream.into_std()?;
+    let dup = std_stream.try_clone()?;
+    Ok((TcpStream::from_std(std_stream)?, Some(dup)))
+}
+
+/// What hyper would send for a slow request head if it sent anything.
+fn send_408(sock: &std::net::TcpStream) {
+    use std::io::Write;
+    // Non-blocking and tiny: it fits any socket buffer, and if it does not,
+    // closing without it is what hyper would have done anyway.
+    let _ = (&*sock).write_all(
+        b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+    );
 }
 
 async fn serve_http<I>(
@@ -159,10 +191,12 @@ async fn serve_http<I>(
     info: Arc<ConnInfo>,
     state: Arc<State>,
     mut shutdown: watch::Receiver<bool>,
+    answer_408: Option<std::net::TcpStream>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = state.config.limits;
+    let peer = info.peer;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -194,8 +228,16 @@ async fn serve_http<I>(
     loop {
         tokio::select! {
             r = conn.as_mut() => {
+                // hyper has already answered 400/408/431 where HTTP allows;
+                // this is the log line for it.
                 if let Err(e) = r {
-                    tracing::debug!(error = %e, "connection ended with an error");
+                    let timed_out = e
+                        .downcast_ref::<hyper::Error>()
+                        .is_some_and(hyper::Error::is_timeout);
+                    if let (true, Some(sock)) = (timed_out, &answer_408) {
+                        send_408(sock);
+                    }
+                    tracing::info!(peer = %peer, error = %e, "connection closed on a bad request or I/O error");
                 }
                 break;
             }
