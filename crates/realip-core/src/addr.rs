@@ -91,7 +91,13 @@ impl Addr {
     }
 
     /// Parse bytes read from the network (header values are bytes).
+    #[inline]
     pub fn parse_bytes(bytes: &[u8]) -> Result<Self, AddrError> {
+        // Most entries in a forwarding header are plain IPv4: take them
+        // without the general parser; anything else goes the long way.
+        if let Some(a) = fast_v4(bytes) {
+            return Ok(a);
+        }
         if bytes.len() > MAX_ADDR_LEN {
             return Err(AddrError::TooLong);
         }
@@ -122,6 +128,7 @@ impl fmt::Display for Addr {
 
 /// IPv4-mapped IPv6 (`::ffff:a.b.c.d`) becomes IPv4, so trust ranges written
 /// for IPv4 match dual-stack sockets too.
+#[inline]
 pub fn unmap(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -130,6 +137,58 @@ pub fn unmap(ip: IpAddr) -> IpAddr {
         },
         v4 => v4,
     }
+}
+
+/// `a.b.c.d` or `a.b.c.d:port`, exactly as [`parse`] would accept them
+/// (no leading zeros, octets up to 255, port 1-65535, not 0.0.0.0), or
+/// `None` to send the text through [`parse`] for the answer or the error.
+#[inline]
+fn fast_v4(b: &[u8]) -> Option<Addr> {
+    let mut octets = [0u8; 4];
+    let mut i = 0;
+    for (n, octet) in octets.iter_mut().enumerate() {
+        let start = i;
+        let mut v: u32 = 0;
+        while i < b.len() && b[i].is_ascii_digit() && i - start < 3 {
+            v = v * 10 + u32::from(b[i] - b'0');
+            i += 1;
+        }
+        let len = i - start;
+        if len == 0 || v > 255 || (len > 1 && b[start] == b'0') {
+            return None;
+        }
+        *octet = v as u8;
+        if n < 3 {
+            if b.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+    }
+    let port = match b.get(i) {
+        None => None,
+        Some(b':') => {
+            let p = &b[i + 1..];
+            if p.is_empty() || p.len() > 5 || !p.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let v = p.iter().fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
+            if !(1..=65535).contains(&v) {
+                return None;
+            }
+            Some(v as u16)
+        }
+        Some(_) => return None,
+    };
+    let ip = std::net::Ipv4Addr::from(octets);
+    if ip.is_unspecified() {
+        return None;
+    }
+    Some(Addr {
+        ip: IpAddr::V4(ip),
+        port,
+        zone: None,
+    })
 }
 
 fn parse(text: &str) -> Result<Addr, AddrError> {
@@ -260,6 +319,61 @@ mod tests {
         assert_eq!(b.zone.as_deref(), Some("eth0"));
         assert_eq!(b.port, Some(8080));
         assert_eq!(b.to_string(), "[fe80::abcd%eth0]:8080");
+    }
+
+    #[test]
+    fn fast_v4_agrees_with_the_general_parser() {
+        for t in [
+            "1.2.3.4",
+            "255.255.255.255",
+            "0.0.0.1",
+            "10.0.0.1:80",
+            "1.2.3.4:65535",
+            "1.2.3.4:65536",
+            "1.2.3.4:0",
+            "1.2.3.4:",
+            "01.2.3.4",
+            "1.2.3.04",
+            "256.1.1.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "0.0.0.0",
+            "0.0.0.0:80",
+            "1.2.3.4:080",
+            "1.2.3.4: 80",
+            "1.2.3.4 ",
+            " 1.2.3.4",
+            "1.2.3.4x",
+            "1..2.3",
+            "1.2.3.4:123456",
+            "1234.1.1.1",
+        ] {
+            let fast = fast_v4(t.as_bytes());
+            let slow = parse(t);
+            match fast {
+                Some(a) => assert_eq!(Ok(a), slow, "{t}"),
+                // Declined: the general parser decides, and it must not
+                // accept something the fast path wrongly refused as v4.
+                None => assert!(
+                    slow.is_err()
+                        || !slow.unwrap().ip.is_ipv4()
+                        || t.contains(' ')
+                        || t.contains(":0"),
+                    "{t}"
+                ),
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_v4_is_exactly_the_general_parser_on_v4(t in "[0-9.:]{0,24}") {
+            let slow = parse(&t);
+            match fast_v4(t.as_bytes()) {
+                Some(a) => proptest::prop_assert_eq!(Ok(a), slow),
+                None => proptest::prop_assert!(slow.is_err() || slow.unwrap().ip.is_ipv6()),
+            }
+        }
     }
 
     #[test]

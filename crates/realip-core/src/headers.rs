@@ -49,6 +49,19 @@ fn is_xff_sep(b: &u8) -> bool {
     matches!(b, b',' | b' ' | b'\t')
 }
 
+/// How many entries one X-Forwarded-For value holds: the same count as
+/// [`xff_entries`], in one pass over the bytes.
+pub fn count_xff_entries(value: &[u8]) -> usize {
+    let mut n = 0;
+    let mut in_token = false;
+    for b in value {
+        let sep = is_xff_sep(b);
+        n += usize::from(!sep && !in_token);
+        in_token = !sep;
+    }
+    n
+}
+
 /// X-Forwarded-For entries from every instance, far client first.
 pub fn xff_entries<'s>(values: impl Iterator<Item = &'s [u8]>) -> impl Iterator<Item = &'s [u8]> {
     values.flat_map(|v| v.split(is_xff_sep).filter(|t| !t.is_empty()))
@@ -457,6 +470,26 @@ mod tests {
         let fwd: Vec<&[u8]> =
             xff_entries([b"a, b".as_slice(), b"c".as_slice()].into_iter()).collect();
         assert_eq!(fwd, [b"a".as_slice(), b"b", b"c"]);
+    }
+
+    #[test]
+    fn entry_count_matches_the_splitter() {
+        for v in [
+            "",
+            " ",
+            "a",
+            "a,b",
+            " a , b ,, c ",
+            ",,,",
+            "a b\tc",
+            "1.1.1.1, 2.2.2.2",
+        ] {
+            assert_eq!(
+                count_xff_entries(v.as_bytes()),
+                xff_entries([v.as_bytes()].into_iter()).count(),
+                "{v:?}"
+            );
+        }
     }
 
     #[test]

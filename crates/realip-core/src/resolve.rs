@@ -476,6 +476,7 @@ impl RawHop<'_> {
     }
 }
 
+#[inline]
 fn xff_hop(tok: &[u8]) -> RawHop<'_> {
     match Addr::parse_bytes(tok) {
         Ok(a) => RawHop::Addr(a),
@@ -540,7 +541,7 @@ fn count_entries<H: Headers + ?Sized>(headers: &H, name: &str) -> usize {
             .map(|v| headers::parse_forwarded(v).len())
             .sum()
     } else {
-        headers::xff_entries(headers.values(name)).count()
+        headers.values(name).map(headers::count_xff_entries).sum()
     }
 }
 
@@ -945,30 +946,57 @@ fn walk_rightmost<'h, H: Headers + ?Sized, R: Recorder<'h>>(
     leftover: Leftover,
 ) -> Outcome {
     rec.header_name(name);
-    // Explanations list every entry, even those the walk never reaches.
-    let (total, mut hops): (Option<usize>, Box<dyn Iterator<Item = RawHop<'h>> + 'h>) = if R::ON {
+    if R::ON {
+        // Explanations list every entry, even those the walk never reaches.
         let all: Vec<RawHop<'h>> = hops_fwd(headers, name).collect();
         let n = all.len();
         rec.entries(all.clone());
-        (Some(n), Box::new(all.into_iter().rev()))
+        let total = || n;
+        walk_rightmost_over(
+            all.into_iter().rev(),
+            total,
+            name,
+            peer,
+            rec,
+            passes,
+            leftover,
+        )
     } else {
-        (None, Box::new(std::iter::empty()))
-    };
+        // The hot path: entries parsed lazily, nearest first, and counted
+        // only if the answer is one of them.
+        let total = || count_entries(headers, name);
+        if is_forwarded(name) {
+            let it = headers.values(name).rev().flat_map(|v| {
+                headers::parse_forwarded(v)
+                    .into_iter()
+                    .rev()
+                    .map(forwarded_hop)
+            });
+            walk_rightmost_over(it, total, name, peer, rec, passes, leftover)
+        } else {
+            let it = headers::xff_entries_rev(headers.values(name)).map(xff_hop);
+            walk_rightmost_over(it, total, name, peer, rec, passes, leftover)
+        }
+    }
+}
+
+fn walk_rightmost_over<'h, R: Recorder<'h>>(
+    hops: impl Iterator<Item = RawHop<'h>>,
+    total: impl Fn() -> usize,
+    name: &HeaderName,
+    peer: &Addr,
+    rec: &mut R,
+    passes: impl Fn(&Addr) -> bool,
+    leftover: Leftover,
+) -> Outcome {
     if !passes(peer) {
         rec.event(At::Peer, Event::Untrusted);
         return (Some(peer_client(peer)), Stop::PeerUntrusted);
     }
     rec.event(At::Peer, Event::Trusted);
-    let mut lazy;
-    let iter: &mut dyn Iterator<Item = RawHop<'h>> = if R::ON {
-        &mut hops
-    } else {
-        lazy = hops_rev(headers, name);
-        &mut lazy
-    };
-    // The last address walked: the peer until an entry passes.
+    let iter = hops;
     let mut last: Option<(usize, Addr)> = None;
-    let index_of = |r: usize| total.unwrap_or_else(|| count_entries(headers, name)) - 1 - r;
+    let index_of = |r: usize| total() - 1 - r;
     for (r, hop) in iter.enumerate() {
         match hop {
             RawHop::Addr(a) if passes(&a) => {

@@ -344,6 +344,7 @@ impl TrustSet {
         self.index_of(ip).and_then(|i| self.entries.get(i))
     }
 
+    #[inline]
     fn index_of(&self, ip: IpAddr) -> Option<usize> {
         match unmap(ip) {
             IpAddr::V4(a) => {
@@ -358,12 +359,14 @@ impl TrustSet {
     }
 
     /// Whether `ip` is trusted.
+    #[inline]
     pub fn contains(&self, ip: IpAddr) -> bool {
         self.index_of(ip).is_some()
     }
 
     /// Whether a parsed address is trusted. A zoned address never is: a zone
     /// names an interface on another machine, so the range cannot vouch for it.
+    #[inline]
     pub fn trusts(&self, addr: &Addr) -> bool {
         addr.zone.is_none() && self.contains(addr.ip)
     }
