@@ -406,7 +406,20 @@ async fn handle(req: Request<Incoming>, info: &ConnInfo, state: &State) -> Respo
     let headers = realip_http::HttpHeaders(req.headers());
     let mut evidence = realip_core::Request::new(info.peer, &headers);
     evidence.proxy = info.claim;
-    let resolution = cfg.resolver.explain(&evidence);
+    // Only the pages that show hops pay for the explanation; the others
+    // need just the client (for /realip and the log line).
+    let shows_hops = !matches!(
+        req.uri().path(),
+        "/clientip" | "/realip" | "/echoserver" | "/bench" | "/health" | "/data"
+    );
+    let resolution = if shows_hops {
+        cfg.resolver.explain(&evidence)
+    } else {
+        realip_core::Resolution {
+            client: cfg.resolver.resolve(&evidence),
+            steps: Vec::new(),
+        }
+    };
     let query = query_pairs(req.uri().query());
     let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
 

@@ -9,9 +9,31 @@ use realip_core::{Resolver, Strategy, TrustSet};
 use realip_net::{ProxyLimits, ProxyMode};
 use realip_whoami::{Config, FieldFormat, Limits, Server, TlsFiles};
 
-/// The default strategy chain: a PROXY header or client-IP field when one
-/// was received from a trusted peer, else X-Forwarded-For the nginx way.
-const DEFAULT_CHAIN: &str = "proxy-protocol,client-field,rightmost-trusted-range";
+/// The default strategy chain: the PROXY header when a listener expects
+/// one, the client-IP field when one is configured, then X-Forwarded-For the
+/// nginx way. Evidence that cannot arrive is not asked about, so the
+/// explanation carries no empty steps.
+fn default_chain(args: &Args) -> Vec<Strategy> {
+    let mut chain = Vec::new();
+    let proxy_on = [
+        Some(args.proxy_protocol),
+        args.tcp_proxy_protocol,
+        args.udp_proxy_protocol,
+    ]
+    .into_iter()
+    .flatten()
+    .any(ProxyMode::is_on);
+    if proxy_on {
+        chain.push(Strategy::ProxyProtocol);
+    }
+    if args.client_field.is_some() {
+        chain.push(Strategy::ClientField);
+    }
+    chain.push(Strategy::RightmostTrustedRange(
+        realip_core::strategy::DEFAULT_LIST_HEADER.into(),
+    ));
+    chain
+}
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -96,8 +118,10 @@ pub struct Args {
     #[arg(long, value_name = "CIDR|PRESET")]
     trusted: Vec<String>,
 
-    /// Strategy chain (see `realip resolve --help`); repeatable.
-    #[arg(long, value_name = "NAME", default_value = DEFAULT_CHAIN)]
+    /// Strategy chain (see `realip resolve --help`); repeatable. Default:
+    /// proxy-protocol (when a listener expects PROXY), client-field (when
+    /// --client-field is set), then rightmost-trusted-range.
+    #[arg(long, value_name = "NAME")]
     strategy: Vec<String>,
 
     /// Log format.
@@ -152,6 +176,9 @@ fn config(args: &Args) -> Result<Config, String> {
     let mut chain = Vec::new();
     for s in &args.strategy {
         chain.extend(Strategy::parse_chain(s).map_err(|e| format!("--strategy: {e}"))?);
+    }
+    if chain.is_empty() {
+        chain = default_chain(args);
     }
     let tls = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => Some(TlsFiles {
