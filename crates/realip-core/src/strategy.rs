@@ -147,6 +147,18 @@ impl Strategy {
         }
     }
 
+    /// Parse several chains (one per command-line occurrence) into one,
+    /// in order. Empty input gives an empty chain: the caller's default.
+    pub fn parse_chains<'a>(
+        items: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Vec<Strategy>, StrategyError> {
+        let mut chain = Vec::new();
+        for item in items {
+            chain.extend(Strategy::parse_chain(item)?);
+        }
+        Ok(chain)
+    }
+
     /// Parse a comma-separated chain such as `proxy-protocol,remote-addr`.
     pub fn parse_chain(text: &str) -> Result<Vec<Strategy>, StrategyError> {
         let chain = text

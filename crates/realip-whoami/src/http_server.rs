@@ -17,11 +17,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use realip_core::proxy::OwnedHeader;
 use realip_core::ProxyClaim;
-use realip_net::{read_proxy_header, IdleTimeout, Rewind};
+use realip_net::{IdleTimeout, Rewind};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 
 use crate::render::{self, Seen, TlsInfo};
 use crate::State;
@@ -39,53 +38,18 @@ pub(crate) async fn serve(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     state: Arc<State>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let limits = state.config.limits;
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let mut conns = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = crate::stopped(&mut shutdown) => break,
-        };
-        while conns.try_join_next().is_some() {}
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            let n = state.stats.over_limit.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::warn!(%peer, limit = limits.max_connections, refused = n, "connection limit reached; closing");
-            continue;
-        };
-        state.stats.connections.fetch_add(1, Ordering::Relaxed);
-        let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let tls = tls.clone();
-        let shutdown = shutdown.clone();
-        conns.spawn(async move {
-            let _permit = permit;
-            connection(stream, peer, tls, state, shutdown).await;
-        });
-    }
-    drop(listener);
-    let grace = state.config.grace;
-    if tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} })
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            left = conns.len(),
-            "grace time over; closing remaining connections"
-        );
-        conns.abort_all();
-    }
+    crate::accept_loop(
+        listener,
+        state,
+        shutdown,
+        move |stream, peer, state, shutdown| {
+            let _ = stream.set_nodelay(true);
+            connection(stream, peer, tls.clone(), state, shutdown)
+        },
+    )
+    .await
 }
 
 async fn connection(
@@ -96,26 +60,10 @@ async fn connection(
     shutdown: watch::Receiver<bool>,
 ) {
     let cfg = &state.config;
-    let mode = cfg.http_proxy;
-    let (prefix, proxy) = if mode.is_on() {
-        // Trust is checked before a single byte is read: a stranger cannot
-        // make us parse, and cannot speak for anyone.
-        if !cfg.resolver.trusted().contains(peer.ip()) {
-            let n = state.stats.proxy_untrusted.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::warn!(%peer, count = n, "PROXY header from an untrusted peer is not accepted; closing (see --trusted)");
-            return;
-        }
-        match read_proxy_header(&mut stream, mode, cfg.limits.proxy).await {
-            Ok(h) => (h.rest.clone(), Some(h)),
-            Err(e) => {
-                let n = state.stats.proxy_invalid.fetch_add(1, Ordering::Relaxed) + 1;
-                tracing::warn!(%peer, error = %e, count = n, "closing connection");
-                return;
-            }
-        }
-    } else {
-        (Bytes::new(), None)
+    let Some(proxy) = crate::accept_proxy(&mut stream, peer, cfg.http_proxy, &state).await else {
+        return;
     };
+    let prefix = proxy.as_ref().map_or_else(Bytes::new, |h| h.rest.clone());
     // A plaintext connection keeps a second handle on the socket, so a
     // request head that times out can still be answered 408 after hyper
     // has given the connection up (hyper closes without a response).

@@ -12,11 +12,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use realip_core::{field, ClientAddr, NoHeaders, ProxyClaim};
-use realip_net::{claim_of, read_proxy_header, split_datagram, IdleTimeout, Rewind};
+use realip_net::{claim_of, split_datagram, IdleTimeout, Rewind};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 
 use crate::State;
 
@@ -65,45 +64,9 @@ fn resolve(
 pub(crate) async fn serve_tcp(
     listener: TcpListener,
     state: Arc<State>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(state.config.limits.max_connections));
-    let mut conns = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = crate::stopped(&mut shutdown) => break,
-        };
-        while conns.try_join_next().is_some() {}
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            state.stats.over_limit.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%peer, "connection limit reached; closing");
-            continue;
-        };
-        state.stats.connections.fetch_add(1, Ordering::Relaxed);
-        let state = state.clone();
-        let shutdown = shutdown.clone();
-        conns.spawn(async move {
-            let _permit = permit;
-            tcp_conn(stream, peer, state, shutdown).await;
-        });
-    }
-    drop(listener);
-    let grace = state.config.grace;
-    if tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} })
-        .await
-        .is_err()
-    {
-        conns.abort_all();
-    }
+    crate::accept_loop(listener, state, shutdown, tcp_conn).await
 }
 
 async fn tcp_conn(
@@ -113,23 +76,11 @@ async fn tcp_conn(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let cfg = &state.config;
-    let (prefix, claim) = if cfg.tcp_proxy.is_on() {
-        if !cfg.resolver.trusted().contains(peer.ip()) {
-            let n = state.stats.proxy_untrusted.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::warn!(%peer, count = n, "PROXY header from an untrusted peer is not accepted; closing (see --trusted)");
-            return;
-        }
-        match read_proxy_header(&mut stream, cfg.tcp_proxy, cfg.limits.proxy).await {
-            Ok(h) => (h.rest.clone(), Some(h.claim())),
-            Err(e) => {
-                let n = state.stats.proxy_invalid.fetch_add(1, Ordering::Relaxed) + 1;
-                tracing::warn!(%peer, error = %e, count = n, "closing connection");
-                return;
-            }
-        }
-    } else {
-        (Bytes::new(), None)
+    let Some(proxy) = crate::accept_proxy(&mut stream, peer, cfg.tcp_proxy, &state).await else {
+        return;
     };
+    let prefix = proxy.as_ref().map_or_else(Bytes::new, |h| h.rest.clone());
+    let claim = proxy.as_ref().map(|h| h.claim());
     let io = IdleTimeout::new(Rewind::new(prefix, stream), cfg.limits.idle_timeout);
     let mut io = BufReader::new(io);
     let mut field_ip = None;

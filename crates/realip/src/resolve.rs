@@ -146,10 +146,8 @@ fn build(args: &Args) -> Result<Built, String> {
     }
     let trusted = TrustSet::parse(args.trusted.iter().map(String::as_str))
         .map_err(|e| format!("--trusted: {e}"))?;
-    let mut chain = Vec::new();
-    for s in &args.strategy {
-        chain.extend(Strategy::parse_chain(s).map_err(|e| format!("--strategy: {e}"))?);
-    }
+    let mut chain = Strategy::parse_chains(args.strategy.iter().map(String::as_str))
+        .map_err(|e| format!("--strategy: {e}"))?;
     if chain.is_empty() {
         chain.push(Strategy::RightmostTrustedRange(
             realip_core::strategy::DEFAULT_LIST_HEADER.into(),

@@ -173,10 +173,8 @@ fn parse_field(s: &str) -> Result<FieldFormat, String> {
 fn config(args: &Args) -> Result<Config, String> {
     let trusted = TrustSet::parse(args.trusted.iter().map(String::as_str))
         .map_err(|e| format!("--trusted: {e}"))?;
-    let mut chain = Vec::new();
-    for s in &args.strategy {
-        chain.extend(Strategy::parse_chain(s).map_err(|e| format!("--strategy: {e}"))?);
-    }
+    let mut chain = Strategy::parse_chains(args.strategy.iter().map(String::as_str))
+        .map_err(|e| format!("--strategy: {e}"))?;
     if chain.is_empty() {
         chain = default_chain(args);
     }
