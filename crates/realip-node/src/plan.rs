@@ -1,0 +1,827 @@
+//! The plan: a pure function from (model, this node) to the desired
+//! nftables ruleset, one table per address family, with kube-proxy's
+//! semantics (KEP-3866 nftables mode layout; iptables-mode behaviour).
+//!
+//! Dispatch goes through verdict maps keyed on address . protocol . port,
+//! so the per-packet cost does not grow with the number of Services.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+
+use data_encoding::BASE32;
+use realip_core::Cidr;
+use sha2::{Digest, Sha256};
+
+use crate::model::{Endpoint, Model, Proto, Service, ServicePort, ServiceType};
+
+/// The masquerade mark bit, as kube-proxy uses it.
+pub const MASQ_MARK: u32 = 0x4000;
+/// The table each family's rules live in.
+pub const TABLE: &str = "realip";
+
+/// An address family: one table each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    /// IPv4 (`table ip`).
+    Ip,
+    /// IPv6 (`table ip6`).
+    Ip6,
+}
+
+impl Family {
+    fn of(ip: IpAddr) -> Family {
+        if ip.is_ipv4() {
+            Family::Ip
+        } else {
+            Family::Ip6
+        }
+    }
+
+    fn has(self, ip: IpAddr) -> bool {
+        Family::of(ip) == self
+    }
+
+    /// `ip` or `ip6`.
+    pub fn nft(self) -> &'static str {
+        match self {
+            Family::Ip => "ip",
+            Family::Ip6 => "ip6",
+        }
+    }
+
+    fn addr_type(self) -> &'static str {
+        match self {
+            Family::Ip => "ipv4_addr",
+            Family::Ip6 => "ipv6_addr",
+        }
+    }
+
+    fn loopback(self) -> &'static str {
+        match self {
+            Family::Ip => "127.0.0.0/8",
+            Family::Ip6 => "::1",
+        }
+    }
+}
+
+/// A verdict in a map or rule.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verdict {
+    /// Continue in a chain, not coming back.
+    Goto(String),
+    /// Drop silently (Local policy without a local endpoint: the LB's
+    /// health check lags, so a reject would hurt more than help).
+    Drop,
+    /// Reject (no endpoint at all).
+    Reject,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Goto(c) => write!(f, "goto {c}"),
+            Verdict::Drop => f.write_str("drop"),
+            // Verdict maps cannot hold `reject`; a chain can.
+            Verdict::Reject => f.write_str("goto reject-chain"),
+        }
+    }
+}
+
+/// A verdict-map key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Key {
+    /// address . protocol . port
+    Dest(IpAddr, Proto, u16),
+    /// protocol . port (node ports)
+    Port(Proto, u16),
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Key::Dest(ip, p, port) => write!(f, "{ip} . {} . {port}", p.as_str()),
+            Key::Port(p, port) => write!(f, "{} . {port}", p.as_str()),
+        }
+    }
+}
+
+/// A verdict map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Map {
+    /// Name.
+    pub name: &'static str,
+    /// Whether keys carry an address.
+    pub with_addr: bool,
+    /// Elements, sorted.
+    pub elements: Vec<(Key, Verdict)>,
+}
+
+/// A dynamic set of client addresses (session affinity).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AffinitySet {
+    /// Name.
+    pub name: String,
+    /// Seconds an entry lives.
+    pub timeout: u32,
+}
+
+/// A base chain's hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hook {
+    /// `nat` or `filter`.
+    pub kind: &'static str,
+    /// `prerouting`, `output`, `postrouting`, `input`, `forward`.
+    pub hook: &'static str,
+    /// The priority, numeric (dstnat is -100, srcnat 100): nft 1.0.6
+    /// refuses the names on some hooks.
+    pub priority: &'static str,
+}
+
+/// A match in a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Match {
+    /// Source in any of these ranges.
+    SaddrIn(Vec<Cidr>),
+    /// Source in none of these ranges.
+    SaddrNotIn(Vec<Cidr>),
+    /// Source is this address.
+    SaddrEq(IpAddr),
+    /// Destination is one of these addresses.
+    DaddrIn(Vec<IpAddr>),
+    /// Source is a local address of this node.
+    FibSaddrLocal,
+    /// Source address is in an affinity set.
+    SaddrInSet(String),
+    /// New connection.
+    CtNew,
+    /// Invalid connection-tracking state.
+    CtInvalid,
+    /// The masquerade bit is clear.
+    MarkClear,
+}
+
+/// What a rule does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Jump and come back.
+    Jump(String),
+    /// Go and do not come back.
+    Goto(String),
+    /// Return to the caller.
+    Return,
+    /// Drop.
+    Drop,
+    /// Reject (ICMP unreachable / TCP reset).
+    Reject,
+    /// Set the masquerade bit.
+    MarkMasq,
+    /// Clear the masquerade bit (so it is not seen again).
+    UnmarkMasq,
+    /// Source NAT to the outgoing interface's address, random ports.
+    Masquerade,
+    /// DNAT to an endpoint.
+    Dnat(Proto, IpAddr, u16),
+    /// Pick one of these chains at random, equally.
+    Numgen(Vec<String>),
+    /// Dispatch through the service map.
+    DispatchServices,
+    /// Dispatch through the node-port map (local destinations only).
+    DispatchNodePorts,
+    /// Dispatch new connections to Services without endpoints.
+    DispatchNoEndpoints,
+    /// Add the source to an affinity set.
+    UpdateAffinity(String),
+}
+
+/// One rule: all matches, then the action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// Conditions.
+    pub matches: Vec<Match>,
+    /// Action.
+    pub action: Action,
+}
+
+impl Rule {
+    fn new(action: Action) -> Self {
+        Rule {
+            matches: Vec::new(),
+            action,
+        }
+    }
+
+    fn when(matches: Vec<Match>, action: Action) -> Self {
+        Rule { matches, action }
+    }
+}
+
+/// A chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    /// Name.
+    pub name: String,
+    /// Set for base chains.
+    pub hook: Option<Hook>,
+    /// Rules in order.
+    pub rules: Vec<Rule>,
+}
+
+/// One family's table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ruleset {
+    /// The family.
+    pub family: Family,
+    /// Verdict maps.
+    pub maps: Vec<Map>,
+    /// Affinity sets.
+    pub sets: Vec<AffinitySet>,
+    /// Chains: base chains first, then the rest by name.
+    pub chains: Vec<Chain>,
+}
+
+/// What a healthCheckNodePort server must answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// The Service.
+    pub service: crate::model::ServiceKey,
+    /// The port to listen on.
+    pub port: u16,
+    /// Ready endpoints on this node.
+    pub local_endpoints: usize,
+}
+
+/// Why there is no plan.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// The node is not among the objects.
+    #[error("node {0:?} is not among the objects; pass its Node object too")]
+    UnknownNode(String),
+}
+
+/// kube-proxy's chain-name hash: the first 8 characters of
+/// base32(sha256(text)).
+pub fn hash8(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    BASE32.encode(&digest)[..8].to_string()
+}
+
+fn port_id(svc: &Service, sp: &ServicePort) -> String {
+    let port = if sp.name.is_empty() {
+        sp.port.to_string()
+    } else {
+        sp.name.clone()
+    };
+    format!(
+        "{}/{}/{}/{}",
+        svc.key.namespace,
+        svc.key.name,
+        sp.proto.as_str(),
+        port
+    )
+}
+
+/// A readable, unique chain name: the hash keeps it unique, the rest
+/// (restricted to characters nft takes in an identifier) keeps it readable.
+fn chain_name(prefix: &str, id: &str) -> String {
+    let readable: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{prefix}-{}-{readable}", hash8(id))
+}
+
+/// The endpoints traffic may go to: ready ones, or, when none is ready,
+/// serving ones that are terminating (ProxyTerminatingEndpoints).
+fn usable<'a>(eps: impl Iterator<Item = &'a Endpoint> + Clone) -> Vec<&'a Endpoint> {
+    let ready: Vec<_> = eps.clone().filter(|e| e.ready).collect();
+    if !ready.is_empty() {
+        return ready;
+    }
+    eps.filter(|e| e.serving && e.terminating).collect()
+}
+
+/// Health checks this node must serve.
+pub fn health_checks(model: &Model, node: &str) -> Vec<HealthCheck> {
+    let mut out = Vec::new();
+    for svc in model.services.values() {
+        let Some(port) = svc.health_check_node_port else {
+            continue;
+        };
+        let local = model
+            .endpoints
+            .get(&svc.key)
+            .map(|eps| {
+                eps.iter()
+                    .filter(|e| e.ready && e.node.as_deref() == Some(node))
+                    .count()
+            })
+            .unwrap_or(0);
+        out.push(HealthCheck {
+            service: svc.key.clone(),
+            port,
+            local_endpoints: local,
+        });
+    }
+    out
+}
+
+/// The desired rulesets (IPv4 then IPv6) for `node`.
+pub fn plan(model: &Model, node: &str) -> Result<Vec<Ruleset>, PlanError> {
+    let this = model
+        .nodes
+        .get(node)
+        .ok_or_else(|| PlanError::UnknownNode(node.to_string()))?;
+    Ok([Family::Ip, Family::Ip6]
+        .into_iter()
+        .map(|f| plan_family(model, this, f))
+        .collect())
+}
+
+fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset {
+    let pod_cidrs: Vec<Cidr> = this
+        .pod_cidrs
+        .iter()
+        .copied()
+        .filter(|c| fam.has(c.network()))
+        .collect();
+    let mut service_ips = Vec::new();
+    let mut node_ports = Vec::new();
+    let mut no_endpoints = Vec::new();
+    let mut sets = Vec::new();
+    let mut chains: Vec<Chain> = Vec::new();
+
+    for svc in model.services.values() {
+        let cluster_ips: Vec<IpAddr> = svc
+            .cluster_ips
+            .iter()
+            .copied()
+            .filter(|i| fam.has(*i))
+            .collect();
+        if cluster_ips.is_empty() {
+            continue;
+        }
+        let external: Vec<IpAddr> = svc
+            .external_ips
+            .iter()
+            .chain(&svc.lb_ips)
+            .copied()
+            .filter(|i| fam.has(*i))
+            .collect();
+        let all_eps: Vec<&Endpoint> = model
+            .endpoints
+            .get(&svc.key)
+            .map(|v| v.iter().filter(|e| fam.has(e.ip)).collect())
+            .unwrap_or_default();
+        for sp in &svc.ports {
+            let id = port_id(svc, sp);
+            let with_port: Vec<&Endpoint> = all_eps
+                .iter()
+                .copied()
+                .filter(|e| e.port_for(sp).is_some())
+                .collect();
+            let cluster = usable(with_port.iter().copied());
+            let local = usable(
+                with_port
+                    .iter()
+                    .copied()
+                    .filter(|e| e.node.as_deref() == Some(this.name.as_str())),
+            );
+            let node_port = match svc.kind {
+                ServiceType::ClusterIp => None,
+                _ => sp.node_port,
+            };
+            if cluster.is_empty() {
+                // No endpoint anywhere: reject, so clients fail fast.
+                for ip in cluster_ips.iter().chain(&external) {
+                    no_endpoints.push((Key::Dest(*ip, sp.proto, sp.port), Verdict::Reject));
+                }
+                if let Some(np) = node_port {
+                    no_endpoints.push((Key::Port(sp.proto, np), Verdict::Reject));
+                }
+                continue;
+            }
+            // One chain per endpoint: hairpin masquerade, affinity, DNAT.
+            let mut ep_chain = |ep: &Endpoint| -> String {
+                let port = ep.port_for(sp).unwrap_or(sp.port);
+                let name = chain_name("endpoint", &format!("{id}__{}/{port}", ep.ip));
+                if chains.iter().any(|c| c.name == name) {
+                    return name;
+                }
+                let mut rules = vec![Rule::when(
+                    vec![Match::SaddrEq(ep.ip)],
+                    Action::Jump("mark-for-masquerade".into()),
+                )];
+                if let Some(t) = svc.affinity_timeout {
+                    let set = format!("affinity-{}", &name["endpoint-".len()..]);
+                    sets.push(AffinitySet {
+                        name: set.clone(),
+                        timeout: t,
+                    });
+                    rules.push(Rule::new(Action::UpdateAffinity(set)));
+                }
+                rules.push(Rule::new(Action::Dnat(sp.proto, ep.ip, port)));
+                chains.push(Chain {
+                    name: name.clone(),
+                    hook: None,
+                    rules,
+                });
+                name
+            };
+            let cluster_chains: Vec<String> = cluster.iter().map(|e| ep_chain(e)).collect();
+            let local_chains: Vec<String> = if svc.internal_local || svc.external_local {
+                local.iter().map(|e| ep_chain(e)).collect()
+            } else {
+                Vec::new()
+            };
+            let balance = |eps: &[String]| -> Vec<Rule> {
+                let mut rules = Vec::new();
+                if svc.affinity_timeout.is_some() {
+                    // A client seen recently goes back to its endpoint.
+                    for c in eps {
+                        let set = format!("affinity-{}", &c["endpoint-".len()..]);
+                        rules.push(Rule::when(
+                            vec![Match::SaddrInSet(set)],
+                            Action::Goto(c.clone()),
+                        ));
+                    }
+                }
+                rules.push(if eps.len() == 1 {
+                    Rule::new(Action::Goto(eps[0].clone()))
+                } else {
+                    Rule::new(Action::Numgen(eps.to_vec()))
+                });
+                rules
+            };
+            // Cluster-wide balancing.
+            let svc_chain = chain_name("service", &id);
+            let mut rules = Vec::new();
+            if !pod_cidrs.is_empty() {
+                // ClusterIP traffic from outside the pod network is
+                // masqueraded, so replies come back through this node.
+                rules.push(Rule::when(
+                    vec![
+                        Match::DaddrIn(cluster_ips.clone()),
+                        Match::SaddrNotIn(pod_cidrs.clone()),
+                    ],
+                    Action::Jump("mark-for-masquerade".into()),
+                ));
+            }
+            rules.extend(balance(&cluster_chains));
+            chains.push(Chain {
+                name: svc_chain.clone(),
+                hook: None,
+                rules,
+            });
+            // Node-local balancing, for the Local policies.
+            let local_chain = chain_name("local", &id);
+            let uses_local = svc.internal_local || svc.external_local;
+            let local_target = if local_chains.is_empty() {
+                Verdict::Drop
+            } else {
+                if uses_local {
+                    chains.push(Chain {
+                        name: local_chain.clone(),
+                        hook: None,
+                        rules: balance(&local_chains),
+                    });
+                }
+                Verdict::Goto(local_chain.clone())
+            };
+            // Traffic to the cluster IPs.
+            for ip in &cluster_ips {
+                let v = if svc.internal_local {
+                    local_target.clone()
+                } else {
+                    Verdict::Goto(svc_chain.clone())
+                };
+                service_ips.push((Key::Dest(*ip, sp.proto, sp.port), v));
+            }
+            // External traffic: node ports, external IPs, LB IPs.
+            if node_port.is_none() && external.is_empty() {
+                continue;
+            }
+            let ext_chain = chain_name("external", &id);
+            let mut rules = Vec::new();
+            if svc.external_local {
+                if !pod_cidrs.is_empty() {
+                    // Pods reaching an LB IP go anywhere, unmasqueraded.
+                    rules.push(Rule::when(
+                        vec![Match::SaddrIn(pod_cidrs.clone())],
+                        Action::Goto(svc_chain.clone()),
+                    ));
+                }
+                // The node itself has no client address to keep.
+                rules.push(Rule::when(
+                    vec![Match::FibSaddrLocal],
+                    Action::Jump("mark-for-masquerade".into()),
+                ));
+                rules.push(Rule::when(
+                    vec![Match::FibSaddrLocal],
+                    Action::Goto(svc_chain.clone()),
+                ));
+                rules.push(match &local_target {
+                    Verdict::Goto(c) => Rule::new(Action::Goto(c.clone())),
+                    _ => Rule::new(Action::Drop),
+                });
+            } else {
+                // Cluster policy: masquerade, so a pod on another node
+                // replies through this one (and sees this node's IP).
+                rules.push(Rule::new(Action::Jump("mark-for-masquerade".into())));
+                rules.push(Rule::new(Action::Goto(svc_chain.clone())));
+            }
+            chains.push(Chain {
+                name: ext_chain.clone(),
+                hook: None,
+                rules,
+            });
+            for ip in &external {
+                service_ips.push((
+                    Key::Dest(*ip, sp.proto, sp.port),
+                    Verdict::Goto(ext_chain.clone()),
+                ));
+            }
+            if let Some(np) = node_port {
+                node_ports.push((Key::Port(sp.proto, np), Verdict::Goto(ext_chain.clone())));
+            }
+        }
+    }
+
+    let (no_ep_dest, no_ep_ports): (Vec<_>, Vec<_>) = no_endpoints
+        .into_iter()
+        .partition(|(k, _)| matches!(k, Key::Dest(..)));
+    let mut maps = vec![
+        Map {
+            name: "service-ips",
+            with_addr: true,
+            elements: service_ips,
+        },
+        Map {
+            name: "service-nodeports",
+            with_addr: false,
+            elements: node_ports,
+        },
+        Map {
+            name: "no-endpoint-services",
+            with_addr: true,
+            elements: no_ep_dest,
+        },
+        Map {
+            name: "no-endpoint-nodeports",
+            with_addr: false,
+            elements: no_ep_ports,
+        },
+    ];
+    for m in &mut maps {
+        m.elements.sort();
+        m.elements.dedup();
+    }
+    sets.sort_by(|a, b| a.name.cmp(&b.name));
+    sets.dedup();
+
+    let base = |name: &str, kind, hook, priority, rules| Chain {
+        name: name.to_string(),
+        hook: Some(Hook {
+            kind,
+            hook,
+            priority,
+        }),
+        rules,
+    };
+    let mut all = vec![
+        base(
+            "nat-prerouting",
+            "nat",
+            "prerouting",
+            "-100",
+            vec![Rule::new(Action::Jump("services".into()))],
+        ),
+        base(
+            "nat-output",
+            "nat",
+            "output",
+            "-100",
+            vec![Rule::new(Action::Jump("services".into()))],
+        ),
+        base(
+            "nat-postrouting",
+            "nat",
+            "postrouting",
+            "100",
+            vec![Rule::new(Action::Jump("masquerading".into()))],
+        ),
+        base(
+            "filter-input",
+            "filter",
+            "input",
+            "-110",
+            vec![Rule::when(
+                vec![Match::CtNew],
+                Action::Jump("endpoints-check".into()),
+            )],
+        ),
+        base(
+            "filter-forward",
+            "filter",
+            "forward",
+            "-110",
+            vec![
+                Rule::when(vec![Match::CtInvalid], Action::Drop),
+                Rule::when(vec![Match::CtNew], Action::Jump("endpoints-check".into())),
+            ],
+        ),
+        base(
+            "filter-output",
+            "filter",
+            "output",
+            "-110",
+            vec![Rule::when(
+                vec![Match::CtNew],
+                Action::Jump("endpoints-check".into()),
+            )],
+        ),
+    ];
+    let mut rest = vec![
+        Chain {
+            name: "services".into(),
+            hook: None,
+            rules: vec![
+                Rule::new(Action::DispatchServices),
+                Rule::new(Action::DispatchNodePorts),
+            ],
+        },
+        Chain {
+            name: "endpoints-check".into(),
+            hook: None,
+            rules: vec![Rule::new(Action::DispatchNoEndpoints)],
+        },
+        Chain {
+            name: "reject-chain".into(),
+            hook: None,
+            rules: vec![Rule::new(Action::Reject)],
+        },
+        Chain {
+            name: "mark-for-masquerade".into(),
+            hook: None,
+            rules: vec![Rule::new(Action::MarkMasq)],
+        },
+        Chain {
+            name: "masquerading".into(),
+            hook: None,
+            rules: vec![
+                Rule::when(vec![Match::MarkClear], Action::Return),
+                Rule::new(Action::UnmarkMasq),
+                Rule::new(Action::Masquerade),
+            ],
+        },
+    ];
+    rest.extend(chains);
+    rest.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut seen = BTreeSet::new();
+    rest.retain(|c| seen.insert(c.name.clone()));
+    all.extend(rest);
+    Ruleset {
+        family: fam,
+        maps,
+        sets,
+        chains: all,
+    }
+}
+
+// ----------------------------------------------------------- rendering
+
+fn cidr_list(c: &[Cidr]) -> String {
+    if c.len() == 1 {
+        c[0].to_string()
+    } else {
+        format!(
+            "{{ {} }}",
+            c.iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+impl Ruleset {
+    fn fmt_match(&self, m: &Match) -> String {
+        let f = self.family.nft();
+        match m {
+            Match::SaddrIn(c) => format!("{f} saddr {}", cidr_list(c)),
+            Match::SaddrNotIn(c) => format!("{f} saddr != {}", cidr_list(c)),
+            Match::SaddrEq(ip) => format!("{f} saddr {ip}"),
+            Match::DaddrIn(ips) if ips.len() == 1 => format!("{f} daddr {}", ips[0]),
+            Match::DaddrIn(ips) => format!(
+                "{f} daddr {{ {} }}",
+                ips.iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Match::FibSaddrLocal => "fib saddr type local".into(),
+            Match::SaddrInSet(s) => format!("{f} saddr @{s}"),
+            Match::CtNew => "ct state new".into(),
+            Match::CtInvalid => "ct state invalid".into(),
+            Match::MarkClear => format!("meta mark & 0x{MASQ_MARK:x} == 0"),
+        }
+    }
+
+    fn fmt_action(&self, a: &Action) -> String {
+        let f = self.family.nft();
+        match a {
+            Action::Jump(c) => format!("jump {c}"),
+            Action::Goto(c) => format!("goto {c}"),
+            Action::Return => "return".into(),
+            Action::Drop => "drop".into(),
+            Action::Reject => "reject".into(),
+            Action::MarkMasq => format!("meta mark set meta mark | 0x{MASQ_MARK:x}"),
+            Action::UnmarkMasq => format!("meta mark set meta mark ^ 0x{MASQ_MARK:x}"),
+            Action::Masquerade => "masquerade fully-random".into(),
+            Action::Dnat(p, ip, port) => match ip {
+                IpAddr::V4(v4) => format!("meta l4proto {} dnat to {v4}:{port}", p.as_str()),
+                IpAddr::V6(v6) => format!("meta l4proto {} dnat to [{v6}]:{port}", p.as_str()),
+            },
+            Action::Numgen(chains) => format!(
+                "numgen random mod {} vmap {{ {} }}",
+                chains.len(),
+                chains
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("{i} : goto {c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Action::DispatchServices => {
+                format!("{f} daddr . meta l4proto . th dport vmap @service-ips")
+            }
+            Action::DispatchNodePorts => format!(
+                "fib daddr type local {f} daddr != {} meta l4proto . th dport vmap @service-nodeports",
+                self.family.loopback()
+            ),
+            Action::DispatchNoEndpoints => format!(
+                "{f} daddr . meta l4proto . th dport vmap @no-endpoint-services\n\t\tfib daddr type local {f} daddr != {} meta l4proto . th dport vmap @no-endpoint-nodeports",
+                self.family.loopback()
+            ),
+            Action::UpdateAffinity(s) => format!("update @{s} {{ {f} saddr }}"),
+        }
+    }
+}
+
+impl fmt::Display for Ruleset {
+    /// The ruleset in `nft -f` syntax: what golden tests pin down and what
+    /// a person reads to check it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "table {} {TABLE} {{", self.family.nft())?;
+        for m in &self.maps {
+            writeln!(f, "\tmap {} {{", m.name)?;
+            if m.with_addr {
+                writeln!(
+                    f,
+                    "\t\ttype {} . inet_proto . inet_service : verdict",
+                    self.family.addr_type()
+                )?;
+            } else {
+                writeln!(f, "\t\ttype inet_proto . inet_service : verdict")?;
+            }
+            if !m.elements.is_empty() {
+                writeln!(f, "\t\telements = {{")?;
+                for (k, v) in &m.elements {
+                    writeln!(f, "\t\t\t{k} : {v},")?;
+                }
+                writeln!(f, "\t\t}}")?;
+            }
+            writeln!(f, "\t}}")?;
+        }
+        for s in &self.sets {
+            writeln!(f, "\tset {} {{", s.name)?;
+            writeln!(f, "\t\ttype {}", self.family.addr_type())?;
+            writeln!(f, "\t\tflags dynamic,timeout")?;
+            writeln!(f, "\t\ttimeout {}s", s.timeout)?;
+            writeln!(f, "\t}}")?;
+        }
+        for c in &self.chains {
+            writeln!(f, "\tchain {} {{", c.name)?;
+            if let Some(h) = c.hook {
+                writeln!(
+                    f,
+                    "\t\ttype {} hook {} priority {}; policy accept;",
+                    h.kind, h.hook, h.priority
+                )?;
+            }
+            for r in &c.rules {
+                let mut parts: Vec<String> = r.matches.iter().map(|m| self.fmt_match(m)).collect();
+                parts.push(self.fmt_action(&r.action));
+                writeln!(f, "\t\t{}", parts.join(" "))?;
+            }
+            writeln!(f, "\t}}")?;
+        }
+        writeln!(f, "}}")
+    }
+}
