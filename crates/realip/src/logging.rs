@@ -35,3 +35,18 @@ pub async fn wait_for_signal() {
         }
     }
 }
+
+/// Write to stdout without panicking: a closed pipe (`| head`) ends the
+/// output quietly, as the shell tools do; other errors are reported.
+pub fn print_out(text: &str) -> bool {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => false,
+        Err(e) => {
+            eprintln!("realip: writing to stdout: {e}");
+            false
+        }
+    }
+}

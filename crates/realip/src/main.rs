@@ -11,6 +11,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod logging;
+mod node;
 mod resolve;
 mod whoami;
 
@@ -28,6 +29,8 @@ enum Command {
     Resolve(resolve::Args),
     /// The backend that shows what a pod really sees.
     Whoami(whoami::Args),
+    /// The kube-proxy role on nftables: plan rules, answer health checks.
+    Node(node::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,5 +42,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Resolve(args) => resolve::run(args),
         Command::Whoami(args) => whoami::run(args),
+        Command::Node(args) => node::run(args),
     }
 }

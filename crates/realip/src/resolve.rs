@@ -191,11 +191,13 @@ pub fn run(args: Args) -> ExitCode {
     let res = b.resolver.explain(&req);
     if args.json {
         match serde_json::to_string_pretty(&JsonResolution::from(&res)) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => {
+                crate::logging::print_out(&format!("{s}\n"));
+            }
             Err(e) => return fail(EXIT_USAGE, format!("encoding JSON: {e}")),
         }
     } else {
-        print!("{}", table(&res, b.resolver.trusted()));
+        crate::logging::print_out(&table(&res, b.resolver.trusted()));
     }
     match &res.client {
         Some(_) => ExitCode::SUCCESS,

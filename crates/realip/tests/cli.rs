@@ -1,0 +1,120 @@
+//! The CLI as a user runs it: exit codes, JSON, the node plan.
+
+use std::process::Command;
+
+fn realip(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_realip"))
+        .args(args)
+        .output()
+        .expect("run realip");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn resolve_exit_codes_and_json() {
+    let (code, out, _) = realip(&[
+        "resolve",
+        "--peer",
+        "10.0.0.5:555",
+        "--trusted",
+        "10.0.0.0/8",
+        "--header",
+        "X-Forwarded-For: 3.3.3.3, 10.0.0.1",
+        "--json",
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["client"]["ip"], "3.3.3.3");
+    assert_eq!(v["client"]["port"], serde_json::Value::Null);
+    assert_eq!(v["client"]["source"], "header");
+    assert_eq!(v["hops"].as_array().unwrap().len(), 3);
+    assert_eq!(v["hops"][0]["trusted"], false);
+    // No answer: exit 1 with a reason.
+    let (code, _, err) = realip(&[
+        "resolve",
+        "--peer",
+        "1.2.3.4",
+        "--strategy",
+        "single-header:X-Real-IP",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no client address could be resolved"), "{err}");
+    // Bad arguments: exit 2.
+    for bad in [
+        vec!["resolve", "--peer", "nonsense"],
+        vec!["resolve", "--peer", "1.2.3.4", "--trusted", "10.0.0.0/33"],
+        vec!["resolve", "--peer", "1.2.3.4", "--strategy", "nope"],
+        vec!["resolve", "--peer", "1.2.3.4", "--header", "no colon"],
+    ] {
+        let (code, _, err) = realip(&bad);
+        assert_eq!(code, 2, "{bad:?}: {err}");
+        assert!(err.starts_with("realip resolve: "), "{err}");
+    }
+}
+
+#[test]
+fn resolve_reads_a_proxy_header_file() {
+    let dir = std::env::temp_dir().join(format!("realip-cli-{}", std::process::id()));
+    std::fs::write(&dir, b"PROXY TCP4 192.0.2.1 10.0.0.1 5555 80\r\n").unwrap();
+    let (code, out, _) = realip(&[
+        "resolve",
+        "--peer",
+        "127.0.0.1:40000",
+        "--trusted",
+        "loopback",
+        "--strategy",
+        "proxy-protocol",
+        "--proxy-protocol",
+        dir.to_str().unwrap(),
+        "--json",
+    ]);
+    let _ = std::fs::remove_file(&dir);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["client"]["ip"].as_str(), v["client"]["port"].as_u64()),
+        (Some("192.0.2.1"), Some(5555))
+    );
+    // A broken header is a clear error, exit 2.
+    std::fs::write(&dir, b"PROXY TCP4 192.0.2.1 10.0.0.1 05555 80\r\n").unwrap();
+    let (code, _, err) = realip(&[
+        "resolve",
+        "--peer",
+        "127.0.0.1:1",
+        "--trusted",
+        "loopback",
+        "--strategy",
+        "proxy-protocol",
+        "--proxy-protocol",
+        dir.to_str().unwrap(),
+    ]);
+    let _ = std::fs::remove_file(&dir);
+    assert_eq!(code, 2);
+    assert!(err.contains("invalid"), "{err}");
+}
+
+#[test]
+fn node_plan_prints_the_ruleset() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../realip-node/tests/fixtures");
+    let (code, out, err) = realip(&[
+        "node",
+        "plan",
+        "--objects",
+        fixtures,
+        "--node",
+        "node-1",
+        "--family",
+        "ip",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("table ip realip {"), "{out}");
+    assert!(!out.contains("table ip6"), "{out}");
+    assert!(err.contains("skipped Service demo/broken"), "{err}");
+    let (code, _, err) = realip(&["node", "plan", "--objects", fixtures, "--node", "node-9"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("node-9"), "{err}");
+}
