@@ -2,7 +2,7 @@
 //! nftables ruleset this node would get, and `health-check`, which serves
 //! the healthCheckNodePort answers the plan implies.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -60,9 +60,9 @@ skipped with a line on stderr naming them. Nothing is applied: pipe into `nft -c
     },
 }
 
-fn load(objects: &PathBuf) -> Result<realip_node::model::Model, ExitCode> {
+fn load(objects: &Path) -> Result<realip_node::model::Model, ExitCode> {
     let src = FileSource {
-        path: objects.clone(),
+        path: objects.to_path_buf(),
     };
     match src.load() {
         Ok((model, skipped)) => {
