@@ -10,6 +10,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod lab;
 mod logging;
 mod node;
 mod resolve;
@@ -31,6 +32,8 @@ enum Command {
     Whoami(whoami::Args),
     /// The kube-proxy role on nftables: plan rules, answer health checks.
     Node(node::Args),
+    /// The whole cluster in network namespaces on this machine.
+    Lab(lab::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,5 +46,6 @@ fn main() -> ExitCode {
         Command::Resolve(args) => resolve::run(args),
         Command::Whoami(args) => whoami::run(args),
         Command::Node(args) => node::run(args),
+        Command::Lab(args) => lab::run(args),
     }
 }

@@ -1,0 +1,132 @@
+//! The lab's namespaces on the real kernel: the client reaches a pod
+//! through the router and node-1 unchanged (no NAT anywhere yet), node-2
+//! reaches it from its own address, and nothing is left behind.
+//!
+//! Needs root. With REALIP_REQUIRE_NETNS=1 (CI) a missing capability fails
+//! the test; otherwise it is skipped with a message.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use realip_lab::topology::{check_support, clean_prefix, plan, unique_id, Lab, Role, Spec, PREFIX};
+
+fn supported() -> bool {
+    match check_support() {
+        Ok(()) => true,
+        Err(e) if std::env::var("REALIP_REQUIRE_NETNS").is_ok_and(|v| v == "1") => {
+            panic!("{e} (REALIP_REQUIRE_NETNS=1)")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: {e}");
+            false
+        }
+    }
+}
+
+fn netns_names() -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `GET path` over bash's /dev/tcp from inside a host's namespace.
+fn http_from(lab: &Lab, role: &Role, addr: &str, path: &str) -> String {
+    let (host, port) = addr.split_once(':').unwrap();
+    let script = format!(
+        "exec 3<>/dev/tcp/{host}/{port} && printf 'GET {path} HTTP/1.0\\r\\nHost: lab\\r\\n\\r\\n' >&3 && timeout 5 cat <&3"
+    );
+    let out = lab
+        .exec(role, &["timeout", "10", "bash", "-c", &script])
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn client_reaches_a_pod_and_teardown_is_complete() {
+    if !supported() {
+        return;
+    }
+    let p = plan(
+        &Spec {
+            pods_per_node: vec![1, 0],
+        },
+        &unique_id(),
+    )
+    .unwrap();
+    let names: Vec<String> = p.hosts.iter().map(|h| h.netns.clone()).collect();
+    let lab = Lab::build(p).expect("build the lab");
+    for n in &names {
+        assert!(netns_names().contains(n), "{n} missing");
+    }
+    let pod_ns = lab.plan().netns(&Role::Pod(1, 0)).unwrap().to_string();
+    let whoami = Killed(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &pod_ns,
+                env!("CARGO_BIN_EXE_realip"),
+                "whoami",
+                "--listen",
+                "10.244.1.10:8080",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Wait until it listens (inside its namespace).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = String::new();
+    while Instant::now() < deadline {
+        got = http_from(&lab, &Role::Client, "10.244.1.10:8080", "/clientip");
+        if !got.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let body = got.rsplit("\r\n\r\n").next().unwrap_or("");
+    assert!(
+        body.starts_with("203.0.113.7:"),
+        "the pod saw {body:?} ({got:?})"
+    );
+    let from_node2 = http_from(&lab, &Role::Node(2), "10.244.1.10:8080", "/clientip");
+    let body = from_node2.rsplit("\r\n\r\n").next().unwrap_or("");
+    assert!(body.starts_with("10.0.0.12:"), "the pod saw {body:?}");
+    drop(whoami);
+    drop(lab);
+    let left = netns_names();
+    for n in &names {
+        assert!(!left.contains(n), "{n} left behind");
+    }
+}
+
+#[test]
+fn clean_removes_leftovers_by_prefix() {
+    if !supported() {
+        return;
+    }
+    // A prefix of its own: other tests' labs are live, not leftovers.
+    let id = unique_id();
+    let name = format!("{PREFIX}-{id}-leftover");
+    assert!(Command::new("ip")
+        .args(["netns", "add", &name])
+        .status()
+        .unwrap()
+        .success());
+    let removed = clean_prefix(&format!("{PREFIX}-{id}-")).unwrap();
+    assert!(removed.contains(&name), "{removed:?}");
+    assert!(!netns_names().contains(&name));
+}
