@@ -7,22 +7,14 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use realip_lab::topology::{check_support, clean_prefix, plan, unique_id, Lab, Role, Spec, PREFIX};
+use common::Killed;
+use realip_lab::topology::{clean_prefix, plan, unique_id, Lab, Role, Spec, PREFIX};
 
 fn supported() -> bool {
-    match check_support() {
-        Ok(()) => true,
-        Err(e) if std::env::var("REALIP_REQUIRE_NETNS").is_ok_and(|v| v == "1") => {
-            panic!("{e} (REALIP_REQUIRE_NETNS=1)")
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: {e}");
-            false
-        }
-    }
+    common::netns_supported(Ok(()))
 }
 
 fn netns_names() -> Vec<String> {
@@ -31,14 +23,6 @@ fn netns_names() -> Vec<String> {
         .lines()
         .filter_map(|l| l.split_whitespace().next().map(str::to_string))
         .collect()
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// `GET path` over bash's /dev/tcp from inside a host's namespace.

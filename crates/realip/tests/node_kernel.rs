@@ -10,10 +10,11 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use realip_lab::topology::{check_support, plan, unique_id, Lab, Role, Spec};
+use common::Killed;
+use realip_lab::topology::{plan, unique_id, Lab, Role, Spec};
 
 const OBJECTS: &str = r#"
 apiVersion: v1
@@ -67,26 +68,11 @@ fn supported() -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    let ns = check_support();
-    match (nft, ns) {
-        (true, Ok(())) => true,
-        (nft, ns) => {
-            let why = format!("nft available: {nft}; namespaces: {ns:?}");
-            if std::env::var("REALIP_REQUIRE_NETNS").is_ok_and(|v| v == "1") {
-                panic!("{why} (REALIP_REQUIRE_NETNS=1)");
-            }
-            eprintln!("SKIPPED: {why}");
-            false
-        }
-    }
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    common::netns_supported(if nft {
+        Ok(())
+    } else {
+        Err("the nft binary is missing (apt-get install nftables)".into())
+    })
 }
 
 fn spawn_in(ns: &str, args: &[&str]) -> Killed {

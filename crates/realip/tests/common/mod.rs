@@ -193,3 +193,30 @@ where
 pub fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
+
+/// A child process we started, killed by its own PID when dropped.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether namespace tests can run here. With REALIP_REQUIRE_NETNS=1 (CI)
+/// a missing capability panics instead of skipping; `extra` adds a
+/// requirement of the caller's (e.g. the nft binary).
+pub fn netns_supported(extra: Result<(), String>) -> bool {
+    let ns = realip_lab::topology::check_support().map_err(|e| e.to_string());
+    match ns.and(extra) {
+        Ok(()) => true,
+        Err(why) => {
+            if std::env::var("REALIP_REQUIRE_NETNS").is_ok_and(|v| v == "1") {
+                panic!("{why} (REALIP_REQUIRE_NETNS=1)");
+            }
+            eprintln!("SKIPPED: {why}");
+            false
+        }
+    }
+}
