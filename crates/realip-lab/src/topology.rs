@@ -15,6 +15,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, Once};
 
 /// Every namespace the lab makes starts with this.
 pub const PREFIX: &str = "realip";
@@ -391,6 +392,43 @@ fn run(step: &Step) -> Result<(), LabError> {
     }
 }
 
+/// Namespaces alive in this process, for the signal handler.
+static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static SIGNALS: Once = Once::new();
+
+fn register(name: &str) {
+    if let Ok(mut live) = LIVE.lock() {
+        live.push(name.to_string());
+    }
+}
+
+fn unregister(name: &str) {
+    if let Ok(mut live) = LIVE.lock() {
+        live.retain(|n| n != name);
+    }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP, delete every namespace this process made,
+/// then exit with 128 + the signal: Ctrl-C never leaves a lab behind.
+/// Installed once, by the first [`Lab::build`].
+fn ensure_signal_cleanup() {
+    SIGNALS.call_once(|| {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+            return;
+        };
+        std::thread::spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                let names = LIVE.lock().map(|l| l.clone()).unwrap_or_default();
+                for n in names.iter().rev() {
+                    let _ = Command::new("ip").args(["netns", "del", n]).output();
+                }
+                std::process::exit(128 + sig);
+            }
+        });
+    });
+}
+
 /// A built lab. Dropping it deletes every namespace it made.
 #[derive(Debug)]
 pub struct Lab {
@@ -402,16 +440,26 @@ impl Lab {
     /// Build `plan`. On any failure, what was made is torn down before the
     /// error returns.
     pub fn build(plan: Plan) -> Result<Lab, LabError> {
+        ensure_signal_cleanup();
         let mut lab = Lab {
             plan,
             made: Vec::new(),
         };
         let steps = lab.plan.steps.clone();
         for step in &steps {
-            run(step)?; // `lab` drops on `?`, removing what exists so far
+            // Registered before it exists: a signal mid-step still cleans it.
             if let Step::AddNetns(n) = step {
-                lab.made.push(n.clone());
+                register(n);
             }
+            let r = run(step);
+            if let Step::AddNetns(n) = step {
+                if r.is_ok() {
+                    lab.made.push(n.clone());
+                } else {
+                    unregister(n);
+                }
+            }
+            r?; // `lab` drops on `?`, removing what exists so far
         }
         Ok(lab)
     }
@@ -436,6 +484,7 @@ impl Lab {
     pub fn teardown(&mut self) {
         for n in self.made.drain(..).rev() {
             let _ = Command::new("ip").args(["netns", "del", &n]).output();
+            unregister(&n);
         }
     }
 }

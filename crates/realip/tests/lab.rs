@@ -114,3 +114,47 @@ fn clean_removes_leftovers_by_prefix() {
     assert!(removed.contains(&name), "{removed:?}");
     assert!(!netns_names().contains(&name));
 }
+
+#[test]
+fn ctrl_c_tears_the_lab_down() {
+    if !supported() {
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_realip"))
+        .args(["lab", "up", "--pods", "1,1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut names = Vec::new();
+    let mut ready = false;
+    for line in BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+    {
+        if line.starts_with("ready") {
+            ready = true;
+            break;
+        }
+        names.push(line.split_whitespace().next().unwrap().to_string());
+    }
+    assert!(ready, "realip lab up never got ready");
+    assert_eq!(names.len(), 7, "{names:?}");
+    let live = netns_names();
+    assert!(
+        names.iter().all(|n| live.contains(n)),
+        "{names:?} vs {live:?}"
+    );
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    let left = netns_names();
+    for n in &names {
+        assert!(!left.contains(n), "{n} left behind after Ctrl-C");
+    }
+}
