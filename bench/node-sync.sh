@@ -9,6 +9,8 @@
 # figure needs the netlink layer and is reported as not available.
 #
 # Usage: bench/node-sync.sh [sizes...]   (default: 1000 10000)
+# Each load may take at most LIMIT seconds (default 600); a slower one is
+# stopped and reported as ">LIMIT".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(1000 10000)
@@ -21,28 +23,45 @@ realip=$PWD/target/release/realip
 dir=$(mktemp -d /tmp/realip-bench-XXXXXX)
 id=$$
 made=()
-cleanup() { for n in "${made[@]}"; do ip netns del "$n" 2>/dev/null || true; done; rm -rf "$dir"; }
-trap cleanup EXIT INT TERM
-ns() { local n="realip-bench-$id-$1"; ip netns add "$n"; made+=("$n"); echo "$n"; }
-# "seconds peak-KiB" of a command.
-measure() { /usr/bin/time -f "%e %M" -o "$dir/t" "$@" >/dev/null; cat "$dir/t"; }
+cleanup() {
+  local x
+  for x in "${made[@]}"; do ip netns del "$x" 2>/dev/null || true; done
+  made=()
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+# Namespaces are made in this shell (not a $(...) subshell) so the trap
+# knows every one of them.
+ns() { NS="realip-bench-$id-$1"; ip netns add "$NS"; made+=("$NS"); }
+limit=${LIMIT:-600}
+# "seconds peak-KiB" of a command, or ">LIMIT -" when it ran out of time.
+measure() {
+  if /usr/bin/time -f "%e %M" -o "$dir/t" timeout "$limit" "$@" >/dev/null 2>"$dir/err"; then
+    cat "$dir/t"
+  else
+    echo ">$limit 0"
+  fi
+}
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+row() { printf '%-8s %-34s %9s %10s\n' "$1" "$2" "$3" "$(mib "$4")"; }
 
 printf '%-8s %-34s %9s %10s\n' services step seconds peak-MiB
 for n in "${sizes[@]}"; do
   python3 bench/gen_services.py "$dir" "$n" 10
   read -r plan_s plan_k < <(measure "$realip" node plan --objects "$dir/objects.yaml" --node node-1 --family ip)
+  row "$n" "realip plan (objects -> ruleset)" "$plan_s" "$plan_k"
   "$realip" node plan --objects "$dir/objects.yaml" --node node-1 --family ip > "$dir/plan.nft" 2>/dev/null
-  a=$(ns "nft-$n"); read -r load_s load_k < <(measure ip netns exec "$a" nft -f "$dir/plan.nft")
-  b=$(ns "legacy-$n"); read -r leg_s leg_k < <(measure ip netns exec "$b" iptables-legacy-restore --noflush "$dir/kube-proxy.rules")
-  c=$(ns "ipt-nft-$n"); read -r ipn_s ipn_k < <(measure ip netns exec "$c" iptables-nft-restore --noflush "$dir/kube-proxy.rules")
-  mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
-  printf '%-8s %-34s %9s %10s\n' "$n" "realip plan (objects -> ruleset)" "$plan_s" "$(mib "$plan_k")"
-  printf '%-8s %-34s %9s %10s\n' "$n" "realip ruleset load (nft -f)" "$load_s" "$(mib "$load_k")"
+  ns "nft-$n"; a=$NS; read -r load_s load_k < <(measure ip netns exec "$a" nft -f "$dir/plan.nft")
+  row "$n" "realip ruleset load (nft -f)" "$load_s" "$load_k"
   printf '%-8s %-34s %9s %10s\n' "$n" "realip incremental sync" "n/a" "-"
-  printf '%-8s %-34s %9s %10s\n' "$n" "kube-proxy iptables-legacy-restore" "$leg_s" "$(mib "$leg_k")"
-  printf '%-8s %-34s %9s %10s\n' "$n" "kube-proxy iptables-nft-restore" "$ipn_s" "$(mib "$ipn_k")"
+  ns "legacy-$n"; b=$NS; read -r leg_s leg_k < <(measure ip netns exec "$b" iptables-legacy-restore --noflush "$dir/kube-proxy.rules")
+  row "$n" "kube-proxy iptables-legacy-restore" "$leg_s" "$leg_k"
+  ns "ipt-nft-$n"; c=$NS; read -r ipn_s ipn_k < <(measure ip netns exec "$c" iptables-nft-restore --noflush "$dir/kube-proxy.rules")
+  row "$n" "kube-proxy iptables-nft-restore" "$ipn_s" "$ipn_k"
   awk -v p="$plan_s" -v l="$load_s" -v g="$leg_s" -v f="$ipn_s" -v n="$n" 'BEGIN {
+    gsub(/>/, "", l); gsub(/>/, "", g); gsub(/>/, "", f);
     ours = p + l; if (ours <= 0) ours = 0.01;
-    printf "%-8s ratio kube-proxy/realip full sync: legacy %.1fx, nf_tables %.1fx\n", n, g / ours, f / ours }'
+    printf "%-8s ratio kube-proxy/realip full sync: legacy %.2fx, nf_tables %.2fx (\">\" marks a limit hit)\n", n, g / ours, f / ours }'
   for x in "$a" "$b" "$c"; do ip netns del "$x"; done; made=()
 done
