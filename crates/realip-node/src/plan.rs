@@ -356,6 +356,9 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
     let mut no_endpoints = Vec::new();
     let mut sets = Vec::new();
     let mut chains: Vec<Chain> = Vec::new();
+    // Endpoint chains already made (a pod can back the same port twice,
+    // as cluster and local target): a set, so planning stays linear.
+    let mut endpoint_chains: BTreeSet<String> = BTreeSet::new();
 
     for svc in model.services.values() {
         let cluster_ips: Vec<IpAddr> = svc
@@ -411,7 +414,7 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
             let mut ep_chain = |ep: &Endpoint| -> String {
                 let port = ep.port_for(sp).unwrap_or(sp.port);
                 let name = chain_name("endpoint", &format!("{id}__{}/{port}", ep.ip));
-                if chains.iter().any(|c| c.name == name) {
+                if !endpoint_chains.insert(name.clone()) {
                     return name;
                 }
                 let mut rules = vec![Rule::when(
