@@ -425,16 +425,18 @@ mod tests {
 }
 
 /// A stream that fails with `TimedOut` when neither side moves a byte for
-/// `idle`: keep-alive connections and slow readers cannot pin a slot
-/// forever.
+/// a whole idle period: keep-alive connections and slow readers cannot pin
+/// a slot forever.
 ///
-/// Activity only records the time; the timer is re-armed lazily when it
-/// fires, so a busy connection costs no timer operations per request.
+/// Activity only sets a flag; when the timer fires, a flagged period
+/// re-arms it and an unflagged one ends the stream. So a busy connection
+/// costs no clock read and no timer operation per request, and an idle one
+/// is closed between one and two idle periods after its last byte.
 #[derive(Debug)]
 pub struct IdleTimeout<S> {
     inner: S,
     idle: Duration,
-    last: tokio::time::Instant,
+    active: bool,
     deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
@@ -444,7 +446,7 @@ impl<S> IdleTimeout<S> {
         IdleTimeout {
             inner,
             idle,
-            last: tokio::time::Instant::now(),
+            active: false,
             deadline: Box::pin(tokio::time::sleep(idle)),
         }
     }
@@ -455,7 +457,7 @@ impl<S> IdleTimeout<S> {
     }
 
     fn touch(&mut self) {
-        self.last = tokio::time::Instant::now();
+        self.active = true;
     }
 
     /// Bytes written count as activity; a write that waits may time out.
@@ -484,16 +486,17 @@ impl<S> IdleTimeout<S> {
             if self.deadline.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            let due = self.last + self.idle;
-            if tokio::time::Instant::now() >= due {
+            if !self.active {
                 return Poll::Ready(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!("idle for {:?}", self.idle),
                 ));
             }
-            // There was activity since the timer was armed: re-arm it for
-            // the real deadline and poll again to register the waker.
-            self.deadline.as_mut().reset(due);
+            // Bytes moved during the period that just ended: start another
+            // and poll again to register the waker.
+            self.active = false;
+            let next = tokio::time::Instant::now() + self.idle;
+            self.deadline.as_mut().reset(next);
         }
     }
 }
