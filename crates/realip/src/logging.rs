@@ -50,3 +50,18 @@ pub fn print_out(text: &str) -> bool {
         }
     }
 }
+
+/// Stream a large value to stdout through a buffer, without building the
+/// whole text in memory first; same pipe handling as [`print_out`].
+pub fn print_display(value: &impl std::fmt::Display) -> bool {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    match write!(out, "{value}").and_then(|_| out.flush()) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => false,
+        Err(e) => {
+            eprintln!("realip: writing to stdout: {e}");
+            false
+        }
+    }
+}

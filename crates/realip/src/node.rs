@@ -98,7 +98,7 @@ pub fn run(args: Args) -> ExitCode {
                             "ip6" => rs.family == Family::Ip6,
                             _ => true,
                         };
-                        if want && !crate::logging::print_out(&rs.to_string()) {
+                        if want && !crate::logging::print_display(&rs) {
                             break;
                         }
                     }
