@@ -23,6 +23,9 @@ use realip_core::proxy;
 use realip_core::ProxyClaim;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
+mod timer;
+pub use timer::ConnTimer;
+
 /// Which PROXY protocol versions a listener expects. Configuration decides;
 /// the listener never sniffs for an optional header (the spec forbids it:
 /// a client could then forge one).

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -32,6 +32,45 @@ struct ConnInfo {
     proxy: Option<OwnedHeader>,
     claim: Option<ProxyClaim>,
     tls: Option<TlsInfo>,
+    /// `/`'s `RemoteAddr:` line, made on first use.
+    remote_line: OnceLock<String>,
+    /// The answer for requests that carry none of the headers the chain
+    /// reads: it depends only on the peer and the PROXY claim, which are the
+    /// same for the whole connection, so it is worked out once.
+    headerless: OnceLock<Explained>,
+}
+
+impl ConnInfo {
+    fn new(
+        peer: SocketAddr,
+        proxy: Option<OwnedHeader>,
+        claim: Option<ProxyClaim>,
+        tls: Option<TlsInfo>,
+    ) -> Self {
+        ConnInfo {
+            peer,
+            proxy,
+            claim,
+            tls,
+            remote_line: OnceLock::new(),
+            headerless: OnceLock::new(),
+        }
+    }
+}
+
+/// A resolution and `/`'s lines for it.
+#[derive(Debug)]
+struct Explained {
+    resolution: realip_core::Resolution,
+    lines: String,
+}
+
+impl Explained {
+    fn new(resolution: realip_core::Resolution) -> Self {
+        let mut lines = String::new();
+        render::resolution_lines(&resolution, &mut lines);
+        Explained { resolution, lines }
+    }
 }
 
 pub(crate) async fn serve(
@@ -83,12 +122,7 @@ async fn connection(
     let proxy = proxy.map(|h| h.header);
     match tls {
         None => {
-            let info = Arc::new(ConnInfo {
-                peer,
-                proxy,
-                claim,
-                tls: None,
-            });
+            let info = Arc::new(ConnInfo::new(peer, proxy, claim, None));
             serve_http(io, info, state, shutdown, answer_408).await
         }
         Some(acceptor) => {
@@ -105,12 +139,8 @@ async fn connection(
                     return;
                 }
             };
-            let info = Arc::new(ConnInfo {
-                peer,
-                proxy,
-                claim,
-                tls: Some(crate::tls::info(tls_stream.get_ref().1)),
-            });
+            let tls_info = crate::tls::info(tls_stream.get_ref().1);
+            let info = Arc::new(ConnInfo::new(peer, proxy, claim, Some(tls_info)));
             serve_http(tls_stream, info, state, shutdown, None).await
         }
     }
@@ -148,7 +178,8 @@ async fn serve_http<I>(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
+        // One timer per connection, not one per request (see ConnTimer).
+        .timer(realip_net::ConnTimer::new())
         .header_read_timeout(limits.header_timeout)
         // hyper refuses buffers under 8 KiB.
         .max_buf_size(limits.max_header_bytes.max(8192))
@@ -343,32 +374,46 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
 }
 
 async fn handle(req: Request<Incoming>, info: &ConnInfo, state: &State) -> Response<Payload> {
-    // Timing only when the request log is on: a clock read per request is
-    // measurable against nginx (bench/whoami.sh).
-    let started = tracing::enabled!(tracing::Level::INFO).then(std::time::Instant::now);
-    let parts = LogParts {
+    // What the log line needs, taken only when the log is on: a clock read
+    // and two clones per request are measurable against nginx
+    // (bench/whoami.sh).
+    let log = tracing::enabled!(tracing::Level::INFO).then(|| LogParts {
         method: req.method().clone(),
         uri: req.uri().clone(),
         version: req.version(),
-    };
+        started: std::time::Instant::now(),
+    });
+    let parts = log.as_ref();
     state.stats.requests.fetch_add(1, Ordering::Relaxed);
     let cfg = &state.config;
     let headers = realip_http::HttpHeaders(req.headers());
     let mut evidence = realip_core::Request::new(info.peer, &headers);
     evidence.proxy = info.claim;
+    let headerless = !state
+        .resolver_headers
+        .iter()
+        .any(|h| req.headers().contains_key(h));
     // Only the pages that show hops pay for the explanation; the others
     // need just the client (for /realip and the log line).
     let shows_hops = !matches!(
         req.uri().path(),
         "/clientip" | "/realip" | "/echoserver" | "/bench" | "/health" | "/data"
     );
-    let resolution = if shows_hops {
-        cfg.resolver.explain(&evidence)
+    let computed;
+    let (resolution, lines) = if headerless {
+        let e = info
+            .headerless
+            .get_or_init(|| Explained::new(cfg.resolver.explain(&evidence)));
+        (&e.resolution, Some(e.lines.as_str()))
+    } else if shows_hops {
+        computed = cfg.resolver.explain(&evidence);
+        (&computed, None)
     } else {
-        realip_core::Resolution {
+        computed = realip_core::Resolution {
             client: cfg.resolver.resolve(&evidence),
             steps: Vec::new(),
-        }
+        };
+        (&computed, None)
     };
     let query = query_pairs(req.uri().query());
     let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
@@ -383,10 +428,9 @@ async fn handle(req: Request<Incoming>, info: &ConnInfo, state: &State) -> Respo
                         TEXT,
                         format!("bad wait duration {w:?} (e.g. 500ms, 2s; at most 10m)\n"),
                     ),
-                    &parts,
+                    parts,
                     info,
-                    &resolution,
-                    started,
+                    resolution,
                 )
             }
         }
@@ -405,7 +449,7 @@ async fn handle(req: Request<Incoming>, info: &ConnInfo, state: &State) -> Respo
         scheme: if info.tls.is_some() { "https" } else { "http" },
         proxy: info.proxy.as_ref(),
         tls: info.tls.as_ref(),
-        resolution: &resolution,
+        resolution,
     };
     let path = req.uri().path();
     let mut resp = match path {
@@ -424,9 +468,22 @@ async fn handle(req: Request<Incoming>, info: &ConnInfo, state: &State) -> Respo
         },
         "/echoserver" => reply(StatusCode::OK, TEXT, render::echoserver(&seen)),
         "/bench" => reply(StatusCode::OK, TEXT, Bytes::from_static(b"1")),
-        "/health" => return finish(health(req, state).await, &parts, info, &resolution, started),
+        "/health" => return finish(health(req, state).await, parts, info, resolution),
         "/data" => data(get("size"), get("unit")),
-        _ => reply(StatusCode::OK, TEXT, render::text(&seen, env.as_deref())),
+        _ => {
+            let remote = info
+                .remote_line
+                .get_or_init(|| render::remote_line(info.peer));
+            let body = match lines {
+                Some(l) => render::text_parts(&seen, env.as_deref(), remote, l),
+                None => {
+                    let mut l = String::new();
+                    render::resolution_lines(resolution, &mut l);
+                    render::text_parts(&seen, env.as_deref(), remote, &l)
+                }
+            };
+            reply(StatusCode::OK, TEXT, body)
+        }
     };
     // `?header=Name:value` adds response headers (whoami #31).
     for (k, v) in &query {
@@ -440,10 +497,9 @@ async fn handle(req: Request<Incoming>, info: &ConnInfo, state: &State) -> Respo
                     TEXT,
                     format!("bad header parameter {v:?}: expected Name:value\n"),
                 ),
-                &parts,
+                parts,
                 info,
-                &resolution,
-                started,
+                resolution,
             );
         };
         match (
@@ -460,15 +516,14 @@ async fn handle(req: Request<Incoming>, info: &ConnInfo, state: &State) -> Respo
                         TEXT,
                         format!("bad header parameter {v:?}\n"),
                     ),
-                    &parts,
+                    parts,
                     info,
-                    &resolution,
-                    started,
+                    resolution,
                 )
             }
         }
     }
-    finish(resp, &parts, info, &resolution, started)
+    finish(resp, parts, info, resolution)
 }
 
 /// What the log line needs, taken before the request is consumed.
@@ -476,6 +531,7 @@ struct LogParts {
     method: Method,
     uri: http::Uri,
     version: http::Version,
+    started: std::time::Instant,
 }
 
 /// `-` for nothing; formatted only when the log event is enabled.
@@ -493,22 +549,23 @@ impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
 /// One log event per request: peer, resolved client, source, status.
 fn finish(
     resp: Response<Payload>,
-    p: &LogParts,
+    p: Option<&LogParts>,
     info: &ConnInfo,
     res: &realip_core::Resolution,
-    started: Option<std::time::Instant>,
 ) -> Response<Payload> {
-    tracing::info!(
-        peer = %info.peer,
-        client = %OrDash(res.client.as_ref()),
-        source = %OrDash(res.client.as_ref().map(|c| &c.source)),
-        status = resp.status().as_u16(),
-        method = %p.method,
-        path = %p.uri.path(),
-        version = ?p.version,
-        micros = started.map_or(0, |s| s.elapsed().as_micros() as u64),
-        "request"
-    );
+    if let Some(p) = p {
+        tracing::info!(
+            peer = %info.peer,
+            client = %OrDash(res.client.as_ref()),
+            source = %OrDash(res.client.as_ref().map(|c| &c.source)),
+            status = resp.status().as_u16(),
+            method = %p.method,
+            path = %p.uri.path(),
+            version = ?p.version,
+            micros = p.started.elapsed().as_micros() as u64,
+            "request"
+        );
+    }
     resp
 }
 

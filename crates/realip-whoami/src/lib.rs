@@ -126,6 +126,10 @@ pub struct State {
     pub ips: Vec<IpAddr>,
     /// The `/` page's fixed first lines, made once.
     pub preamble: String,
+    /// The HTTP headers the strategy chain reads. A request carrying none
+    /// of them resolves like every other such request on its connection,
+    /// so that answer is worked out once per connection.
+    pub resolver_headers: Vec<http::HeaderName>,
     /// The `/health` status (POST sets it).
     pub health: AtomicU16,
     /// Counters.
@@ -293,11 +297,20 @@ impl Server {
         let hostname = hostname();
         let ips = local_ips();
         let preamble = render::preamble(config.name.as_deref(), &hostname, &ips);
+        // A name that is not a valid HTTP header name can never arrive.
+        let resolver_headers = config
+            .resolver
+            .chain()
+            .iter()
+            .filter_map(|s| s.header())
+            .filter_map(|h| http::HeaderName::try_from(&**h).ok())
+            .collect();
         let state = Arc::new(State {
             config,
             hostname,
             ips,
             preamble,
+            resolver_headers,
             health: AtomicU16::new(200),
             stats: Stats::default(),
         });

@@ -59,12 +59,19 @@ pub struct Seen<'a> {
 impl Seen<'_> {
     /// The Host: header, or the h2 `:authority`.
     pub fn host(&self) -> String {
-        self.headers
+        self.host_str().into_owned()
+    }
+
+    /// [`Seen::host`] without a copy when the header is there.
+    pub fn host_str(&self) -> std::borrow::Cow<'_, str> {
+        match self
+            .headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| self.uri.authority().map(|a| a.to_string()))
-            .unwrap_or_default()
+        {
+            Some(h) => h.into(),
+            None => self.uri.authority().map_or("", |a| a.as_str()).into(),
+        }
     }
 
     /// The path and query as requested.
@@ -146,19 +153,39 @@ fn proxy_line(h: &proxy::OwnedHeader) -> String {
 
 /// `/`: the traefik/whoami layout, then our additions.
 pub fn text(seen: &Seen<'_>, env: Option<&[(String, String)]>) -> String {
-    let mut out = String::with_capacity(1024);
+    let mut tail = String::new();
+    resolution_lines(seen.resolution, &mut tail);
+    text_parts(seen, env, &remote_line(seen.peer), &tail)
+}
+
+/// `RemoteAddr: ip:port` and its newline: the same for every request on a
+/// connection, so the server makes it once per connection.
+pub fn remote_line(peer: SocketAddr) -> String {
+    format!("RemoteAddr: {peer}\n")
+}
+
+/// `/` with the per-connection parts already made: `remote` from
+/// [`remote_line`] and `tail` from [`resolution_lines`].
+pub fn text_parts(
+    seen: &Seen<'_>,
+    env: Option<&[(String, String)]>,
+    remote: &str,
+    tail: &str,
+) -> String {
+    let mut out = String::with_capacity(512 + tail.len());
     out.push_str(seen.preamble);
-    let _ = writeln!(out, "RemoteAddr: {}", seen.peer);
-    let _ = writeln!(
-        out,
-        "{} {} {}",
-        seen.method,
-        seen.path_and_query(),
-        version_text(seen.version)
-    );
-    let host = seen.host();
+    out.push_str(remote);
+    out.push_str(seen.method.as_str());
+    out.push(' ');
+    out.push_str(seen.path_and_query());
+    out.push(' ');
+    out.push_str(version_text(seen.version));
+    out.push('\n');
+    let host = seen.host_str();
     if !host.is_empty() {
-        let _ = writeln!(out, "Host: {host}");
+        out.push_str("Host: ");
+        out.push_str(&host);
+        out.push('\n');
     }
     for (k, v) in seen.headers {
         if k == http::header::HOST {
@@ -190,14 +217,17 @@ pub fn text(seen: &Seen<'_>, env: Option<&[(String, String)]>) -> String {
             let _ = writeln!(out, "ClientCert: {s}");
         }
     }
-    let res = seen.resolution;
+    out.push_str(tail);
+    out
+}
+
+/// The `RealIP:`, `Strategy:` and `Hop:` lines of `/`.
+pub fn resolution_lines(res: &Resolution, out: &mut String) {
     match &res.client {
         Some(c) => {
             let _ = writeln!(out, "RealIP: {} ({})", client_text(c), c.source);
         }
-        None => {
-            let _ = writeln!(out, "RealIP: none");
-        }
+        None => out.push_str("RealIP: none\n"),
     }
     if let Some(step) = res.decisive() {
         let _ = writeln!(out, "Strategy: {} ({})", step.strategy, step.stop);
@@ -217,7 +247,6 @@ pub fn text(seen: &Seen<'_>, env: Option<&[(String, String)]>) -> String {
             );
         }
     }
-    out
 }
 
 /// `/api`: traefik/whoami's JSON field names, plus `realIp` and `hops`.

@@ -437,6 +437,33 @@ async fn limits_answer_431_and_408() {
     );
     let out = String::from_utf8_lossy(&out);
     assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    // The same on a keep-alive connection after several answered requests
+    // (the head timer is shared per connection and re-armed, not made anew).
+    let mut c = connect_from("127.0.0.1", w.http).await;
+    for _ in 0..3 {
+        c.write_all(b"GET /bench HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+            .await
+            .expect("answer in time")
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    }
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let t = std::time::Instant::now();
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut out)).await;
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "second slow head closed after {waited:?}"
+    );
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
     // Garbage gets a 400, and the server lives on.
     let mut c = connect_from("127.0.0.1", w.http).await;
     let out = raw_exchange(&mut c, b"\x01\x02 nonsense\r\n\r\n").await;
