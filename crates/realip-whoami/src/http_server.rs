@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use realip_core::proxy::OwnedHeader;
@@ -27,8 +27,8 @@ use crate::State;
 
 /// What one connection showed before any request.
 #[derive(Debug)]
-struct ConnInfo {
-    peer: SocketAddr,
+pub(crate) struct ConnInfo {
+    pub(crate) peer: SocketAddr,
     proxy: Option<OwnedHeader>,
     claim: Option<ProxyClaim>,
     tls: Option<TlsInfo>,
@@ -123,7 +123,14 @@ async fn connection(
     match tls {
         None => {
             let info = Arc::new(ConnInfo::new(peer, proxy, claim, None));
-            serve_http(io, info, state, shutdown, answer_408).await
+            // Simple requests take the fast path; the first one that is not
+            // simple moves the connection to hyper, bytes and all.
+            let (mut io, mut shutdown) = (io, shutdown);
+            let rest = match crate::h1::serve(&mut io, &info, &state, &mut shutdown).await {
+                crate::h1::Outcome::Closed => return,
+                crate::h1::Outcome::Handoff(rest) => rest,
+            };
+            serve_http(Rewind::new(rest, io), info, state, shutdown, answer_408).await
         }
         Some(acceptor) => {
             let handshake =
@@ -373,7 +380,11 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(total))
 }
 
-async fn handle(req: Request<Incoming>, info: &ConnInfo, state: &State) -> Response<Payload> {
+pub(crate) async fn handle<B>(req: Request<B>, info: &ConnInfo, state: &State) -> Response<Payload>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     // What the log line needs, taken only when the log is on: a clock read
     // and two clones per request are measurable against nginx
     // (bench/whoami.sh).
@@ -569,7 +580,11 @@ fn finish(
     resp
 }
 
-async fn health(req: Request<Incoming>, state: &State) -> Response<Payload> {
+async fn health<B>(req: Request<B>, state: &State) -> Response<Payload>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     match *req.method() {
         Method::GET | Method::HEAD => {
             let code = state.health.load(Ordering::Relaxed);

@@ -19,6 +19,7 @@ use realip_core::Resolver;
 use realip_net::{ProxyLimits, ProxyMode};
 use tokio::sync::watch;
 
+mod h1;
 mod http_server;
 mod line;
 pub mod render;

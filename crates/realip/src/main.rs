@@ -25,14 +25,12 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// No doc comments on the variants: clap would take them for the
+// subcommands' about texts and drop the long help each Args defines.
 enum Command {
-    /// What would this request resolve to under this trust configuration?
     Resolve(resolve::Args),
-    /// The backend that shows what a pod really sees.
     Whoami(whoami::Args),
-    /// The kube-proxy role on nftables: plan rules, answer health checks.
     Node(node::Args),
-    /// The whole cluster in network namespaces on this machine.
     Lab(lab::Args),
 }
 

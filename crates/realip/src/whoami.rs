@@ -57,9 +57,10 @@ remoteAddr) plus realIp {ip, port, source}, hops (as in `realip resolve --json`)
 Query parameters on any path: ?wait=500ms delays the reply (Go duration, at most 10m); \
 ?header=Name:value adds a response header (repeatable); ?env=true appends the process \
 environment (off by default: it can leak secrets to whoever can reach the port).\n\n\
-What hyper normalises: HTTP/1 header names arrive lowercased and are printed in Go's canonical form \
-(X-Forwarded-For), as traefik/whoami prints them; repeated headers keep their order; h2 requests \
-show HTTP/2.0 and their :authority as Host; the request body is not echoed.\n\n\
+What is normalised (the http crate's header map, behind hyper and behind the plain HTTP/1.1 fast \
+path that answers bodiless GET and HEAD): header names arrive lowercased and are printed in Go's \
+canonical form (X-Forwarded-For), as traefik/whoami prints them; repeated headers keep their order; \
+h2 requests show HTTP/2.0 and their :authority as Host; the request body is not echoed.\n\n\
 TCP (--tcp) and UDP (--udp) line protocol: `WHO` answers peer=, client=, source=, hostname=; \
 `CLIENTIP` the peer as ip:port; netexec's `hostname`, `echo <msg>`, `clientip` work too; any other \
 line gets `Received: <line>`. UDP answers each datagram to its sender.\n\n\

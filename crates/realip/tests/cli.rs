@@ -118,3 +118,24 @@ fn node_plan_prints_the_ruleset() {
     assert_eq!(code, 2);
     assert!(err.contains("node-9"), "{err}");
 }
+
+#[test]
+fn each_subcommand_shows_its_long_help() {
+    // Each subcommand's --help carries its own long text, not a one-line
+    // summary from the parent.
+    for (cmd, needle) in [
+        (
+            &["resolve", "--help"][..],
+            "believing only what trusted peers say",
+        ),
+        (&["whoami", "--help"], "What is normalised"),
+        (&["node", "plan", "--help"], "kubectl get -o yaml"),
+    ] {
+        let (code, out, err) = realip(cmd);
+        assert_eq!(code, 0, "{cmd:?}: {err}");
+        assert!(
+            out.replace('\n', " ").contains(needle),
+            "{cmd:?} lacks {needle:?}:\n{out}"
+        );
+    }
+}

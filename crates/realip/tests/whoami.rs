@@ -472,6 +472,119 @@ async fn limits_answer_431_and_408() {
     assert_eq!(s, 200);
 }
 
+/// Read until `n` complete responses (by content-length) have arrived.
+async fn read_responses(c: &mut tokio::net::TcpStream, n: usize) -> Vec<String> {
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while out.len() < n {
+        let mut chunk = [0u8; 4096];
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let got = tokio::time::timeout(left, c.read(&mut chunk))
+            .await
+            .expect("responses in time")
+            .unwrap();
+        assert!(got > 0, "closed after {} responses: {out:?}", out.len());
+        buf.extend_from_slice(&chunk[..got]);
+        // Split off every complete response.
+        loop {
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            let Some(end) = text.find("\r\n\r\n") else {
+                break;
+            };
+            let head = &text[..end];
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            let is_head_reply = out.len() < n && head.contains("x-head-reply");
+            let total = end + 4 + if is_head_reply { 0 } else { len };
+            if buf.len() < total {
+                break;
+            }
+            out.push(String::from_utf8_lossy(&buf[..total]).into_owned());
+            buf.drain(..total);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn http1_keep_alive_pipelining_and_bodies() {
+    let w = whoami(&[]);
+    // Three pipelined requests in one write, answered in order.
+    let mut c = connect_from("127.0.0.1", w.http).await;
+    c.write_all(
+        b"GET /clientip HTTP/1.1\r\nHost: x\r\n\r\nGET /bench HTTP/1.1\r\nHost: x\r\n\r\nGET /realip HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let r = read_responses(&mut c, 3).await;
+    let local = c.local_addr().unwrap().to_string();
+    assert!(
+        r[0].starts_with("HTTP/1.1 200 OK\r\n") && r[0].ends_with(&local),
+        "{}",
+        r[0]
+    );
+    assert!(r[1].ends_with("\r\n\r\n1"), "{}", r[1]);
+    assert!(r[2].ends_with(&local), "{}", r[2]);
+    assert!(r[0].contains("\r\ndate: "), "{}", r[0]);
+    // A body on the same connection (POST /health), then GET again: the
+    // body is read as a body, not as the next request.
+    c.write_all(b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n503")
+        .await
+        .unwrap();
+    let r = read_responses(&mut c, 1).await;
+    assert!(r[0].starts_with("HTTP/1.1 200"), "{}", r[0]);
+    c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let r = read_responses(&mut c, 1).await;
+    assert!(r[0].starts_with("HTTP/1.1 503"), "{}", r[0]);
+    c.write_all(b"POST /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n200\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    let r = read_responses(&mut c, 1).await;
+    assert!(r[0].starts_with("HTTP/1.1 200"), "{}", r[0]);
+    // HEAD: the length of the body it would get, and no body.
+    let mut c = connect_from("127.0.0.1", w.http).await;
+    c.write_all(b"HEAD /bench?header=X-Head-Reply:1 HTTP/1.1\r\nHost: x\r\n\r\nGET /bench HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let r = read_responses(&mut c, 2).await;
+    assert!(
+        r[0].contains("content-length: 1\r\n") && r[0].ends_with("\r\n\r\n"),
+        "{}",
+        r[0]
+    );
+    assert!(r[1].ends_with("\r\n\r\n1"), "{}", r[1]);
+    // HTTP/1.0 closes after one answer unless asked to keep alive;
+    // Connection: close on 1.1 closes too.
+    for req in [
+        &b"GET /bench HTTP/1.0\r\n\r\n"[..],
+        b"GET /bench HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ] {
+        let mut c = connect_from("127.0.0.1", w.http).await;
+        let out = raw_exchange(&mut c, req).await;
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.ends_with("\r\n\r\n1"), "{out}");
+        assert_eq!(out.matches("HTTP/1.").count(), 1, "{out}");
+    }
+    let mut c = connect_from("127.0.0.1", w.http).await;
+    c.write_all(b"GET /bench HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .await
+        .unwrap();
+    let r = read_responses(&mut c, 1).await;
+    assert!(
+        r[0].starts_with("HTTP/1.0 200") && r[0].contains("connection: keep-alive"),
+        "{}",
+        r[0]
+    );
+    c.write_all(b"GET /bench HTTP/1.0\r\n\r\n").await.unwrap();
+    let r = read_responses(&mut c, 1).await;
+    assert!(r[0].ends_with("\r\n\r\n1"), "{}", r[0]);
+}
+
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests() {
     let w = whoami(&["--grace", "5s"]);
