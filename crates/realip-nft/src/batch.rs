@@ -1,0 +1,508 @@
+//! One nf_tables transaction as netlink bytes.
+
+use crate::expr::{value, Expr, Verdict};
+use crate::Family;
+
+const NLA_F_NESTED: u16 = 0x8000;
+const NLM_F_REQUEST: u16 = 0x1;
+pub(crate) const NLM_F_ACK: u16 = 0x4;
+const NLM_F_EXCL: u16 = 0x200;
+const NLM_F_CREATE: u16 = 0x400;
+const NLM_F_APPEND: u16 = 0x800;
+const SUBSYS_NFTABLES: u16 = 10;
+const BATCH_BEGIN: u16 = 0x10;
+const BATCH_END: u16 = 0x11;
+
+const MSG_NEWTABLE: u16 = 0;
+const MSG_DELTABLE: u16 = 2;
+const MSG_NEWCHAIN: u16 = 3;
+const MSG_DELCHAIN: u16 = 5;
+const MSG_NEWRULE: u16 = 6;
+const MSG_DELRULE: u16 = 8;
+const MSG_NEWSET: u16 = 9;
+const MSG_DELSET: u16 = 11;
+const MSG_NEWSETELEM: u16 = 12;
+const MSG_DELSETELEM: u16 = 14;
+
+/// Netlink attribute writer over a byte buffer.
+#[derive(Debug, Default)]
+pub(crate) struct Writer {
+    pub(crate) buf: Vec<u8>,
+}
+
+fn pad(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+impl Writer {
+    fn header(&mut self, len: usize, ty: u16) {
+        self.buf.extend_from_slice(&(len as u16).to_ne_bytes());
+        self.buf.extend_from_slice(&ty.to_ne_bytes());
+    }
+
+    pub(crate) fn bytes(&mut self, ty: u16, data: &[u8]) {
+        self.header(4 + data.len(), ty);
+        self.buf.extend_from_slice(data);
+        self.buf.resize(pad(self.buf.len()), 0);
+    }
+
+    /// A big-endian u32, as nf_tables' attributes are.
+    pub(crate) fn u32(&mut self, ty: u16, v: u32) {
+        self.bytes(ty, &v.to_be_bytes());
+    }
+
+    pub(crate) fn u64(&mut self, ty: u16, v: u64) {
+        self.bytes(ty, &v.to_be_bytes());
+    }
+
+    /// A NUL-terminated string.
+    pub(crate) fn str(&mut self, ty: u16, s: &str) {
+        self.header(4 + s.len() + 1, ty);
+        self.buf.extend_from_slice(s.as_bytes());
+        self.buf.push(0);
+        self.buf.resize(pad(self.buf.len()), 0);
+    }
+
+    /// Start a nested attribute; [`Writer::end`] fills in its length.
+    pub(crate) fn nest(&mut self, ty: u16) -> usize {
+        let at = self.buf.len();
+        self.header(0, ty | NLA_F_NESTED);
+        at
+    }
+
+    pub(crate) fn end(&mut self, at: usize) {
+        let len = (self.buf.len() - at) as u16;
+        self.buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
+    }
+}
+
+/// A base chain's hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// NF_INET_PRE_ROUTING
+    Prerouting,
+    /// NF_INET_LOCAL_IN
+    Input,
+    /// NF_INET_FORWARD
+    Forward,
+    /// NF_INET_LOCAL_OUT
+    Output,
+    /// NF_INET_POST_ROUTING
+    Postrouting,
+}
+
+/// A base chain's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainType {
+    /// `filter`
+    Filter,
+    /// `nat`
+    Nat,
+}
+
+/// A set or map to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetSpec {
+    /// Its name (`__map%d` for an anonymous one: the kernel picks).
+    pub name: String,
+    /// nft's key type ([`crate::datatype`]).
+    pub key_type: u32,
+    /// Key length in bytes (concatenation fields padded to 4).
+    pub key_len: u32,
+    /// A verdict map rather than a set.
+    pub verdict_map: bool,
+    /// Anonymous and constant: bound to the one rule that uses it.
+    pub anonymous: bool,
+    /// Elements may be added from the packet path (`update @set`), and
+    /// expire after this many milliseconds.
+    pub dynamic_timeout_ms: Option<u64>,
+    /// Keys are host-order integers (a `numgen` result). Only `nft list`
+    /// reads this, to print them as numbers.
+    pub host_order_key: bool,
+}
+
+/// One transaction: messages between a batch begin and a batch end. The
+/// kernel applies all of them or none.
+#[derive(Debug)]
+pub struct Batch {
+    w: Writer,
+    seq: u32,
+    first_seq: u32,
+    /// What each message did, by sequence number, for error reports.
+    what: Vec<String>,
+    next_set_id: u32,
+    /// Where the last real message starts.
+    last_at: Option<usize>,
+}
+
+impl Batch {
+    /// An empty transaction.
+    pub fn new() -> Self {
+        let mut b = Batch {
+            w: Writer::default(),
+            seq: 1,
+            first_seq: 1,
+            what: Vec::new(),
+            next_set_id: 1,
+            last_at: None,
+        };
+        let at = b.msg_raw(
+            BATCH_BEGIN,
+            NLM_F_REQUEST,
+            0,
+            SUBSYS_NFTABLES,
+            "batch begin",
+        );
+        b.finish_msg(at);
+        b
+    }
+
+    /// Messages so far, batch begin included.
+    pub fn len(&self) -> usize {
+        self.what.len()
+    }
+
+    /// Whether the batch holds nothing but its begin marker.
+    pub fn is_empty(&self) -> bool {
+        self.what.len() <= 1
+    }
+
+    /// Bytes so far.
+    pub fn byte_len(&self) -> usize {
+        self.w.buf.len()
+    }
+
+    fn msg_raw(&mut self, ty: u16, flags: u16, family: u8, res_id: u16, what: &str) -> usize {
+        let at = self.w.buf.len();
+        // nlmsghdr: len, type, flags, seq, pid
+        self.w.buf.extend_from_slice(&0u32.to_ne_bytes());
+        self.w.buf.extend_from_slice(&ty.to_ne_bytes());
+        self.w.buf.extend_from_slice(&flags.to_ne_bytes());
+        self.w.buf.extend_from_slice(&self.seq.to_ne_bytes());
+        self.w.buf.extend_from_slice(&0u32.to_ne_bytes());
+        // nfgenmsg: family, version, res_id (big-endian)
+        self.w.buf.push(family);
+        self.w.buf.push(0);
+        self.w.buf.extend_from_slice(&res_id.to_be_bytes());
+        self.seq += 1;
+        self.what.push(what.to_string());
+        at
+    }
+
+    fn begin(&mut self, msg: u16, flags: u16, family: Family, what: String) -> usize {
+        self.last_at = Some(self.w.buf.len());
+        self.msg_raw(
+            (SUBSYS_NFTABLES << 8) | msg,
+            NLM_F_REQUEST | flags,
+            family.nfproto(),
+            0,
+            &what,
+        )
+    }
+
+    fn finish_msg(&mut self, at: usize) {
+        let len = (self.w.buf.len() - at) as u32;
+        self.w.buf[at..at + 4].copy_from_slice(&len.to_ne_bytes());
+    }
+
+    /// Create a table if it does not exist (no error if it does).
+    pub fn add_table(&mut self, family: Family, table: &str) {
+        let at = self.begin(
+            MSG_NEWTABLE,
+            NLM_F_CREATE,
+            family,
+            format!("add table {table}"),
+        );
+        self.w.str(1, table);
+        self.finish_msg(at);
+    }
+
+    /// Delete a table and everything in it (an error if it does not exist:
+    /// add it first in the same batch).
+    pub fn del_table(&mut self, family: Family, table: &str) {
+        let at = self.begin(MSG_DELTABLE, 0, family, format!("delete table {table}"));
+        self.w.str(1, table);
+        self.finish_msg(at);
+    }
+
+    /// Create a chain; a base chain when `hook` is given (policy accept).
+    pub fn add_chain(
+        &mut self,
+        family: Family,
+        table: &str,
+        chain: &str,
+        hook: Option<(Hook, ChainType, i32)>,
+    ) {
+        let at = self.begin(
+            MSG_NEWCHAIN,
+            NLM_F_CREATE,
+            family,
+            format!("add chain {table} {chain}"),
+        );
+        self.w.str(1, table);
+        self.w.str(3, chain);
+        if let Some((hook, ty, prio)) = hook {
+            let h = self.w.nest(4);
+            self.w.u32(
+                1,
+                match hook {
+                    Hook::Prerouting => 0,
+                    Hook::Input => 1,
+                    Hook::Forward => 2,
+                    Hook::Output => 3,
+                    Hook::Postrouting => 4,
+                },
+            );
+            self.w.u32(2, prio as u32);
+            self.w.end(h);
+            // NF_ACCEPT
+            self.w.u32(5, 1);
+            self.w.str(
+                7,
+                match ty {
+                    ChainType::Filter => "filter",
+                    ChainType::Nat => "nat",
+                },
+            );
+        }
+        self.finish_msg(at);
+    }
+
+    /// Delete a chain (it must hold no rules and have no jumps to it).
+    pub fn del_chain(&mut self, family: Family, table: &str, chain: &str) {
+        let at = self.begin(
+            MSG_DELCHAIN,
+            0,
+            family,
+            format!("delete chain {table} {chain}"),
+        );
+        self.w.str(1, table);
+        self.w.str(3, chain);
+        self.finish_msg(at);
+    }
+
+    /// Delete every rule of a chain.
+    pub fn flush_chain(&mut self, family: Family, table: &str, chain: &str) {
+        let at = self.begin(
+            MSG_DELRULE,
+            0,
+            family,
+            format!("flush chain {table} {chain}"),
+        );
+        self.w.str(1, table);
+        self.w.str(2, chain);
+        self.finish_msg(at);
+    }
+
+    /// Append a rule to a chain.
+    pub fn add_rule(&mut self, family: Family, table: &str, chain: &str, exprs: &[Expr]) {
+        let at = self.begin(
+            MSG_NEWRULE,
+            NLM_F_CREATE | NLM_F_APPEND,
+            family,
+            format!("add rule {table} {chain} ({} expressions)", exprs.len()),
+        );
+        self.w.str(1, table);
+        self.w.str(2, chain);
+        let list = self.w.nest(4);
+        for e in exprs {
+            e.write(&mut self.w);
+        }
+        self.w.end(list);
+        self.finish_msg(at);
+    }
+
+    /// Create a set or map; returns its transaction id (for an anonymous
+    /// set, what rules and elements refer to it by).
+    pub fn add_set(&mut self, family: Family, table: &str, spec: &SetSpec) -> u32 {
+        let id = self.next_set_id;
+        self.next_set_id += 1;
+        let at = self.begin(
+            MSG_NEWSET,
+            NLM_F_CREATE | if spec.anonymous { NLM_F_EXCL } else { 0 },
+            family,
+            format!("add set {table} {}", spec.name),
+        );
+        self.w.str(1, table);
+        self.w.str(2, &spec.name);
+        let mut flags = 0u32;
+        if spec.anonymous {
+            flags |= 0x1 | 0x2; // NFT_SET_ANONYMOUS | NFT_SET_CONSTANT
+        }
+        if spec.verdict_map {
+            flags |= 0x8; // NFT_SET_MAP
+        }
+        if spec.dynamic_timeout_ms.is_some() {
+            flags |= 0x10 | 0x20; // NFT_SET_TIMEOUT | NFT_SET_EVAL
+        }
+        self.w.u32(3, flags);
+        self.w.u32(4, spec.key_type);
+        self.w.u32(5, spec.key_len);
+        if spec.verdict_map {
+            self.w.u32(6, 0xffff_ff00); // NFT_DATA_VERDICT
+        }
+        self.w.u32(10, id);
+        if let Some(ms) = spec.dynamic_timeout_ms {
+            self.w.u64(11, ms);
+        }
+        if spec.host_order_key {
+            // NFTA_SET_USERDATA: libnftnl's TLV NFTNL_UDATA_SET_KEYBYTEORDER
+            // (0), length 4, nft's BYTEORDER_HOST_ENDIAN (1).
+            let mut ud = vec![0u8, 4];
+            ud.extend_from_slice(&1u32.to_ne_bytes());
+            self.w.bytes(13, &ud);
+        }
+        self.finish_msg(at);
+        id
+    }
+
+    /// Delete a set (no rule may still refer to it).
+    pub fn del_set(&mut self, family: Family, table: &str, set: &str) {
+        let at = self.begin(MSG_DELSET, 0, family, format!("delete set {table} {set}"));
+        self.w.str(1, table);
+        self.w.str(2, set);
+        self.finish_msg(at);
+    }
+
+    /// Add elements to a set or map. `set_id` is needed for a set made in
+    /// this batch under a `%d` name.
+    pub fn add_elements(
+        &mut self,
+        family: Family,
+        table: &str,
+        set: &str,
+        set_id: Option<u32>,
+        elements: &[(Vec<u8>, Option<Verdict>)],
+    ) {
+        self.elements(
+            MSG_NEWSETELEM,
+            NLM_F_CREATE,
+            family,
+            table,
+            set,
+            set_id,
+            elements,
+        );
+    }
+
+    /// Delete elements (by key) from a set or map.
+    pub fn del_elements(&mut self, family: Family, table: &str, set: &str, keys: &[Vec<u8>]) {
+        let elements: Vec<_> = keys.iter().map(|k| (k.clone(), None)).collect();
+        self.elements(MSG_DELSETELEM, 0, family, table, set, None, &elements);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn elements(
+        &mut self,
+        msg: u16,
+        flags: u16,
+        family: Family,
+        table: &str,
+        set: &str,
+        set_id: Option<u32>,
+        elements: &[(Vec<u8>, Option<Verdict>)],
+    ) {
+        if elements.is_empty() {
+            return;
+        }
+        // A message is bounded by its u32 length, but the kernel parses a
+        // batch faster in moderate messages; 1000 elements each.
+        for chunk in elements.chunks(1000) {
+            let verb = if msg == MSG_NEWSETELEM {
+                "add"
+            } else {
+                "delete"
+            };
+            let at = self.begin(
+                msg,
+                flags,
+                family,
+                format!("{verb} {} elements of {table} {set}", chunk.len()),
+            );
+            self.w.str(1, table);
+            self.w.str(2, set);
+            let list = self.w.nest(3);
+            for (key, verdict) in chunk {
+                let e = self.w.nest(1);
+                value(&mut self.w, 1, key);
+                if let Some(v) = verdict {
+                    let d = self.w.nest(2);
+                    v.write(&mut self.w);
+                    self.w.end(d);
+                }
+                self.w.end(e);
+            }
+            self.w.end(list);
+            if let Some(id) = set_id {
+                self.w.u32(4, id);
+            }
+            self.finish_msg(at);
+        }
+    }
+
+    /// Close the batch: the bytes to send, the sequence number of the last
+    /// message (the one acknowledged) and what each message did.
+    pub(crate) fn finish(mut self) -> (Vec<u8>, u32, u32, Vec<String>) {
+        // Ask for an acknowledgement of the last real message only: errors
+        // are reported whether asked or not, and one ack per message would
+        // be hundreds of thousands of replies for a large ruleset.
+        let last = self.seq - 1;
+        if let Some(at) = self.last_at {
+            let flags = u16::from_ne_bytes([self.w.buf[at + 6], self.w.buf[at + 7]]) | NLM_F_ACK;
+            self.w.buf[at + 6..at + 8].copy_from_slice(&flags.to_ne_bytes());
+        }
+        let at = self.msg_raw(BATCH_END, NLM_F_REQUEST, 0, SUBSYS_NFTABLES, "batch end");
+        self.finish_msg(at);
+        (self.w.buf, self.first_seq, last, self.what)
+    }
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_framed_and_the_last_one_asks_for_an_ack() {
+        let mut b = Batch::new();
+        b.add_table(Family::Ipv4, "t");
+        b.add_chain(Family::Ipv4, "t", "c", None);
+        b.add_rule(Family::Ipv4, "t", "c", &[Expr::Verdict(Verdict::Accept)]);
+        let (buf, first, last, what) = b.finish();
+        assert_eq!((first, last), (1, 4));
+        assert_eq!(what.len(), 5);
+        // Walk the messages: lengths add up, sequence numbers count up.
+        let mut off = 0;
+        let mut seqs = Vec::new();
+        let mut acks = Vec::new();
+        while off < buf.len() {
+            let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
+            assert!(len >= 20 && len & 3 == 0, "length {len}");
+            let flags = u16::from_ne_bytes([buf[off + 6], buf[off + 7]]);
+            let seq = u32::from_ne_bytes(buf[off + 8..off + 12].try_into().unwrap());
+            seqs.push(seq);
+            if flags & NLM_F_ACK != 0 {
+                acks.push(seq);
+            }
+            off += len;
+        }
+        assert_eq!(off, buf.len());
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
+        assert_eq!(acks, [4]);
+    }
+
+    #[test]
+    fn cidr_matches_load_whole_bytes_or_mask() {
+        let e = Expr::network_prefix(12, &[10, 244, 1, 0], 24, crate::CmpOp::Neq);
+        assert_eq!(e.len(), 2);
+        assert!(matches!(&e[1], Expr::Cmp { data, .. } if data == &[10, 244, 1]));
+        let e = Expr::network_prefix(12, &[10, 64, 0, 0], 10, crate::CmpOp::Eq);
+        assert!(matches!(&e[1], Expr::Bitwise { mask, .. } if mask == &[0xff, 0xc0, 0, 0]));
+        assert!(matches!(&e[2], Expr::Cmp { data, .. } if data == &[10, 64, 0, 0]));
+    }
+}

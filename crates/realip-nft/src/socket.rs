@@ -1,0 +1,188 @@
+//! The netlink socket that commits batches.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    bind, recv, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, NetlinkAddr,
+    SockFlag, SockProtocol, SockType,
+};
+use nix::sys::time::TimeVal;
+
+use crate::Batch;
+
+/// Why a commit failed. Nothing of the batch took effect in any case but
+/// [`CommitError::NoAnswer`], where the kernel's state is unknown.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// The netlink socket could not be opened or used (no CAP_NET_ADMIN,
+    /// no nf_tables in this kernel, ...).
+    #[error("netlink socket: {0}")]
+    Socket(#[source] io::Error),
+    /// The kernel refused a message; the whole batch was rolled back.
+    #[error("the kernel refused `{what}`: {error} (nothing was changed)")]
+    Rejected {
+        /// The message, as [`Batch`] described it.
+        what: String,
+        /// The kernel's error.
+        #[source]
+        error: io::Error,
+        /// How many other messages were refused too.
+        others: usize,
+    },
+    /// No acknowledgement arrived in time.
+    #[error("no answer from the kernel within {0:?}")]
+    NoAnswer(std::time::Duration),
+}
+
+/// How long to wait for the kernel's answer. The kernel processes a batch
+/// within the send call; this only bounds a kernel that misbehaves.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A NETLINK_NETFILTER socket.
+#[derive(Debug)]
+pub struct Netlink {
+    fd: OwnedFd,
+}
+
+impl Netlink {
+    /// Open a socket in the current network namespace.
+    pub fn open() -> Result<Self, CommitError> {
+        let err = |e: Errno| CommitError::Socket(io::Error::from(e));
+        let fd = socket(
+            AddressFamily::Netlink,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC,
+            SockProtocol::NetlinkNetFilter,
+        )
+        .map_err(err)?;
+        bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0)).map_err(err)?;
+        let t = ANSWER_TIMEOUT.as_secs() as i64;
+        setsockopt(&fd, sockopt::ReceiveTimeout, &TimeVal::new(t, 0)).map_err(err)?;
+        // Room for many error replies; FORCE needs CAP_NET_ADMIN, which
+        // programming nf_tables needs anyway.
+        if setsockopt(&fd, sockopt::RcvBufForce, &(4 << 20)).is_err() {
+            let _ = setsockopt(&fd, sockopt::RcvBuf, &(4 << 20));
+        }
+        Ok(Netlink { fd })
+    }
+
+    /// Send one transaction and wait for the kernel's verdict.
+    pub fn commit(&mut self, batch: Batch) -> Result<(), CommitError> {
+        let (buf, first_seq, last_seq, what) = batch.finish();
+        let err = |e: Errno| CommitError::Socket(io::Error::from(e));
+        // The kernel takes a batch only whole, in one message buffer: make
+        // the send buffer big enough for it.
+        let want = buf.len().saturating_add(64 * 1024);
+        if setsockopt(&self.fd, sockopt::SndBufForce, &want).is_err() {
+            let _ = setsockopt(&self.fd, sockopt::SndBuf, &want);
+        }
+        let sent = sendto(
+            self.fd.as_raw_fd(),
+            &buf,
+            &NetlinkAddr::new(0, 0),
+            MsgFlags::empty(),
+        )
+        .map_err(err)?;
+        if sent != buf.len() {
+            return Err(CommitError::Socket(io::Error::other(format!(
+                "sent {sent} of {} bytes",
+                buf.len()
+            ))));
+        }
+        let mut acked = false;
+        let mut errors: Vec<(u32, i32)> = Vec::new();
+        let mut rbuf = vec![0u8; 64 * 1024];
+        loop {
+            // Replies are queued while the kernel handles the send, so
+            // they are normally all there; wait (bounded) only if not.
+            let flags = if acked || !errors.is_empty() {
+                MsgFlags::MSG_DONTWAIT
+            } else {
+                MsgFlags::empty()
+            };
+            let n = match recv(self.fd.as_raw_fd(), &mut rbuf, flags) {
+                Ok(n) => n,
+                Err(Errno::EAGAIN) if acked || !errors.is_empty() => break,
+                Err(Errno::EAGAIN) => return Err(CommitError::NoAnswer(ANSWER_TIMEOUT)),
+                Err(e) => return Err(err(e)),
+            };
+            for (seq, code) in replies(&rbuf[..n]) {
+                if code != 0 {
+                    errors.push((seq, code));
+                }
+                if seq == last_seq {
+                    acked = true;
+                }
+            }
+        }
+        match errors.first() {
+            None => Ok(()),
+            Some(&(seq, code)) => {
+                let what = seq
+                    .checked_sub(first_seq)
+                    .and_then(|i| what.get(i as usize))
+                    .map_or_else(
+                        || format!("message {seq}"),
+                        |w| {
+                            if seq == first_seq {
+                                "the commit of the batch".to_string()
+                            } else {
+                                w.clone()
+                            }
+                        },
+                    );
+                Err(CommitError::Rejected {
+                    what,
+                    error: io::Error::from_raw_os_error(-code),
+                    others: errors.len() - 1,
+                })
+            }
+        }
+    }
+}
+
+/// (sequence number, error code) of each NLMSG_ERROR in a receive buffer;
+/// code 0 is an acknowledgement.
+fn replies(mut b: &[u8]) -> Vec<(u32, i32)> {
+    let mut out = Vec::new();
+    while b.len() >= 16 {
+        let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        let ty = u16::from_ne_bytes([b[4], b[5]]);
+        if len < 16 || len > b.len() {
+            break;
+        }
+        // NLMSG_ERROR: int error, then the request's header (seq at +8).
+        if ty == 2 && len >= 16 + 4 + 16 {
+            let code = i32::from_ne_bytes([b[16], b[17], b[18], b[19]]);
+            let seq = u32::from_ne_bytes([b[28], b[29], b[30], b[31]]);
+            out.push((seq, code));
+        }
+        b = &b[((len + 3) & !3).min(b.len())..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_replies_are_read_and_bounded() {
+        let mut msg = Vec::new();
+        msg.extend_from_slice(&36u32.to_ne_bytes());
+        msg.extend_from_slice(&2u16.to_ne_bytes());
+        msg.extend_from_slice(&[0; 10]);
+        msg.extend_from_slice(&(-17i32).to_ne_bytes());
+        msg.extend_from_slice(&[0; 8]);
+        msg.extend_from_slice(&7u32.to_ne_bytes());
+        msg.extend_from_slice(&[0; 4]);
+        assert_eq!(replies(&msg), [(7, -17)]);
+        // Truncated or nonsense lengths stop the walk instead of panicking.
+        assert!(replies(&msg[..20]).is_empty());
+        let mut bad = msg.clone();
+        bad[..4].copy_from_slice(&1000u32.to_ne_bytes());
+        assert!(replies(&bad).is_empty());
+    }
+}

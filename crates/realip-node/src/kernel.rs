@@ -1,0 +1,574 @@
+//! The plan as nf_tables netlink messages: what `realip node` programs,
+//! with no `nft` binary. The expressions are the ones `nft -f` makes of
+//! the plan's text form (`nft --debug=netlink`), so the kernel holds the
+//! same ruleset either way; the kernel tests compare the two listings.
+
+use std::net::IpAddr;
+
+use realip_nft::{
+    datatype, reg, Batch, ChainType, CmpOp, Expr, Family as NfFamily, Hook as NfHook, MetaKey,
+    SetSpec, Verdict as NfVerdict,
+};
+
+use crate::model::Proto;
+use crate::plan::{
+    Action, AffinitySet, Chain, Family, Key, Map, Match, Rule, Ruleset, Verdict, MASQ_MARK, TABLE,
+};
+
+/// The netlink family of a plan family.
+pub fn nf_family(f: Family) -> NfFamily {
+    match f {
+        Family::Ip => NfFamily::Ipv4,
+        Family::Ip6 => NfFamily::Ipv6,
+    }
+}
+
+/// Add to `batch` the messages that replace this family's table with
+/// `rs`, atomically: create the table if missing, delete it with
+/// everything in it, create it anew. Connections already tracked keep
+/// their NAT bindings (conntrack holds them, not the rules), so a restart
+/// or a full resync drops no established connection.
+pub fn replace_table(batch: &mut Batch, rs: &Ruleset) {
+    let fam = nf_family(rs.family);
+    batch.add_table(fam, TABLE);
+    batch.del_table(fam, TABLE);
+    batch.add_table(fam, TABLE);
+    add_contents(batch, rs);
+}
+
+/// The table's sets, maps, chains and rules, for an empty table.
+pub fn add_contents(batch: &mut Batch, rs: &Ruleset) {
+    let fam = nf_family(rs.family);
+    // In the text form's order (the kernel lists in creation order), with
+    // every chain made before a map element or rule names it.
+    for m in &rs.maps {
+        add_map(batch, rs.family, m);
+    }
+    for s in &rs.sets {
+        add_affinity_set(batch, rs.family, s);
+    }
+    for c in &rs.chains {
+        add_chain(batch, fam, c);
+    }
+    for m in &rs.maps {
+        add_map_elements(batch, rs.family, m);
+    }
+    for c in &rs.chains {
+        add_rules(batch, rs.family, &c.name, &c.rules);
+    }
+}
+
+/// Remove a family's table, if it is there.
+pub fn remove_table(batch: &mut Batch, family: Family) {
+    let fam = nf_family(family);
+    batch.add_table(fam, TABLE);
+    batch.del_table(fam, TABLE);
+}
+
+pub(crate) fn add_chain(batch: &mut Batch, fam: NfFamily, c: &Chain) {
+    let hook = c.hook.map(|h| {
+        let hook = match h.hook {
+            "prerouting" => NfHook::Prerouting,
+            "input" => NfHook::Input,
+            "forward" => NfHook::Forward,
+            "output" => NfHook::Output,
+            _ => NfHook::Postrouting,
+        };
+        let ty = if h.kind == "nat" {
+            ChainType::Nat
+        } else {
+            ChainType::Filter
+        };
+        (hook, ty, h.priority.parse().unwrap_or(0))
+    });
+    batch.add_chain(fam, TABLE, &c.name, hook);
+}
+
+pub(crate) fn add_affinity_set(batch: &mut Batch, family: Family, s: &AffinitySet) {
+    let (key_type, key_len) = match family {
+        Family::Ip => (datatype::IPADDR, 4),
+        Family::Ip6 => (datatype::IP6ADDR, 16),
+    };
+    batch.add_set(
+        nf_family(family),
+        TABLE,
+        &SetSpec {
+            name: s.name.clone(),
+            key_type,
+            key_len,
+            verdict_map: false,
+            anonymous: false,
+            dynamic_timeout_ms: Some(u64::from(s.timeout) * 1000),
+            host_order_key: false,
+        },
+    );
+}
+
+fn addr_width(family: Family) -> u32 {
+    match family {
+        Family::Ip => 4,
+        Family::Ip6 => 16,
+    }
+}
+
+pub(crate) fn add_map(batch: &mut Batch, family: Family, m: &Map) {
+    let addr_type = match family {
+        Family::Ip => datatype::IPADDR,
+        Family::Ip6 => datatype::IP6ADDR,
+    };
+    let (key_type, key_len) = if m.with_addr {
+        (
+            datatype::concat(&[addr_type, datatype::INET_PROTOCOL, datatype::INET_SERVICE]),
+            addr_width(family) + 8,
+        )
+    } else {
+        (
+            datatype::concat(&[datatype::INET_PROTOCOL, datatype::INET_SERVICE]),
+            8,
+        )
+    };
+    batch.add_set(
+        nf_family(family),
+        TABLE,
+        &SetSpec {
+            name: m.name.to_string(),
+            key_type,
+            key_len,
+            verdict_map: true,
+            anonymous: false,
+            dynamic_timeout_ms: None,
+            host_order_key: false,
+        },
+    );
+}
+
+pub(crate) fn add_map_elements(batch: &mut Batch, family: Family, m: &Map) {
+    let fam = nf_family(family);
+    let elements: Vec<_> = m
+        .elements
+        .iter()
+        .map(|(k, v)| (key_bytes(k), Some(verdict(v))))
+        .collect();
+    batch.add_elements(fam, TABLE, m.name, None, &elements);
+}
+
+/// A map key as the registers hold it: each field padded to 4 bytes.
+pub(crate) fn key_bytes(k: &Key) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24);
+    let (proto, port) = match k {
+        Key::Dest(ip, proto, port) => {
+            out.extend_from_slice(&ip_bytes(*ip));
+            (proto, port)
+        }
+        Key::Port(proto, port) => (proto, port),
+    };
+    out.extend_from_slice(&[proto_number(*proto), 0, 0, 0]);
+    out.extend_from_slice(&port.to_be_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out
+}
+
+fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
+}
+
+fn proto_number(p: Proto) -> u8 {
+    match p {
+        Proto::Tcp => 6,
+        Proto::Udp => 17,
+    }
+}
+
+pub(crate) fn verdict(v: &Verdict) -> NfVerdict {
+    match v {
+        Verdict::Goto(c) => NfVerdict::Goto(c.clone()),
+        Verdict::Drop => NfVerdict::Drop,
+        Verdict::Reject => NfVerdict::Goto("reject-chain".into()),
+    }
+}
+
+/// Network-header offsets of the source and destination addresses.
+fn saddr_offset(family: Family) -> u32 {
+    match family {
+        Family::Ip => 12,
+        Family::Ip6 => 8,
+    }
+}
+
+fn daddr_offset(family: Family) -> u32 {
+    match family {
+        Family::Ip => 16,
+        Family::Ip6 => 24,
+    }
+}
+
+pub(crate) fn add_rules(batch: &mut Batch, family: Family, chain: &str, rules: &[Rule]) {
+    let fam = nf_family(family);
+    for r in rules {
+        let numgen = match &r.action {
+            Action::Numgen(chains) => Some(numgen_map(batch, fam, chains)),
+            _ => None,
+        };
+        for mut exprs in rule_exprs(family, r) {
+            if let Some(e) = &numgen {
+                exprs.extend(e.iter().cloned());
+            }
+            batch.add_rule(fam, TABLE, chain, &exprs);
+        }
+    }
+}
+
+/// `numgen random mod N vmap { 0 : goto a, 1 : goto b, ... }`: an
+/// anonymous map made in the same batch, bound to the rule that uses it.
+fn numgen_map(batch: &mut Batch, fam: NfFamily, chains: &[String]) -> Vec<Expr> {
+    const NAME: &str = "__map%d";
+    let id = batch.add_set(
+        fam,
+        TABLE,
+        &SetSpec {
+            name: NAME.into(),
+            key_type: datatype::INTEGER,
+            key_len: 4,
+            verdict_map: true,
+            anonymous: true,
+            dynamic_timeout_ms: None,
+            host_order_key: true,
+        },
+    );
+    // numgen writes a host-order u32.
+    let elements: Vec<_> = chains
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            (
+                (i as u32).to_ne_bytes().to_vec(),
+                Some(NfVerdict::Goto(c.clone())),
+            )
+        })
+        .collect();
+    batch.add_elements(fam, TABLE, NAME, Some(id), &elements);
+    vec![
+        Expr::NumgenRandom {
+            modulus: chains.len() as u32,
+            dreg: reg::R1,
+        },
+        Expr::Lookup {
+            set: NAME.into(),
+            set_id: Some(id),
+            sreg: reg::R1,
+            dreg: Some(reg::VERDICT),
+        },
+    ]
+}
+
+/// The expressions of one planned rule. Usually one rule; a match on one
+/// of several addresses (`ip saddr { a, b }`) becomes one rule per
+/// address. That is exact for the plan's rules: the addresses of one
+/// match never overlap (a node's pod CIDRs, a Service's cluster IPs), and
+/// the actions behind such matches are `goto` (the first match ends the
+/// chain) or marking for masquerade (the same twice as once).
+fn rule_exprs(family: Family, r: &Rule) -> Vec<Vec<Expr>> {
+    let mut variants: Vec<Vec<Expr>> = vec![Vec::new()];
+    for m in &r.matches {
+        let alternatives = match_exprs(family, m);
+        if alternatives.len() == 1 {
+            for v in &mut variants {
+                v.extend(alternatives[0].iter().cloned());
+            }
+        } else {
+            variants = variants
+                .iter()
+                .flat_map(|v| {
+                    alternatives.iter().map(move |a| {
+                        let mut v = v.clone();
+                        v.extend(a.iter().cloned());
+                        v
+                    })
+                })
+                .collect();
+        }
+    }
+    let action = action_exprs(family, &r.action);
+    if action.len() == 1 {
+        for v in &mut variants {
+            v.extend(action[0].iter().cloned());
+        }
+        variants
+    } else {
+        // A two-rule action (endpoints-check) takes no matches.
+        action
+    }
+}
+
+/// Alternatives: the match holds when any one of them does.
+fn match_exprs(family: Family, m: &Match) -> Vec<Vec<Expr>> {
+    match m {
+        Match::SaddrIn(cidrs) => cidrs
+            .iter()
+            .map(|c| {
+                Expr::network_prefix(
+                    saddr_offset(family),
+                    &ip_bytes(c.network()),
+                    u32::from(c.prefix()),
+                    CmpOp::Eq,
+                )
+            })
+            .collect(),
+        Match::SaddrNotIn(cidrs) => vec![cidrs
+            .iter()
+            .flat_map(|c| {
+                Expr::network_prefix(
+                    saddr_offset(family),
+                    &ip_bytes(c.network()),
+                    u32::from(c.prefix()),
+                    CmpOp::Neq,
+                )
+            })
+            .collect()],
+        Match::SaddrEq(ip) => vec![addr_eq(saddr_offset(family), *ip)],
+        Match::DaddrIn(ips) => ips
+            .iter()
+            .map(|ip| addr_eq(daddr_offset(family), *ip))
+            .collect(),
+        Match::FibSaddrLocal => vec![fib_local(true)],
+        Match::SaddrInSet(set) => vec![vec![
+            Expr::NetworkHeader {
+                offset: saddr_offset(family),
+                len: addr_width(family),
+                dreg: reg::R1,
+            },
+            Expr::Lookup {
+                set: set.clone(),
+                set_id: None,
+                sreg: reg::R1,
+                dreg: None,
+            },
+        ]],
+        Match::CtNew => vec![ct_state(0x08)],
+        Match::CtInvalid => vec![ct_state(0x01)],
+        Match::MarkClear => vec![vec![
+            Expr::Meta {
+                key: MetaKey::Mark,
+                dreg: reg::R1,
+            },
+            Expr::Bitwise {
+                sreg: reg::R1,
+                dreg: reg::R1,
+                mask: MASQ_MARK.to_ne_bytes().to_vec(),
+                xor: vec![0; 4],
+            },
+            Expr::Cmp {
+                sreg: reg::R1,
+                op: CmpOp::Eq,
+                data: vec![0; 4],
+            },
+        ]],
+    }
+}
+
+fn addr_eq(offset: u32, ip: IpAddr) -> Vec<Expr> {
+    let b = ip_bytes(ip);
+    vec![
+        Expr::NetworkHeader {
+            offset,
+            len: b.len() as u32,
+            dreg: reg::R1,
+        },
+        Expr::Cmp {
+            sreg: reg::R1,
+            op: CmpOp::Eq,
+            data: b,
+        },
+    ]
+}
+
+fn ct_state(bits: u32) -> Vec<Expr> {
+    vec![
+        Expr::CtState { dreg: reg::R1 },
+        Expr::Bitwise {
+            sreg: reg::R1,
+            dreg: reg::R1,
+            mask: bits.to_ne_bytes().to_vec(),
+            xor: vec![0; 4],
+        },
+        Expr::Cmp {
+            sreg: reg::R1,
+            op: CmpOp::Neq,
+            data: vec![0; 4],
+        },
+    ]
+}
+
+/// `fib saddr|daddr type local`: RTN_LOCAL is 2.
+fn fib_local(saddr: bool) -> Vec<Expr> {
+    vec![
+        Expr::FibAddrType {
+            saddr,
+            dreg: reg::R1,
+        },
+        Expr::Cmp {
+            sreg: reg::R1,
+            op: CmpOp::Eq,
+            data: 2u32.to_ne_bytes().to_vec(),
+        },
+    ]
+}
+
+/// `daddr . meta l4proto . th dport` into the registers from R1 on.
+fn dest_key(family: Family) -> Vec<Expr> {
+    let w = addr_width(family);
+    vec![
+        Expr::NetworkHeader {
+            offset: daddr_offset(family),
+            len: w,
+            dreg: reg::R1,
+        },
+        Expr::Meta {
+            key: MetaKey::L4Proto,
+            dreg: reg::r32(w / 4),
+        },
+        Expr::TransportHeader {
+            offset: 2,
+            len: 2,
+            dreg: reg::r32(w / 4 + 1),
+        },
+    ]
+}
+
+/// `fib daddr type local daddr != loopback meta l4proto . th dport`.
+fn local_port_key(family: Family) -> Vec<Expr> {
+    let mut e = fib_local(false);
+    match family {
+        // 127.0.0.0/8: the first byte.
+        Family::Ip => e.extend(Expr::network_prefix(16, &[127, 0, 0, 0], 8, CmpOp::Neq)),
+        Family::Ip6 => e.extend(
+            addr_eq(24, IpAddr::V6(std::net::Ipv6Addr::LOCALHOST))
+                .into_iter()
+                .map(|x| match x {
+                    Expr::Cmp { sreg, data, .. } => Expr::Cmp {
+                        sreg,
+                        op: CmpOp::Neq,
+                        data,
+                    },
+                    other => other,
+                }),
+        ),
+    }
+    e.push(Expr::Meta {
+        key: MetaKey::L4Proto,
+        dreg: reg::R1,
+    });
+    e.push(Expr::TransportHeader {
+        offset: 2,
+        len: 2,
+        dreg: reg::r32(1),
+    });
+    e
+}
+
+fn vmap(set: &str) -> Expr {
+    Expr::Lookup {
+        set: set.to_string(),
+        set_id: None,
+        sreg: reg::R1,
+        dreg: Some(reg::VERDICT),
+    }
+}
+
+/// The action's expressions; two entries only for the two-rule
+/// endpoints-check dispatch.
+fn action_exprs(family: Family, a: &Action) -> Vec<Vec<Expr>> {
+    let one = |e: Vec<Expr>| vec![e];
+    match a {
+        Action::Jump(c) => one(vec![Expr::Verdict(NfVerdict::Jump(c.clone()))]),
+        Action::Goto(c) => one(vec![Expr::Verdict(NfVerdict::Goto(c.clone()))]),
+        Action::Return => one(vec![Expr::Verdict(NfVerdict::Return)]),
+        Action::Drop => one(vec![Expr::Verdict(NfVerdict::Drop)]),
+        Action::Reject => one(vec![Expr::Reject {
+            icmp_code: match family {
+                Family::Ip => 3,
+                Family::Ip6 => 4,
+            },
+        }]),
+        Action::MarkMasq => one(mark(!MASQ_MARK, MASQ_MARK)),
+        Action::UnmarkMasq => one(mark(u32::MAX, MASQ_MARK)),
+        Action::Masquerade => one(vec![Expr::Masquerade { fully_random: true }]),
+        Action::Dnat(proto, ip, port) => one(vec![
+            Expr::Meta {
+                key: MetaKey::L4Proto,
+                dreg: reg::R1,
+            },
+            Expr::Cmp {
+                sreg: reg::R1,
+                op: CmpOp::Eq,
+                data: vec![proto_number(*proto)],
+            },
+            Expr::Immediate {
+                dreg: reg::R1,
+                data: ip_bytes(*ip),
+            },
+            Expr::Immediate {
+                dreg: reg::R2,
+                data: port.to_be_bytes().to_vec(),
+            },
+            Expr::Dnat {
+                family: nf_family(family),
+                reg_addr: reg::R1,
+                reg_proto: reg::R2,
+            },
+        ]),
+        // Handled by `numgen_rule`, which needs the batch for its map.
+        Action::Numgen(_) => one(Vec::new()),
+        Action::DispatchServices => {
+            let mut e = dest_key(family);
+            e.push(vmap("service-ips"));
+            one(e)
+        }
+        Action::DispatchNodePorts => {
+            let mut e = local_port_key(family);
+            e.push(vmap("service-nodeports"));
+            one(e)
+        }
+        Action::DispatchNoEndpoints => {
+            let mut a = dest_key(family);
+            a.push(vmap("no-endpoint-services"));
+            let mut b = local_port_key(family);
+            b.push(vmap("no-endpoint-nodeports"));
+            vec![a, b]
+        }
+        Action::UpdateAffinity(set) => one(vec![
+            Expr::NetworkHeader {
+                offset: saddr_offset(family),
+                len: addr_width(family),
+                dreg: reg::R1,
+            },
+            Expr::DynsetUpdate {
+                set: set.clone(),
+                sreg: reg::R1,
+            },
+        ]),
+    }
+}
+
+/// `meta mark set (meta mark & and) ^ xor`.
+fn mark(and: u32, xor: u32) -> Vec<Expr> {
+    vec![
+        Expr::Meta {
+            key: MetaKey::Mark,
+            dreg: reg::R1,
+        },
+        Expr::Bitwise {
+            sreg: reg::R1,
+            dreg: reg::R1,
+            mask: and.to_ne_bytes().to_vec(),
+            xor: xor.to_ne_bytes().to_vec(),
+        },
+        Expr::MetaSet {
+            key: MetaKey::Mark,
+            sreg: reg::R1,
+        },
+    ]
+}
