@@ -16,3 +16,4 @@ pub mod health;
 pub mod kernel;
 pub mod model;
 pub mod plan;
+pub mod sync;

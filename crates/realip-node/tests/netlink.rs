@@ -144,3 +144,126 @@ fn a_refused_batch_changes_nothing_and_names_the_message() {
         assert_eq!(list(), before, "a refused batch left a trace");
     });
 }
+
+/// A listing with its order taken out: top-level blocks sorted, and the
+/// elements of each `elements = { ... }` sorted. Incremental syncs create
+/// things in a different order than a full load; the content must match.
+fn normalize(listing: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut cur = String::new();
+    for line in listing.lines() {
+        // Blank lines and the table's closing brace belong to no block.
+        if line.trim().is_empty() || line == "}" {
+            continue;
+        }
+        if line.starts_with("\tchain ")
+            || line.starts_with("\tmap ")
+            || line.starts_with("\tset ")
+            || line.starts_with("table ")
+        {
+            blocks.push(std::mem::take(&mut cur));
+        }
+        cur.push_str(line.trim());
+        cur.push('\n');
+    }
+    blocks.push(cur);
+    let mut out: Vec<String> = blocks
+        .into_iter()
+        .map(|b| match b.find("elements = {") {
+            Some(at) => {
+                let end = b[at..].find('}').map_or(b.len(), |e| at + e);
+                let mut elems: Vec<&str> = b[at + 12..end]
+                    .split(',')
+                    .map(|e| e.trim())
+                    .filter(|e| !e.is_empty())
+                    .collect();
+                elems.sort();
+                format!("{}{}{}", &b[..at], elems.join(","), &b[end..])
+            }
+            None => b,
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn variant(edits: &[(&str, &str)]) -> Vec<Ruleset> {
+    let mut text = include_str!("fixtures/cluster.yaml").to_string();
+    for (from, to) in edits {
+        assert!(text.contains(from), "fixture lacks {from:?}");
+        text = text.replacen(from, to, 1);
+    }
+    let (m, _) = load_str(&text);
+    plan(&m, "node-1").unwrap()
+}
+
+#[test]
+fn incremental_syncs_reach_what_a_full_load_makes() {
+    if !can_run() {
+        return;
+    }
+    use realip_node::sync::Syncer;
+    let base = variant(&[]);
+    let changes: Vec<(&str, Vec<Ruleset>)> = vec![
+        // An endpoint goes (the sticky Service keeps one).
+        (
+            "endpoint removed",
+            variant(&[("- {addresses: [10.244.2.6], nodeName: node-2}\n", "")]),
+        ),
+        // A Service changes policy: its chains and map entries change.
+        (
+            "Cluster to Local",
+            variant(&[("externalTrafficPolicy: Cluster", "externalTrafficPolicy: Local")]),
+        ),
+        // An endpoint is added to a Service that had one.
+        (
+            "endpoint added",
+            variant(&[(
+                "- {addresses: [10.244.1.5], nodeName: node-1, conditions: {ready: true}}\n---\napiVersion",
+                "- {addresses: [10.244.1.5], nodeName: node-1, conditions: {ready: true}}\n- {addresses: [10.244.2.5], nodeName: node-2, conditions: {ready: true}}\n---\napiVersion",
+            )]),
+        ),
+        ("nothing", base.clone()),
+    ];
+    for (what, next) in changes {
+        let want = {
+            let next = next.clone();
+            in_private_netns(move || {
+                commit(&next).expect("full load");
+                normalize(&list())
+            })
+        };
+        let (base, next2) = (base.clone(), next.clone());
+        let (got, back, report) = in_private_netns(move || {
+            let mut s = Syncer::new().expect("netlink");
+            let first = s.sync(&base).expect("first sync");
+            assert!(first.full);
+            let before = normalize(&list());
+            let report = s.sync(&next2).expect("incremental sync");
+            let got = normalize(&list());
+            // And back again.
+            s.sync(&base).expect("sync back");
+            let back = normalize(&list());
+            let only_before: Vec<_> = before.iter().filter(|b| !back.contains(b)).collect();
+            let only_back: Vec<_> = back.iter().filter(|b| !before.contains(b)).collect();
+            assert!(
+                back == before,
+                "{what}: syncing back did not restore:\nbefore only: {only_before:#?}\nafter only: {only_back:#?}"
+            );
+            (got, back, report)
+        });
+        let _ = back;
+        assert!(!report.full, "{what}: fell back to a full sync");
+        if what == "nothing" {
+            assert_eq!(report.messages, 0, "{what}: sent {report:?}");
+        } else {
+            assert!(report.messages > 0, "{what}: sent nothing");
+        }
+        assert!(
+            got == want,
+            "{what}: incremental result differs from a full load\n--- incremental\n{}\n--- full\n{}",
+            got.join(""),
+            want.join("")
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! Keeping the kernel equal to the plan: the first sync replaces the
+//! tables whole, later ones change only what changed. Each sync is one
+//! nf_tables transaction, applied whole or not at all.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use realip_nft::{Batch, CommitError, Netlink};
+
+use crate::kernel::{
+    add_affinity_set, add_chain, add_map_elements, add_rules, key_bytes, nf_family, remove_table,
+    replace_table,
+};
+use crate::plan::{Chain, Family, Map, Ruleset, TABLE};
+
+/// What one sync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncReport {
+    /// A whole-table replacement rather than a change set.
+    pub full: bool,
+    /// Netlink messages sent (0: the kernel already matched the plan).
+    pub messages: usize,
+    /// Bytes sent.
+    pub bytes: usize,
+    /// Wall time of building and committing the transaction.
+    pub elapsed: Duration,
+}
+
+/// The kernel side of `realip node`: remembers what it last committed.
+#[derive(Debug)]
+pub struct Syncer {
+    netlink: Netlink,
+    applied: Option<Vec<Ruleset>>,
+}
+
+impl Syncer {
+    /// A syncer on a fresh netlink socket in this network namespace.
+    pub fn new() -> Result<Self, CommitError> {
+        Ok(Syncer {
+            netlink: Netlink::open()?,
+            applied: None,
+        })
+    }
+
+    /// Make the kernel hold `rulesets` (one per family; a family not among
+    /// them loses its table). The first call, and any call after a failed
+    /// one, replaces the tables whole; later calls send only the
+    /// difference from the last commit.
+    pub fn sync(&mut self, rulesets: &[Ruleset]) -> Result<SyncReport, CommitError> {
+        let started = Instant::now();
+        let (batch, full) = match &self.applied {
+            Some(old) => match incremental(old, rulesets) {
+                Some(b) => (b, false),
+                None => (full_batch(rulesets), true),
+            },
+            None => (full_batch(rulesets), true),
+        };
+        let messages = batch.len().saturating_sub(1);
+        let bytes = batch.byte_len();
+        if batch.is_empty() {
+            return Ok(SyncReport {
+                full,
+                messages: 0,
+                bytes: 0,
+                elapsed: started.elapsed(),
+            });
+        }
+        // Unknown kernel state after a failure: the next sync starts over.
+        self.applied = None;
+        self.netlink.commit(batch)?;
+        self.applied = Some(rulesets.to_vec());
+        Ok(SyncReport {
+            full,
+            messages,
+            bytes,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Forget what was committed: the next sync replaces the tables whole
+    /// (a periodic full sync repairs changes made behind our back).
+    pub fn forget(&mut self) {
+        self.applied = None;
+    }
+}
+
+/// Replace every family's table (and remove the tables of families the
+/// plan no longer has).
+pub fn full_batch(rulesets: &[Ruleset]) -> Batch {
+    let mut b = Batch::new();
+    for fam in [Family::Ip, Family::Ip6] {
+        match rulesets.iter().find(|r| r.family == fam) {
+            Some(rs) => replace_table(&mut b, rs),
+            None => remove_table(&mut b, fam),
+        }
+    }
+    b
+}
+
+/// The change set from `old` to `new`, or `None` when only a full
+/// replacement can express it (a base chain, a map's shape or an
+/// affinity timeout changed, or a family came or went).
+pub fn incremental(old: &[Ruleset], new: &[Ruleset]) -> Option<Batch> {
+    let mut b = Batch::new();
+    for fam in [Family::Ip, Family::Ip6] {
+        let o = old.iter().find(|r| r.family == fam);
+        let n = new.iter().find(|r| r.family == fam);
+        match (o, n) {
+            (None, None) => {}
+            (Some(o), Some(n)) => diff(&mut b, o, n)?,
+            _ => return None,
+        }
+    }
+    Some(b)
+}
+
+fn diff(b: &mut Batch, old: &Ruleset, new: &Ruleset) -> Option<()> {
+    let fam = nf_family(new.family);
+    let oc: BTreeMap<&str, &Chain> = old.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+    let nc: BTreeMap<&str, &Chain> = new.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+    for (name, c) in &nc {
+        if let Some(o) = oc.get(name) {
+            if o.hook != c.hook {
+                return None;
+            }
+        }
+    }
+    let os: BTreeMap<&str, u32> = old
+        .sets
+        .iter()
+        .map(|s| (s.name.as_str(), s.timeout))
+        .collect();
+    for s in &new.sets {
+        if os.get(s.name.as_str()).is_some_and(|t| *t != s.timeout) {
+            return None;
+        }
+    }
+    let om: BTreeMap<&str, &Map> = old.maps.iter().map(|m| (m.name, m)).collect();
+    if new.maps.len() != old.maps.len()
+        || new
+            .maps
+            .iter()
+            .any(|m| !matches!(om.get(m.name), Some(o) if o.with_addr == m.with_addr))
+    {
+        return None;
+    }
+
+    // 1. New sets and chains, before anything names them.
+    for s in &new.sets {
+        if !os.contains_key(s.name.as_str()) {
+            add_affinity_set(b, new.family, s);
+        }
+    }
+    for (name, c) in &nc {
+        if !oc.contains_key(name) {
+            add_chain(b, fam, c);
+        }
+    }
+    // 2. Map elements: removed and changed ones out, then new and changed
+    // ones in (deleting first lets a changed key be re-added).
+    for m in &new.maps {
+        let old_elems: BTreeMap<_, _> = om[m.name].elements.iter().map(|(k, v)| (k, v)).collect();
+        let new_elems: BTreeMap<_, _> = m.elements.iter().map(|(k, v)| (k, v)).collect();
+        let gone: Vec<Vec<u8>> = old_elems
+            .iter()
+            .filter(|(k, v)| new_elems.get(*k) != Some(*v))
+            .map(|(k, _)| key_bytes(k))
+            .collect();
+        b.del_elements(fam, TABLE, m.name, &gone);
+        let added = Map {
+            name: m.name,
+            with_addr: m.with_addr,
+            elements: new_elems
+                .iter()
+                .filter(|(k, v)| old_elems.get(*k) != Some(*v))
+                .map(|(k, v)| ((*k).clone(), (*v).clone()))
+                .collect(),
+        };
+        add_map_elements(b, new.family, &added);
+    }
+    // 3. Chains whose rules changed: flushed and refilled; new chains
+    // filled.
+    for (name, c) in &nc {
+        match oc.get(name) {
+            Some(o) if o.rules == c.rules => {}
+            Some(_) => {
+                b.flush_chain(fam, TABLE, name);
+                add_rules(b, new.family, name, &c.rules);
+            }
+            None => add_rules(b, new.family, name, &c.rules),
+        }
+    }
+    // 4. Chains and sets that went: emptied first (their rules may jump
+    // to each other), then deleted.
+    let gone: BTreeSet<&str> = oc
+        .keys()
+        .filter(|n| !nc.contains_key(*n))
+        .copied()
+        .collect();
+    for name in &gone {
+        b.flush_chain(fam, TABLE, name);
+    }
+    for name in &gone {
+        b.del_chain(fam, TABLE, name);
+    }
+    let ns: BTreeSet<&str> = new.sets.iter().map(|s| s.name.as_str()).collect();
+    for s in &old.sets {
+        if !ns.contains(s.name.as_str()) {
+            b.del_set(fam, TABLE, &s.name);
+        }
+    }
+    Some(())
+}
