@@ -158,7 +158,7 @@ pub struct Args {
     idle_timeout: Duration,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     realip_whoami::parse_go_duration(s)
         .ok_or_else(|| format!("{s:?} is not a duration like 10s or 500ms"))
 }

@@ -1,11 +1,13 @@
-//! The seeds' paths on the real kernel: the plan from `realip node plan`
-//! loaded into each node's namespace, a pod on node-1 running
-//! `realip whoami`, a client outside. What the pod saw is the verdict.
+//! The seeds' paths on the real kernel: the `realip node` agent running in
+//! each node's namespace (programming nf_tables over netlink, serving the
+//! health checks), `realip whoami` in the pods, a client outside. What the
+//! pod saw is the verdict. Then the dynamics: an endpoint removed from the
+//! objects gets no new connections after the resync, resyncs under load
+//! fail no connection, and an agent restart keeps established ones.
 //!
-//! Until the netlink layer lands, the test loads the planned ruleset with
-//! `nft -f` inside the node namespaces (test-time only; nothing touches
-//! the host's own tables). Needs root; with REALIP_REQUIRE_NETNS=1 (CI) a
-//! missing capability fails instead of skipping.
+//! Everything lives in the lab's namespaces; nothing touches the host's
+//! own tables. Needs root; with REALIP_REQUIRE_NETNS=1 (CI) a missing
+//! capability fails instead of skipping.
 
 mod common;
 
@@ -64,15 +66,54 @@ endpoints: [{addresses: [10.244.1.10], nodeName: node-1, conditions: {ready: tru
 "#;
 
 fn supported() -> bool {
-    let nft = Command::new("nft")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    common::netns_supported(if nft {
-        Ok(())
-    } else {
-        Err("the nft binary is missing (apt-get install nftables)".into())
-    })
+    common::netns_supported(Ok(()))
+}
+
+/// The agent in node `n`'s namespace, its log in `log`.
+fn agent(lab: &Lab, n: usize, objects: &std::path::Path, log: &std::path::Path) -> Killed {
+    let ns = lab.plan().netns(&Role::Node(n)).unwrap();
+    let ip = format!("10.0.0.1{n}");
+    Killed(
+        Command::new("ip")
+            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_realip")])
+            .args(["node", "--objects"])
+            .arg(objects)
+            .args(["--node", &format!("node-{n}"), "--health-address", &ip])
+            .args(["--healthz", &format!("{ip}:10256"), "--poll", "50ms"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// How many syncs an agent has logged.
+fn syncs(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches(" synced")
+        .count()
+}
+
+/// Wait until the agent has logged more than `after` syncs.
+fn wait_sync(log: &std::path::Path, after: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while syncs(log) <= after {
+        assert!(
+            Instant::now() < deadline,
+            "no sync logged:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Replace a file's content atomically, with a new modification time.
+fn rewrite(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
 
 fn spawn_in(ns: &str, args: &[&str]) -> Killed {
@@ -122,76 +163,16 @@ fn seeds_paths_cluster_local_and_health() {
         .unwrap(),
     )
     .expect("lab");
-    // Each node gets its own plan, loaded into its own namespace.
-    for n in [1, 2] {
-        let out = Command::new(env!("CARGO_BIN_EXE_realip"))
-            .args([
-                "node",
-                "plan",
-                "--objects",
-                objects.to_str().unwrap(),
-                "--node",
-                &format!("node-{n}"),
-                "--family",
-                "ip",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let ns = lab.plan().netns(&Role::Node(n)).unwrap();
-        let mut nft = Command::new("ip")
-            .args(["netns", "exec", ns, "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        nft.stdin.take().unwrap().write_all(&out.stdout).unwrap();
-        let res = nft.wait_with_output().unwrap();
-        assert!(
-            res.status.success(),
-            "nft -f in node-{n}: {}",
-            String::from_utf8_lossy(&res.stderr)
-        );
+    // The agent in each node's namespace programs the kernel and serves
+    // the health checks.
+    let logs = [dir.join("node-1.log"), dir.join("node-2.log")];
+    let _a1 = agent(&lab, 1, &objects, &logs[0]);
+    let _a2 = agent(&lab, 2, &objects, &logs[1]);
+    for log in &logs {
+        wait_sync(log, 0);
     }
     let pod = lab.plan().netns(&Role::Pod(1, 0)).unwrap().to_string();
     let _web = spawn_in(&pod, &["whoami", "--listen", "10.244.1.10:8080"]);
-    let n1 = lab.plan().netns(&Role::Node(1)).unwrap().to_string();
-    let n2 = lab.plan().netns(&Role::Node(2)).unwrap().to_string();
-    let objs = objects.to_str().unwrap();
-    let _h1 = spawn_in(
-        &n1,
-        &[
-            "node",
-            "health-check",
-            "--objects",
-            objs,
-            "--node",
-            "node-1",
-            "--address",
-            "10.0.0.11",
-            "--healthz",
-            "10.0.0.11:10256",
-        ],
-    );
-    let _h2 = spawn_in(
-        &n2,
-        &[
-            "node",
-            "health-check",
-            "--objects",
-            objs,
-            "--node",
-            "node-2",
-            "--address",
-            "10.0.0.12",
-            "--healthz",
-            "10.0.0.12:10256",
-        ],
-    );
     // Wait for the pod to answer directly.
     let deadline = Instant::now() + Duration::from_secs(10);
     while body(&get(
@@ -251,5 +232,176 @@ fn seeds_paths_cluster_local_and_health() {
         h2.contains(" 503 ") && h2.contains("\"localEndpoints\": 0"),
         "{h2}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// web-cluster with the given endpoints (all on port 8080), plus, when
+/// `extra`, another Service with an endpoint on node-2.
+fn dynamic_objects(endpoints: &[(&str, &str)], extra: bool) -> String {
+    let mut text = OBJECTS
+        .split("---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-cluster-1")
+        .next()
+        .unwrap()
+        .to_string();
+    text.push_str(
+        "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-cluster-1, namespace: demo, labels: {kubernetes.io/service-name: web-cluster}}\naddressType: IPv4\nports: [{name: http, port: 8080, protocol: TCP}]\nendpoints:\n",
+    );
+    for (ip, node) in endpoints {
+        text.push_str(&format!(
+            "- {{addresses: [{ip}], nodeName: {node}, conditions: {{ready: true}}}}\n"
+        ));
+    }
+    if extra {
+        text.push_str(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {name: web-extra, namespace: demo}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.20\n  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30090}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-extra-1, namespace: demo, labels: {kubernetes.io/service-name: web-extra}}\naddressType: IPv4\nports: [{name: http, port: 8080, protocol: TCP}]\nendpoints: [{addresses: [10.244.2.10], nodeName: node-2, conditions: {ready: true}}]\n",
+        );
+    }
+    text
+}
+
+/// Which pod answered `n` GETs of `/` through `via` (by whoami's Name:).
+fn who_answers(lab: &Lab, via: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            let r = get(lab, &Role::Client, via, "/", 5);
+            body(&r)
+                .lines()
+                .find_map(|l| l.strip_prefix("Name: "))
+                .unwrap_or("no answer")
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn endpoint_removal_resync_under_load_and_restart() {
+    if !supported() {
+        return;
+    }
+    let dir = common::scratch("node-dynamics");
+    let objects = dir.join("objects.yaml");
+    let both = [("10.244.1.10", "node-1"), ("10.244.2.10", "node-2")];
+    let one = [("10.244.1.10", "node-1")];
+    rewrite(&objects, &dynamic_objects(&both, false));
+    let lab = Lab::build(
+        plan(
+            &Spec {
+                pods_per_node: vec![1, 1],
+            },
+            &unique_id(),
+        )
+        .unwrap(),
+    )
+    .expect("lab");
+    let log1 = dir.join("node-1.log");
+    let _a1 = agent(&lab, 1, &objects, &log1);
+    let log2 = dir.join("node-2.log");
+    let mut a2 = agent(&lab, 2, &objects, &log2);
+    wait_sync(&log1, 0);
+    wait_sync(&log2, 0);
+    let pod1 = lab.plan().netns(&Role::Pod(1, 0)).unwrap().to_string();
+    let pod2 = lab.plan().netns(&Role::Pod(2, 0)).unwrap().to_string();
+    let _w1 = spawn_in(
+        &pod1,
+        &["whoami", "--listen", "10.244.1.10:8080", "--name", "pod-1"],
+    );
+    let _w2 = spawn_in(
+        &pod2,
+        &["whoami", "--listen", "10.244.2.10:8080", "--name", "pod-2"],
+    );
+    for ip in ["10.244.1.10:8080", "10.244.2.10:8080"] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while body(&get(&lab, &Role::Client, ip, "/clientip", 2)).is_empty() {
+            assert!(Instant::now() < deadline, "whoami at {ip} never answered");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    // Both endpoints take connections (random balancing; missing one in
+    // 40 tries has odds of 2^-39).
+    let seen = who_answers(&lab, "10.0.0.11:30080", 40);
+    assert!(
+        seen.iter().any(|s| s == "pod-1") && seen.iter().any(|s| s == "pod-2"),
+        "{seen:?}"
+    );
+
+    // The endpoint on node-2 goes: after the resync, no new connection
+    // reaches it.
+    let before = syncs(&log1);
+    rewrite(&objects, &dynamic_objects(&one, false));
+    wait_sync(&log1, before);
+    let seen = who_answers(&lab, "10.0.0.11:30080", 40);
+    assert!(seen.iter().all(|s| s == "pod-1"), "{seen:?}");
+
+    // Resyncs under load: a client makes connection after connection
+    // while the objects change under the agent (a Service comes and goes,
+    // web-cluster's endpoints change); not one connection may fail.
+    let client = lab.plan().netns(&Role::Client).unwrap().to_string();
+    let script = "ok=0; fail=0; for i in $(seq 150); do \
+        if out=$(timeout 3 bash -c 'exec 3<>/dev/tcp/10.0.0.11/30080 && printf \"GET /bench HTTP/1.0\\r\\n\\r\\n\" >&3 && cat <&3') \
+        && [[ $out == *\"200 OK\"* ]]; then ok=$((ok+1)); else fail=$((fail+1)); fi; done; echo \"$ok $fail\"";
+    let load = Command::new("ip")
+        .args(["netns", "exec", &client, "bash", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut resyncs = 0;
+    for round in 0..8 {
+        let before = syncs(&log1);
+        let eps: &[(&str, &str)] = if round % 2 == 0 { &both } else { &one };
+        rewrite(&objects, &dynamic_objects(eps, round % 4 < 2));
+        wait_sync(&log1, before);
+        resyncs += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = load.wait_with_output().unwrap();
+    let counts = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(
+        counts, "150 0",
+        "connections ok/failed during {resyncs} resyncs"
+    );
+
+    // A restart keeps established connections: a slow request through
+    // node-2 (masqueraded to pod-1) is in flight while node-2's agent is
+    // stopped and started again.
+    rewrite(&objects, &dynamic_objects(&one, false));
+    let slow = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &client,
+            "timeout",
+            "10",
+            "bash",
+            "-c",
+            "exec 3<>/dev/tcp/10.0.0.12/30080 && printf 'GET /clientip?wait=2s HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = a2.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let _ = a2.0.wait();
+    let log2b = dir.join("node-2-restarted.log");
+    a2 = agent(&lab, 2, &objects, &log2b);
+    wait_sync(&log2b, 0);
+    let out = slow.wait_with_output().unwrap();
+    let resp = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        resp.contains("200 OK") && body(&resp).starts_with("10.0.0.12:"),
+        "in-flight request across the restart: {resp:?}"
+    );
+    // And new connections work after it.
+    assert!(
+        body(&get(&lab, &Role::Client, "10.0.0.12:30080", "/clientip", 5))
+            .starts_with("10.0.0.12:")
+    );
+    drop(a2);
     let _ = std::fs::remove_dir_all(&dir);
 }
