@@ -20,10 +20,12 @@
 #![warn(missing_docs)]
 
 mod batch;
+mod conntrack;
 mod expr;
 mod socket;
 
 pub use batch::{Batch, ChainType, Hook, SetSpec};
+pub use conntrack::Flow;
 pub use expr::{CmpOp, Expr, MetaKey, Verdict};
 pub use socket::{CommitError, Netlink};
 

@@ -44,6 +44,8 @@ const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Netlink {
     fd: OwnedFd,
+    /// Sequence numbers for single requests (batches number their own).
+    seq: u32,
 }
 
 impl Netlink {
@@ -65,7 +67,71 @@ impl Netlink {
         if setsockopt(&fd, sockopt::RcvBufForce, &(4 << 20)).is_err() {
             let _ = setsockopt(&fd, sockopt::RcvBuf, &(4 << 20));
         }
-        Ok(Netlink { fd })
+        Ok(Netlink { fd, seq: 1 << 30 })
+    }
+
+    pub(crate) fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    /// Send one request and read its answer: for a dump, every message
+    /// until NLMSG_DONE goes to `on_msg` (the bytes after the netlink
+    /// header); otherwise the acknowledgement ends it.
+    pub(crate) fn exchange(
+        &mut self,
+        req: &[u8],
+        seq: u32,
+        dump: bool,
+        mut on_msg: impl FnMut(&[u8]),
+    ) -> Result<(), CommitError> {
+        let err = |e: Errno| CommitError::Socket(io::Error::from(e));
+        sendto(
+            self.fd.as_raw_fd(),
+            req,
+            &NetlinkAddr::new(0, 0),
+            MsgFlags::empty(),
+        )
+        .map_err(err)?;
+        let mut rbuf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match recv(self.fd.as_raw_fd(), &mut rbuf, MsgFlags::empty()) {
+                Ok(n) => n,
+                Err(Errno::EAGAIN) => return Err(CommitError::NoAnswer(ANSWER_TIMEOUT)),
+                Err(e) => return Err(err(e)),
+            };
+            let mut b = &rbuf[..n];
+            while b.len() >= 16 {
+                let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+                let ty = u16::from_ne_bytes([b[4], b[5]]);
+                let mseq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
+                if len < 16 || len > b.len() {
+                    break;
+                }
+                if mseq == seq {
+                    match ty {
+                        // NLMSG_DONE
+                        3 => return Ok(()),
+                        // NLMSG_ERROR: 0 is the acknowledgement.
+                        2 if len >= 20 => {
+                            let code = i32::from_ne_bytes([b[16], b[17], b[18], b[19]]);
+                            if code != 0 {
+                                return Err(CommitError::Rejected {
+                                    what: format!("netlink request {seq}"),
+                                    error: io::Error::from_raw_os_error(-code),
+                                    others: 0,
+                                });
+                            }
+                            if !dump {
+                                return Ok(());
+                            }
+                        }
+                        _ => on_msg(&b[16..len]),
+                    }
+                }
+                b = &b[((len + 3) & !3).min(b.len())..];
+            }
+        }
     }
 
     /// Send one transaction and wait for the kernel's verdict.

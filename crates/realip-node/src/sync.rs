@@ -11,7 +11,8 @@ use crate::kernel::{
     add_affinity_set, add_chain, add_map_elements, add_rules, key_bytes, nf_family, remove_table,
     replace_table,
 };
-use crate::plan::{Chain, Family, Map, Ruleset, TABLE};
+use crate::model::Proto;
+use crate::plan::{Action, Chain, Family, Key, Map, Ruleset, TABLE};
 
 /// What one sync did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +25,11 @@ pub struct SyncReport {
     pub bytes: usize,
     /// Wall time of building and committing the transaction.
     pub elapsed: Duration,
+    /// UDP conntrack entries deleted because their endpoint went away or
+    /// their Service got endpoints.
+    pub udp_flows_flushed: usize,
+    /// Why the conntrack flush failed, if it did (the rules are in place).
+    pub flush_error: Option<String>,
 }
 
 /// The kernel side of `realip node`: remembers what it last committed.
@@ -63,17 +69,35 @@ impl Syncer {
                 messages: 0,
                 bytes: 0,
                 elapsed: started.elapsed(),
+                udp_flows_flushed: 0,
+                flush_error: None,
             });
         }
         // Unknown kernel state after a failure: the next sync starts over.
-        self.applied = None;
+        let old = self.applied.take();
         self.netlink.commit(batch)?;
         self.applied = Some(rulesets.to_vec());
+        let elapsed = started.elapsed();
+        let stale = old
+            .as_deref()
+            .map_or_else(UdpChanges::default, |o| udp_changes(o, rulesets));
+        // The rules are already right; a failed flush leaves old UDP flows
+        // on their old path, so it is reported, not fatal.
+        let (flushed, flush_error) = if stale.is_empty() {
+            (0, None)
+        } else {
+            match self.netlink.flush_flows(|f| stale.dooms(f)) {
+                Ok(n) => (n, None),
+                Err(e) => (0, Some(e.to_string())),
+            }
+        };
         Ok(SyncReport {
             full,
             messages,
             bytes,
-            elapsed: started.elapsed(),
+            elapsed,
+            udp_flows_flushed: flushed,
+            flush_error,
         })
     }
 
@@ -210,4 +234,66 @@ fn diff(b: &mut Batch, old: &Ruleset, new: &Ruleset) -> Option<()> {
         }
     }
     Some(())
+}
+
+/// UDP flows a sync makes stale.
+#[derive(Debug, Default)]
+struct UdpChanges {
+    /// Endpoints no rule DNATs to any more: flows whose replies come from
+    /// them would keep going there.
+    gone_endpoints: BTreeSet<std::net::SocketAddr>,
+    /// Service addresses (and node ports) that had no endpoints and now
+    /// have: flows created while they were rejected carry no NAT.
+    now_served: BTreeSet<Key>,
+}
+
+impl UdpChanges {
+    fn is_empty(&self) -> bool {
+        self.gone_endpoints.is_empty() && self.now_served.is_empty()
+    }
+
+    fn dooms(&self, f: &realip_nft::Flow) -> bool {
+        f.proto == 17
+            && (self.gone_endpoints.contains(&f.reply_src)
+                || self.now_served.iter().any(|k| match k {
+                    Key::Dest(ip, _, port) => f.orig_dst == std::net::SocketAddr::new(*ip, *port),
+                    Key::Port(_, port) => f.orig_dst.port() == *port,
+                }))
+    }
+}
+
+fn udp_endpoints(rs: &[Ruleset]) -> BTreeSet<std::net::SocketAddr> {
+    rs.iter()
+        .flat_map(|r| &r.chains)
+        .flat_map(|c| &c.rules)
+        .filter_map(|r| match r.action {
+            Action::Dnat(Proto::Udp, ip, port) => Some(std::net::SocketAddr::new(ip, port)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn udp_unserved(rs: &[Ruleset]) -> BTreeSet<Key> {
+    rs.iter()
+        .flat_map(|r| &r.maps)
+        .filter(|m| m.name.starts_with("no-endpoint"))
+        .flat_map(|m| &m.elements)
+        .map(|(k, _)| k.clone())
+        .filter(|k| matches!(k, Key::Dest(_, Proto::Udp, _) | Key::Port(Proto::Udp, _)))
+        .collect()
+}
+
+fn udp_changes(old: &[Ruleset], new: &[Ruleset]) -> UdpChanges {
+    let now = udp_endpoints(new);
+    let still_unserved = udp_unserved(new);
+    UdpChanges {
+        gone_endpoints: udp_endpoints(old)
+            .into_iter()
+            .filter(|e| !now.contains(e))
+            .collect(),
+        now_served: udp_unserved(old)
+            .into_iter()
+            .filter(|k| !still_unserved.contains(k))
+            .collect(),
+    }
 }

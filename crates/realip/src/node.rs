@@ -327,8 +327,12 @@ fn sync_once(
             messages = report.messages,
             bytes = report.bytes,
             millis = report.elapsed.as_secs_f64() * 1e3,
+            udp_flows_flushed = report.udp_flows_flushed,
             "synced"
         );
+    }
+    if let Some(e) = &report.flush_error {
+        tracing::warn!(error = %e, "stale UDP conntrack entries could not be flushed");
     }
     Ok(health_checks(&model, node))
 }

@@ -404,3 +404,90 @@ fn endpoint_removal_resync_under_load_and_restart() {
     drop(a2);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A UDP socket living in a lab namespace, usable from this process (a
+/// socket keeps the namespace it was made in).
+fn udp_socket_in(ns: &str) -> std::net::UdpSocket {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).unwrap();
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s
+    })
+    .join()
+    .unwrap()
+}
+
+fn udp_objects(endpoint: &str, node: &str) -> String {
+    let nodes = OBJECTS
+        .split("---\napiVersion: v1\nkind: Service")
+        .next()
+        .unwrap();
+    format!(
+        "{nodes}---\napiVersion: v1\nkind: Service\nmetadata: {{name: dns, namespace: demo}}\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.53\n  ports: [{{name: dns, port: 53, targetPort: 5353, nodePort: 30053, protocol: UDP}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: dns-1, namespace: demo, labels: {{kubernetes.io/service-name: dns}}}}\naddressType: IPv4\nports: [{{name: dns, port: 5353, protocol: UDP}}]\nendpoints: [{{addresses: [{endpoint}], nodeName: {node}, conditions: {{ready: true}}}}]\n"
+    )
+}
+
+#[test]
+fn udp_flows_follow_a_replaced_endpoint() {
+    if !supported() {
+        return;
+    }
+    let dir = common::scratch("node-udp");
+    let objects = dir.join("objects.yaml");
+    rewrite(&objects, &udp_objects("10.244.1.10", "node-1"));
+    let lab = Lab::build(
+        plan(
+            &Spec {
+                pods_per_node: vec![1, 1],
+            },
+            &unique_id(),
+        )
+        .unwrap(),
+    )
+    .expect("lab");
+    let log = dir.join("node-1.log");
+    let _agent = agent(&lab, 1, &objects, &log);
+    wait_sync(&log, 0);
+    let pod1 = lab.plan().netns(&Role::Pod(1, 0)).unwrap().to_string();
+    let pod2 = lab.plan().netns(&Role::Pod(2, 0)).unwrap().to_string();
+    let _w1 = spawn_in(&pod1, &["whoami", "--udp", "10.244.1.10:5353"]);
+    let _w2 = spawn_in(&pod2, &["whoami", "--udp", "10.244.2.10:5353"]);
+    let client = lab.plan().netns(&Role::Client).unwrap().to_string();
+    // One socket, one source port: one conntrack entry for the flow.
+    let sock = udp_socket_in(&client);
+    let ask = || -> String {
+        let mut buf = [0u8; 512];
+        for _ in 0..20 {
+            sock.send_to(b"WHO\n", "10.0.0.11:30053").unwrap();
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                return String::from_utf8_lossy(&buf[..n]).into_owned();
+            }
+        }
+        String::new()
+    };
+    // Pod-1 sits on node-1: it sees node-1's pod-network address.
+    let first = ask();
+    assert!(first.starts_with("peer=10.244.1.1:"), "{first:?}");
+    // The endpoint moves to pod-2. Without a conntrack flush the flow's
+    // entry would keep sending it to pod-1.
+    let before = syncs(&log);
+    rewrite(&objects, &udp_objects("10.244.2.10", "node-2"));
+    wait_sync(&log, before);
+    let second = ask();
+    assert!(
+        second.starts_with("peer=10.0.0.11:"),
+        "after the endpoint moved: {second:?}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("udp_flows_flushed=1"),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
