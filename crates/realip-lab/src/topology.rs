@@ -288,6 +288,23 @@ pub fn plan(spec: &Spec, id: &str) -> Result<Plan, PlanError> {
                 ],
             ));
             steps.push(ip(&node, &["link", "set", &veth, "master", "cbr0", "up"]));
+            // What kubelet's --hairpin-mode=hairpin-veth does: a pod that
+            // reaches itself through a Service gets its packet back out of
+            // the bridge port it came in on (bridged traffic passes
+            // netfilter when br_netfilter is loaded, so the DNAT happens
+            // on the bridge path).
+            steps.push(ip(
+                &node,
+                &[
+                    "link",
+                    "set",
+                    &veth,
+                    "type",
+                    "bridge_slave",
+                    "hairpin",
+                    "on",
+                ],
+            ));
             steps.push(ip(
                 &pod,
                 &[

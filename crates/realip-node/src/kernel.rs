@@ -47,6 +47,8 @@ pub fn add_contents(batch: &mut Batch, rs: &Ruleset) {
     for s in &rs.sets {
         add_affinity_set(batch, rs.family, s);
     }
+    add_hairpin_set(batch, rs.family);
+    add_hairpin(batch, rs.family, &rs.hairpin);
     for c in &rs.chains {
         add_chain(batch, fam, c);
     }
@@ -102,6 +104,48 @@ pub(crate) fn add_affinity_set(batch: &mut Batch, family: Family, s: &AffinitySe
             host_order_key: false,
         },
     );
+}
+
+/// The `hairpin` set: `saddr . daddr` pairs of one endpoint address.
+pub(crate) fn add_hairpin_set(batch: &mut Batch, family: Family) {
+    let t = match family {
+        Family::Ip => datatype::IPADDR,
+        Family::Ip6 => datatype::IP6ADDR,
+    };
+    batch.add_set(
+        nf_family(family),
+        TABLE,
+        &SetSpec {
+            name: "hairpin".into(),
+            key_type: datatype::concat(&[t, t]),
+            key_len: 2 * addr_width(family),
+            verdict_map: false,
+            anonymous: false,
+            dynamic_timeout_ms: None,
+            host_order_key: false,
+        },
+    );
+}
+
+fn hairpin_keys(ips: &[IpAddr]) -> Vec<Vec<u8>> {
+    ips.iter()
+        .map(|ip| {
+            let mut k = ip_bytes(*ip);
+            k.extend(ip_bytes(*ip));
+            k
+        })
+        .collect()
+}
+
+/// Add endpoint addresses to the `hairpin` set.
+pub(crate) fn add_hairpin(batch: &mut Batch, family: Family, ips: &[IpAddr]) {
+    let elements: Vec<_> = hairpin_keys(ips).into_iter().map(|k| (k, None)).collect();
+    batch.add_elements(nf_family(family), TABLE, "hairpin", None, &elements);
+}
+
+/// Remove endpoint addresses from the `hairpin` set.
+pub(crate) fn del_hairpin(batch: &mut Batch, family: Family, ips: &[IpAddr]) {
+    batch.del_elements(nf_family(family), TABLE, "hairpin", &hairpin_keys(ips));
 }
 
 fn addr_width(family: Family) -> u32 {
@@ -208,60 +252,10 @@ fn daddr_offset(family: Family) -> u32 {
 pub(crate) fn add_rules(batch: &mut Batch, family: Family, chain: &str, rules: &[Rule]) {
     let fam = nf_family(family);
     for r in rules {
-        let numgen = match &r.action {
-            Action::Numgen(chains) => Some(numgen_map(batch, fam, chains)),
-            _ => None,
-        };
-        for mut exprs in rule_exprs(family, r) {
-            if let Some(e) = &numgen {
-                exprs.extend(e.iter().cloned());
-            }
+        for exprs in rule_exprs(family, r) {
             batch.add_rule(fam, TABLE, chain, &exprs);
         }
     }
-}
-
-/// `numgen random mod N vmap { 0 : goto a, 1 : goto b, ... }`: an
-/// anonymous map made in the same batch, bound to the rule that uses it.
-fn numgen_map(batch: &mut Batch, fam: NfFamily, chains: &[String]) -> Vec<Expr> {
-    const NAME: &str = "__map%d";
-    let id = batch.add_set(
-        fam,
-        TABLE,
-        &SetSpec {
-            name: NAME.into(),
-            key_type: datatype::INTEGER,
-            key_len: 4,
-            verdict_map: true,
-            anonymous: true,
-            dynamic_timeout_ms: None,
-            host_order_key: true,
-        },
-    );
-    // numgen writes a host-order u32.
-    let elements: Vec<_> = chains
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            (
-                (i as u32).to_ne_bytes().to_vec(),
-                Some(NfVerdict::Goto(c.clone())),
-            )
-        })
-        .collect();
-    batch.add_elements(fam, TABLE, NAME, Some(id), &elements);
-    vec![
-        Expr::NumgenRandom {
-            modulus: chains.len() as u32,
-            dreg: reg::R1,
-        },
-        Expr::Lookup {
-            set: NAME.into(),
-            set_id: Some(id),
-            sreg: reg::R1,
-            dreg: Some(reg::VERDICT),
-        },
-    ]
 }
 
 /// The expressions of one planned rule. Usually one rule; a match on one
@@ -349,6 +343,38 @@ fn match_exprs(family: Family, m: &Match) -> Vec<Vec<Expr>> {
         ]],
         Match::CtNew => vec![ct_state(0x08)],
         Match::CtInvalid => vec![ct_state(0x01)],
+        Match::Hairpin => {
+            let w = addr_width(family);
+            vec![vec![
+                Expr::NetworkHeader {
+                    offset: saddr_offset(family),
+                    len: w,
+                    dreg: reg::R1,
+                },
+                Expr::NetworkHeader {
+                    offset: daddr_offset(family),
+                    len: w,
+                    dreg: reg::r32(w / 4),
+                },
+                Expr::Lookup {
+                    set: "hairpin".into(),
+                    set_id: None,
+                    sreg: reg::R1,
+                    dreg: None,
+                },
+            ]]
+        }
+        Match::RandomZero(n) => vec![vec![
+            Expr::NumgenRandom {
+                modulus: *n,
+                dreg: reg::R1,
+            },
+            Expr::Cmp {
+                sreg: reg::R1,
+                op: CmpOp::Eq,
+                data: vec![0; 4],
+            },
+        ]],
         Match::MarkClear => vec![vec![
             Expr::Meta {
                 key: MetaKey::Mark,
@@ -496,32 +522,51 @@ fn action_exprs(family: Family, a: &Action) -> Vec<Vec<Expr>> {
         Action::MarkMasq => one(mark(!MASQ_MARK, MASQ_MARK)),
         Action::UnmarkMasq => one(mark(u32::MAX, MASQ_MARK)),
         Action::Masquerade => one(vec![Expr::Masquerade { fully_random: true }]),
-        Action::Dnat(proto, ip, port) => one(vec![
-            Expr::Meta {
-                key: MetaKey::L4Proto,
-                dreg: reg::R1,
-            },
-            Expr::Cmp {
-                sreg: reg::R1,
-                op: CmpOp::Eq,
-                data: vec![proto_number(*proto)],
-            },
-            Expr::Immediate {
-                dreg: reg::R1,
-                data: ip_bytes(*ip),
-            },
-            Expr::Immediate {
-                dreg: reg::R2,
-                data: port.to_be_bytes().to_vec(),
-            },
-            Expr::Dnat {
-                family: nf_family(family),
-                reg_addr: reg::R1,
-                reg_proto: reg::R2,
-            },
-        ]),
-        // Handled by `numgen_rule`, which needs the batch for its map.
-        Action::Numgen(_) => one(Vec::new()),
+        Action::Dnat {
+            proto,
+            ip,
+            port,
+            affinity,
+        } => {
+            let mut e = vec![
+                Expr::Meta {
+                    key: MetaKey::L4Proto,
+                    dreg: reg::R1,
+                },
+                Expr::Cmp {
+                    sreg: reg::R1,
+                    op: CmpOp::Eq,
+                    data: vec![proto_number(*proto)],
+                },
+            ];
+            if let Some(set) = affinity {
+                e.push(Expr::NetworkHeader {
+                    offset: saddr_offset(family),
+                    len: addr_width(family),
+                    dreg: reg::R1,
+                });
+                e.push(Expr::DynsetUpdate {
+                    set: set.clone(),
+                    sreg: reg::R1,
+                });
+            }
+            e.extend([
+                Expr::Immediate {
+                    dreg: reg::R1,
+                    data: ip_bytes(*ip),
+                },
+                Expr::Immediate {
+                    dreg: reg::R2,
+                    data: port.to_be_bytes().to_vec(),
+                },
+                Expr::Dnat {
+                    family: nf_family(family),
+                    reg_addr: reg::R1,
+                    reg_proto: reg::R2,
+                },
+            ]);
+            one(e)
+        }
         Action::DispatchServices => {
             let mut e = dest_key(family);
             e.push(vmap("service-ips"));
@@ -539,17 +584,6 @@ fn action_exprs(family: Family, a: &Action) -> Vec<Vec<Expr>> {
             b.push(vmap("no-endpoint-nodeports"));
             vec![a, b]
         }
-        Action::UpdateAffinity(set) => one(vec![
-            Expr::NetworkHeader {
-                offset: saddr_offset(family),
-                len: addr_width(family),
-                dreg: reg::R1,
-            },
-            Expr::DynsetUpdate {
-                set: set.clone(),
-                sreg: reg::R1,
-            },
-        ]),
     }
 }
 

@@ -159,6 +159,18 @@ pub enum Match {
     CtInvalid,
     /// The masquerade bit is clear.
     MarkClear,
+    /// A fresh random number modulo this is 0 (probability 1/n).
+    RandomZero(u32),
+    /// Source and destination are the same endpoint (after DNAT): a pod
+    /// reached itself through a Service.
+    Hairpin,
+}
+
+/// Where a balancing rule sends a connection.
+struct Target {
+    ip: IpAddr,
+    port: u16,
+    affinity: Option<String>,
 }
 
 /// What a rule does.
@@ -180,18 +192,24 @@ pub enum Action {
     UnmarkMasq,
     /// Source NAT to the outgoing interface's address, random ports.
     Masquerade,
-    /// DNAT to an endpoint.
-    Dnat(Proto, IpAddr, u16),
-    /// Pick one of these chains at random, equally.
-    Numgen(Vec<String>),
+    /// DNAT to an endpoint; with an affinity set, the client's address is
+    /// added to (or refreshed in) it first.
+    Dnat {
+        /// The Service port's protocol.
+        proto: Proto,
+        /// The endpoint.
+        ip: IpAddr,
+        /// Its port.
+        port: u16,
+        /// The endpoint's affinity set (sessionAffinity: ClientIP).
+        affinity: Option<String>,
+    },
     /// Dispatch through the service map.
     DispatchServices,
     /// Dispatch through the node-port map (local destinations only).
     DispatchNodePorts,
     /// Dispatch new connections to Services without endpoints.
     DispatchNoEndpoints,
-    /// Add the source to an affinity set.
-    UpdateAffinity(String),
 }
 
 /// One rule: all matches, then the action.
@@ -236,6 +254,8 @@ pub struct Ruleset {
     pub maps: Vec<Map>,
     /// Affinity sets.
     pub sets: Vec<AffinitySet>,
+    /// Every endpoint address: the `hairpin` set holds `ip . ip` for each.
+    pub hairpin: Vec<IpAddr>,
     /// Chains: base chains first, then the rest by name.
     pub chains: Vec<Chain>,
 }
@@ -356,9 +376,10 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
     let mut no_endpoints = Vec::new();
     let mut sets = Vec::new();
     let mut chains: Vec<Chain> = Vec::new();
-    // Endpoint chains already made (a pod can back the same port twice,
-    // as cluster and local target): a set, so planning stays linear.
-    let mut endpoint_chains: BTreeSet<String> = BTreeSet::new();
+    // Affinity sets already made (a pod can back the same port twice, as
+    // cluster and local target), and every endpoint address (hairpin).
+    let mut affinity_sets: BTreeSet<String> = BTreeSet::new();
+    let mut hairpin: BTreeSet<IpAddr> = BTreeSet::new();
 
     for svc in model.services.values() {
         let cluster_ips: Vec<IpAddr> = svc
@@ -410,56 +431,68 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
                 }
                 continue;
             }
-            // One chain per endpoint: hairpin masquerade, affinity, DNAT.
-            let mut ep_chain = |ep: &Endpoint| -> String {
+            // Endpoints are DNAT rules in the balancing chains, not chains
+            // of their own: a chain per endpoint is a netlink message and
+            // a kernel object per endpoint, the bulk of a full sync at
+            // scale. Hairpin traffic is caught in postrouting instead
+            // (the `hairpin` set).
+            let mut target = |ep: &Endpoint| -> Target {
                 let port = ep.port_for(sp).unwrap_or(sp.port);
-                let name = chain_name("endpoint", &format!("{id}__{}/{port}", ep.ip));
-                if !endpoint_chains.insert(name.clone()) {
-                    return name;
-                }
-                let mut rules = vec![Rule::when(
-                    vec![Match::SaddrEq(ep.ip)],
-                    Action::Jump("mark-for-masquerade".into()),
-                )];
-                if let Some(t) = svc.affinity_timeout {
-                    let set = format!("affinity-{}", &name["endpoint-".len()..]);
-                    sets.push(AffinitySet {
-                        name: set.clone(),
-                        timeout: t,
-                    });
-                    rules.push(Rule::new(Action::UpdateAffinity(set)));
-                }
-                rules.push(Rule::new(Action::Dnat(sp.proto, ep.ip, port)));
-                chains.push(Chain {
-                    name: name.clone(),
-                    hook: None,
-                    rules,
+                hairpin.insert(ep.ip);
+                let affinity = svc.affinity_timeout.map(|t| {
+                    let name = format!(
+                        "affinity-{}",
+                        &chain_name("endpoint", &format!("{id}__{}/{port}", ep.ip))
+                            ["endpoint-".len()..]
+                    );
+                    if affinity_sets.insert(name.clone()) {
+                        sets.push(AffinitySet {
+                            name: name.clone(),
+                            timeout: t,
+                        });
+                    }
+                    name
                 });
-                name
+                Target {
+                    ip: ep.ip,
+                    port,
+                    affinity,
+                }
             };
-            let cluster_chains: Vec<String> = cluster.iter().map(|e| ep_chain(e)).collect();
-            let local_chains: Vec<String> = if svc.internal_local || svc.external_local {
-                local.iter().map(|e| ep_chain(e)).collect()
+            let cluster_targets: Vec<Target> = cluster.iter().map(|e| target(e)).collect();
+            let local_targets: Vec<Target> = if svc.internal_local || svc.external_local {
+                local.iter().map(|e| target(e)).collect()
             } else {
                 Vec::new()
             };
-            let balance = |eps: &[String]| -> Vec<Rule> {
+            let dnat = |t: &Target| Action::Dnat {
+                proto: sp.proto,
+                ip: t.ip,
+                port: t.port,
+                affinity: t.affinity.clone(),
+            };
+            let balance = |eps: &[Target]| -> Vec<Rule> {
                 let mut rules = Vec::new();
-                if svc.affinity_timeout.is_some() {
-                    // A client seen recently goes back to its endpoint.
-                    for c in eps {
-                        let set = format!("affinity-{}", &c["endpoint-".len()..]);
-                        rules.push(Rule::when(
-                            vec![Match::SaddrInSet(set)],
-                            Action::Goto(c.clone()),
-                        ));
+                // A client seen recently goes back to its endpoint.
+                for t in eps {
+                    if let Some(set) = &t.affinity {
+                        rules.push(Rule::when(vec![Match::SaddrInSet(set.clone())], dnat(t)));
                     }
                 }
-                rules.push(if eps.len() == 1 {
-                    Rule::new(Action::Goto(eps[0].clone()))
-                } else {
-                    Rule::new(Action::Numgen(eps.to_vec()))
-                });
+                // Equal odds without a set: endpoint i is taken with
+                // probability 1/(n-i) of what is left, as kube-proxy's
+                // iptables mode does with `statistic --mode random`. A
+                // per-Service anonymous map (`numgen ... vmap { ... }`)
+                // costs the kernel a walk of the whole transaction per
+                // map, quadratic in a full sync (bench/node-sync.sh).
+                let n = eps.len();
+                for (i, t) in eps.iter().enumerate() {
+                    if i + 1 < n {
+                        rules.push(Rule::when(vec![Match::RandomZero((n - i) as u32)], dnat(t)));
+                    } else {
+                        rules.push(Rule::new(dnat(t)));
+                    }
+                }
                 rules
             };
             // Cluster-wide balancing.
@@ -476,7 +509,7 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
                     Action::Jump("mark-for-masquerade".into()),
                 ));
             }
-            rules.extend(balance(&cluster_chains));
+            rules.extend(balance(&cluster_targets));
             chains.push(Chain {
                 name: svc_chain.clone(),
                 hook: None,
@@ -485,14 +518,14 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
             // Node-local balancing, for the Local policies.
             let local_chain = chain_name("local", &id);
             let uses_local = svc.internal_local || svc.external_local;
-            let local_target = if local_chains.is_empty() {
+            let local_target = if local_targets.is_empty() {
                 Verdict::Drop
             } else {
                 if uses_local {
                     chains.push(Chain {
                         name: local_chain.clone(),
                         hook: None,
-                        rules: balance(&local_chains),
+                        rules: balance(&local_targets),
                     });
                 }
                 Verdict::Goto(local_chain.clone())
@@ -617,7 +650,16 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
             "nat",
             "postrouting",
             "100",
-            vec![Rule::new(Action::Jump("masquerading".into()))],
+            vec![
+                // A pod that reached itself through a Service must not see
+                // its own address as the source: its reply would skip the
+                // un-DNAT.
+                Rule::when(
+                    vec![Match::Hairpin],
+                    Action::Jump("mark-for-masquerade".into()),
+                ),
+                Rule::new(Action::Jump("masquerading".into())),
+            ],
         ),
         base(
             "filter-input",
@@ -693,6 +735,7 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
         family: fam,
         maps,
         sets,
+        hairpin: hairpin.into_iter().collect(),
         chains: all,
     }
 }
@@ -733,6 +776,8 @@ impl Ruleset {
             Match::CtNew => "ct state new".into(),
             Match::CtInvalid => "ct state invalid".into(),
             Match::MarkClear => format!("meta mark & 0x{MASQ_MARK:x} == 0"),
+            Match::RandomZero(n) => format!("numgen random mod {n} == 0"),
+            Match::Hairpin => format!("{f} saddr . {f} daddr @hairpin"),
         }
     }
 
@@ -747,20 +792,22 @@ impl Ruleset {
             Action::MarkMasq => format!("meta mark set meta mark | 0x{MASQ_MARK:x}"),
             Action::UnmarkMasq => format!("meta mark set meta mark ^ 0x{MASQ_MARK:x}"),
             Action::Masquerade => "masquerade fully-random".into(),
-            Action::Dnat(p, ip, port) => match ip {
-                IpAddr::V4(v4) => format!("meta l4proto {} dnat to {v4}:{port}", p.as_str()),
-                IpAddr::V6(v6) => format!("meta l4proto {} dnat to [{v6}]:{port}", p.as_str()),
-            },
-            Action::Numgen(chains) => format!(
-                "numgen random mod {} vmap {{ {} }}",
-                chains.len(),
-                chains
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| format!("{i} : goto {c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            Action::Dnat {
+                proto,
+                ip,
+                port,
+                affinity,
+            } => {
+                let update = affinity
+                    .as_ref()
+                    .map(|s| format!("update @{s} {{ {f} saddr }} "))
+                    .unwrap_or_default();
+                let to = match ip {
+                    IpAddr::V4(v4) => format!("{v4}:{port}"),
+                    IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+                };
+                format!("meta l4proto {} {update}dnat to {to}", proto.as_str())
+            }
             Action::DispatchServices => {
                 format!("{f} daddr . meta l4proto . th dport vmap @service-ips")
             }
@@ -772,7 +819,6 @@ impl Ruleset {
                 "{f} daddr . meta l4proto . th dport vmap @no-endpoint-services\n\t\tfib daddr type local {f} daddr != {} meta l4proto . th dport vmap @no-endpoint-nodeports",
                 self.family.loopback()
             ),
-            Action::UpdateAffinity(s) => format!("update @{s} {{ {f} saddr }}"),
         }
     }
 }
@@ -809,6 +855,17 @@ impl fmt::Display for Ruleset {
             writeln!(f, "\t\ttimeout {}s", s.timeout)?;
             writeln!(f, "\t}}")?;
         }
+        let t = self.family.addr_type();
+        writeln!(f, "\tset hairpin {{")?;
+        writeln!(f, "\t\ttype {t} . {t}")?;
+        if !self.hairpin.is_empty() {
+            writeln!(f, "\t\telements = {{")?;
+            for ip in &self.hairpin {
+                writeln!(f, "\t\t\t{ip} . {ip},")?;
+            }
+            writeln!(f, "\t\t}}")?;
+        }
+        writeln!(f, "\t}}")?;
         for c in &self.chains {
             writeln!(f, "\tchain {} {{", c.name)?;
             if let Some(h) = c.hook {

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use realip_nft::{Batch, CommitError, Netlink};
 
 use crate::kernel::{
-    add_affinity_set, add_chain, add_map_elements, add_rules, key_bytes, nf_family, remove_table,
-    replace_table,
+    add_affinity_set, add_chain, add_hairpin, add_map_elements, add_rules, del_hairpin, key_bytes,
+    nf_family, remove_table, replace_table,
 };
 use crate::model::Proto;
 use crate::plan::{Action, Chain, Family, Key, Map, Ruleset, TABLE};
@@ -202,6 +202,13 @@ fn diff(b: &mut Batch, old: &Ruleset, new: &Ruleset) -> Option<()> {
         };
         add_map_elements(b, new.family, &added);
     }
+    // Endpoint addresses in the hairpin set.
+    let oh: BTreeSet<_> = old.hairpin.iter().copied().collect();
+    let nh: BTreeSet<_> = new.hairpin.iter().copied().collect();
+    let gone: Vec<_> = oh.difference(&nh).copied().collect();
+    let came: Vec<_> = nh.difference(&oh).copied().collect();
+    del_hairpin(b, new.family, &gone);
+    add_hairpin(b, new.family, &came);
     // 3. Chains whose rules changed: flushed and refilled; new chains
     // filled.
     for (name, c) in &nc {
@@ -267,7 +274,12 @@ fn udp_endpoints(rs: &[Ruleset]) -> BTreeSet<std::net::SocketAddr> {
         .flat_map(|r| &r.chains)
         .flat_map(|c| &c.rules)
         .filter_map(|r| match r.action {
-            Action::Dnat(Proto::Udp, ip, port) => Some(std::net::SocketAddr::new(ip, port)),
+            Action::Dnat {
+                proto: Proto::Udp,
+                ip,
+                port,
+                ..
+            } => Some(std::net::SocketAddr::new(ip, port)),
             _ => None,
         })
         .collect()

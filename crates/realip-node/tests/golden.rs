@@ -132,9 +132,17 @@ fn no_endpoints_rejects_and_hairpin_masquerades() {
     );
     assert!(chain(&t, "reject-chain").contains("\t\treject"), "{t}");
     assert!(!t.contains("10.96.0.12 . tcp . 443 : goto service-"), "{t}");
-    let ep = chain(&t, "endpoint-");
-    assert!(ep.contains("ip saddr 10.244."), "{ep}");
-    assert!(ep.contains("jump mark-for-masquerade"), "{ep}");
+    // Hairpin: every endpoint address is in the pair set, and postrouting
+    // marks a connection whose source is its own destination.
+    let hairpin = t.split("\tset hairpin {").nth(1).unwrap_or("");
+    assert!(hairpin.contains("10.244.1.5 . 10.244.1.5,"), "{t}");
+    let post = chain(&t, "nat-postrouting");
+    assert!(
+        post.contains(
+            "ip saddr . ip daddr @hairpin jump mark-for-masquerade\n\t\tjump masquerading"
+        ),
+        "{post}"
+    );
     assert!(
         t.contains("meta l4proto tcp dnat to 10.244.1.5:8080"),
         "{t}"
@@ -150,8 +158,16 @@ fn affinity_internal_local_and_terminating_fallback() {
         &t1,
         &format!("service-{}", realip_node::plan::hash8("demo/sticky/tcp/80")),
     );
-    assert!(sticky.contains("ip saddr @affinity-"), "{sticky}");
-    assert!(sticky.contains("numgen random mod 2 vmap"), "{sticky}");
+    // A known client goes back to its endpoint, refreshing its entry.
+    assert!(
+        sticky.contains("ip saddr @affinity-PJXC7CC4-demo-sticky-tcp-80__10-244-1-6-8080 meta l4proto tcp update @affinity-PJXC7CC4-demo-sticky-tcp-80__10-244-1-6-8080 { ip saddr } dnat to 10.244.1.6:8080"),
+        "{sticky}"
+    );
+    // Equal odds over two endpoints: the first with 1/2, else the second.
+    assert!(
+        sticky.contains("numgen random mod 2 == 0 meta l4proto tcp update @affinity-"),
+        "{sticky}"
+    );
     // internalTrafficPolicy Local with the only endpoint on node-2.
     assert!(t1.contains("10.96.0.53 . udp . 53 : drop,"), "{t1}");
     let t2 = text("node-2", Family::Ip);

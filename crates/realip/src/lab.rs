@@ -92,13 +92,16 @@ fn up(pods: &str) -> ExitCode {
             Role::Fabric => "fabric (bridge br0)".to_string(),
             Role::Router => "router 10.0.0.1 | 203.0.113.1".to_string(),
             Role::Client => format!("client {}", realip_lab::topology::CLIENT_IP),
-            Role::Node(n) => format!(
-                "node-{n} {} (pods {}.0/24 via cbr0)",
-                realip_lab::topology::node_ip(n),
-                realip_lab::topology::node_pod_gateway(n)
-                    .to_string()
-                    .trim_end_matches(".1")
-            ),
+            Role::Node(n) => {
+                let gw = realip_lab::topology::node_pod_gateway(n).octets();
+                format!(
+                    "node-{n} {} (pods {}.{}.{}.0/24 via cbr0)",
+                    realip_lab::topology::node_ip(n),
+                    gw[0],
+                    gw[1],
+                    gw[2]
+                )
+            }
             Role::Pod(n, j) => format!("pod {}", realip_lab::topology::pod_ip(n, j)),
         };
         text.push_str(&format!("{}  {what}\n", h.netns));

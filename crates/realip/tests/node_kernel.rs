@@ -219,6 +219,11 @@ fn seeds_paths_cluster_local_and_health() {
         body(&r).starts_with("10.244.2.10:"),
         "clusterIP from a pod: {r:?}"
     );
+    // Hairpin: the pod reaching itself through its Service is
+    // masqueraded (else its reply would skip the un-DNAT); it sees its
+    // node's address on the pod network.
+    let r = get(&lab, &Role::Pod(1, 0), "10.96.0.10:80", "/clientip", 5);
+    assert!(body(&r).starts_with("10.244.1.1:"), "hairpin: {r:?}");
     // healthCheckNodePort: node-1 has the endpoint, node-2 does not.
     let h1 = get(&lab, &Role::Client, "10.0.0.11:32000", "/healthz", 5);
     assert!(
