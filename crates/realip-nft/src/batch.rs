@@ -128,8 +128,10 @@ pub struct Batch {
     w: Writer,
     seq: u32,
     first_seq: u32,
-    /// What each message did, by sequence number, for error reports.
-    what: Vec<String>,
+    /// Where each message starts, by sequence number: an error report
+    /// describes the message from its bytes (formatting a description for
+    /// every message would cost more than encoding it).
+    what: Vec<usize>,
     next_set_id: u32,
     /// Where the last real message starts.
     last_at: Option<usize>,
@@ -146,13 +148,7 @@ impl Batch {
             next_set_id: 1,
             last_at: None,
         };
-        let at = b.msg_raw(
-            BATCH_BEGIN,
-            NLM_F_REQUEST,
-            0,
-            SUBSYS_NFTABLES,
-            "batch begin",
-        );
+        let at = b.msg_raw(BATCH_BEGIN, NLM_F_REQUEST, 0, SUBSYS_NFTABLES);
         b.finish_msg(at);
         b
     }
@@ -172,7 +168,7 @@ impl Batch {
         self.w.buf.len()
     }
 
-    fn msg_raw(&mut self, ty: u16, flags: u16, family: u8, res_id: u16, what: &str) -> usize {
+    fn msg_raw(&mut self, ty: u16, flags: u16, family: u8, res_id: u16) -> usize {
         let at = self.w.buf.len();
         // nlmsghdr: len, type, flags, seq, pid
         self.w.buf.extend_from_slice(&0u32.to_ne_bytes());
@@ -185,18 +181,17 @@ impl Batch {
         self.w.buf.push(0);
         self.w.buf.extend_from_slice(&res_id.to_be_bytes());
         self.seq += 1;
-        self.what.push(what.to_string());
+        self.what.push(at);
         at
     }
 
-    fn begin(&mut self, msg: u16, flags: u16, family: Family, what: String) -> usize {
+    fn begin(&mut self, msg: u16, flags: u16, family: Family) -> usize {
         self.last_at = Some(self.w.buf.len());
         self.msg_raw(
             (SUBSYS_NFTABLES << 8) | msg,
             NLM_F_REQUEST | flags,
             family.nfproto(),
             0,
-            &what,
         )
     }
 
@@ -207,12 +202,7 @@ impl Batch {
 
     /// Create a table if it does not exist (no error if it does).
     pub fn add_table(&mut self, family: Family, table: &str) {
-        let at = self.begin(
-            MSG_NEWTABLE,
-            NLM_F_CREATE,
-            family,
-            format!("add table {table}"),
-        );
+        let at = self.begin(MSG_NEWTABLE, NLM_F_CREATE, family);
         self.w.str(1, table);
         self.finish_msg(at);
     }
@@ -220,7 +210,7 @@ impl Batch {
     /// Delete a table and everything in it (an error if it does not exist:
     /// add it first in the same batch).
     pub fn del_table(&mut self, family: Family, table: &str) {
-        let at = self.begin(MSG_DELTABLE, 0, family, format!("delete table {table}"));
+        let at = self.begin(MSG_DELTABLE, 0, family);
         self.w.str(1, table);
         self.finish_msg(at);
     }
@@ -233,12 +223,7 @@ impl Batch {
         chain: &str,
         hook: Option<(Hook, ChainType, i32)>,
     ) {
-        let at = self.begin(
-            MSG_NEWCHAIN,
-            NLM_F_CREATE,
-            family,
-            format!("add chain {table} {chain}"),
-        );
+        let at = self.begin(MSG_NEWCHAIN, NLM_F_CREATE, family);
         self.w.str(1, table);
         self.w.str(3, chain);
         if let Some((hook, ty, prio)) = hook {
@@ -270,12 +255,7 @@ impl Batch {
 
     /// Delete a chain (it must hold no rules and have no jumps to it).
     pub fn del_chain(&mut self, family: Family, table: &str, chain: &str) {
-        let at = self.begin(
-            MSG_DELCHAIN,
-            0,
-            family,
-            format!("delete chain {table} {chain}"),
-        );
+        let at = self.begin(MSG_DELCHAIN, 0, family);
         self.w.str(1, table);
         self.w.str(3, chain);
         self.finish_msg(at);
@@ -283,12 +263,7 @@ impl Batch {
 
     /// Delete every rule of a chain.
     pub fn flush_chain(&mut self, family: Family, table: &str, chain: &str) {
-        let at = self.begin(
-            MSG_DELRULE,
-            0,
-            family,
-            format!("flush chain {table} {chain}"),
-        );
+        let at = self.begin(MSG_DELRULE, 0, family);
         self.w.str(1, table);
         self.w.str(2, chain);
         self.finish_msg(at);
@@ -296,12 +271,7 @@ impl Batch {
 
     /// Append a rule to a chain.
     pub fn add_rule(&mut self, family: Family, table: &str, chain: &str, exprs: &[Expr]) {
-        let at = self.begin(
-            MSG_NEWRULE,
-            NLM_F_CREATE | NLM_F_APPEND,
-            family,
-            format!("add rule {table} {chain} ({} expressions)", exprs.len()),
-        );
+        let at = self.begin(MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, family);
         self.w.str(1, table);
         self.w.str(2, chain);
         let list = self.w.nest(4);
@@ -321,7 +291,6 @@ impl Batch {
             MSG_NEWSET,
             NLM_F_CREATE | if spec.anonymous { NLM_F_EXCL } else { 0 },
             family,
-            format!("add set {table} {}", spec.name),
         );
         self.w.str(1, table);
         self.w.str(2, &spec.name);
@@ -358,7 +327,7 @@ impl Batch {
 
     /// Delete a set (no rule may still refer to it).
     pub fn del_set(&mut self, family: Family, table: &str, set: &str) {
-        let at = self.begin(MSG_DELSET, 0, family, format!("delete set {table} {set}"));
+        let at = self.begin(MSG_DELSET, 0, family);
         self.w.str(1, table);
         self.w.str(2, set);
         self.finish_msg(at);
@@ -408,17 +377,7 @@ impl Batch {
         // A message is bounded by its u32 length, but the kernel parses a
         // batch faster in moderate messages; 1000 elements each.
         for chunk in elements.chunks(1000) {
-            let verb = if msg == MSG_NEWSETELEM {
-                "add"
-            } else {
-                "delete"
-            };
-            let at = self.begin(
-                msg,
-                flags,
-                family,
-                format!("{verb} {} elements of {table} {set}", chunk.len()),
-            );
+            let at = self.begin(msg, flags, family);
             self.w.str(1, table);
             self.w.str(2, set);
             let list = self.w.nest(3);
@@ -442,7 +401,7 @@ impl Batch {
 
     /// Close the batch: the bytes to send, the sequence number of the last
     /// message (the one acknowledged) and what each message did.
-    pub(crate) fn finish(mut self) -> (Vec<u8>, u32, u32, Vec<String>) {
+    pub(crate) fn finish(mut self) -> (Vec<u8>, u32, u32, Vec<usize>) {
         // Ask for an acknowledgement of the last real message only: errors
         // are reported whether asked or not, and one ack per message would
         // be hundreds of thousands of replies for a large ruleset.
@@ -451,10 +410,51 @@ impl Batch {
             let flags = u16::from_ne_bytes([self.w.buf[at + 6], self.w.buf[at + 7]]) | NLM_F_ACK;
             self.w.buf[at + 6..at + 8].copy_from_slice(&flags.to_ne_bytes());
         }
-        let at = self.msg_raw(BATCH_END, NLM_F_REQUEST, 0, SUBSYS_NFTABLES, "batch end");
+        let at = self.msg_raw(BATCH_END, NLM_F_REQUEST, 0, SUBSYS_NFTABLES);
         self.finish_msg(at);
         (self.w.buf, self.first_seq, last, self.what)
     }
+}
+
+/// What the message at `at` of a batch does, in nft's words: "add rule
+/// realip services".
+pub(crate) fn describe(buf: &[u8], at: usize) -> String {
+    let Some(h) = buf.get(at..at + 20) else {
+        return format!("message at byte {at}");
+    };
+    let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
+    let ty = u16::from_ne_bytes([h[4], h[5]]);
+    let verb = match ty & 0xff {
+        _ if ty >> 8 != SUBSYS_NFTABLES => return "the batch".into(),
+        MSG_NEWTABLE => "add table",
+        MSG_DELTABLE => "delete table",
+        MSG_NEWCHAIN => "add chain",
+        MSG_DELCHAIN => "delete chain",
+        MSG_NEWRULE => "add rule",
+        MSG_DELRULE => "flush chain",
+        MSG_NEWSET => "add set",
+        MSG_DELSET => "delete set",
+        MSG_NEWSETELEM => "add elements to",
+        MSG_DELSETELEM => "delete elements from",
+        _ => "message",
+    };
+    // Top-level string attributes: table, then chain or set name.
+    let mut names = Vec::new();
+    let mut a = buf.get(at + 20..at + len.max(20)).unwrap_or(&[]);
+    while a.len() >= 4 {
+        let l = u16::from_ne_bytes([a[0], a[1]]) as usize;
+        let t = u16::from_ne_bytes([a[2], a[3]]);
+        if l < 4 || l > a.len() {
+            break;
+        }
+        if t & NLA_F_NESTED == 0 && (1..=3).contains(&t) {
+            if let Ok(s) = std::str::from_utf8(&a[4..l]) {
+                names.push(s.trim_end_matches('\0').to_string());
+            }
+        }
+        a = &a[((l + 3) & !3).min(a.len())..];
+    }
+    format!("{verb} {}", names.join(" "))
 }
 
 impl Default for Batch {

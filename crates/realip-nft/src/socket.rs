@@ -186,19 +186,14 @@ impl Netlink {
         match errors.first() {
             None => Ok(()),
             Some(&(seq, code)) => {
-                let what = seq
+                let what = match seq
                     .checked_sub(first_seq)
                     .and_then(|i| what.get(i as usize))
-                    .map_or_else(
-                        || format!("message {seq}"),
-                        |w| {
-                            if seq == first_seq {
-                                "the commit of the batch".to_string()
-                            } else {
-                                w.clone()
-                            }
-                        },
-                    );
+                {
+                    _ if seq == first_seq => "the commit of the batch".to_string(),
+                    Some(&at) => crate::batch::describe(&buf, at),
+                    None => format!("message {seq}"),
+                };
                 Err(CommitError::Rejected {
                     what,
                     error: io::Error::from_raw_os_error(-code),
