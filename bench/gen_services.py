@@ -22,6 +22,15 @@ def chain(prefix, text):
     return f"{prefix}-{h}"
 
 
+def cluster_ip(s):
+    return f"10.96.{s // 250}.{s % 250 + 1}"
+
+
+def endpoints(s, e):
+    return [f"10.{100 + (s * e + i) // 65000}.{((s * e + i) // 250) % 260 % 250}.{(s * e + i) % 250 + 1}"
+            for i in range(e)]
+
+
 def main():
     out, n, e = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     y = []
@@ -30,18 +39,22 @@ def main():
     nat = ["*nat", ":KUBE-SERVICES - [0:0]", ":KUBE-NODEPORTS - [0:0]", ":KUBE-POSTROUTING - [0:0]",
            ":KUBE-MARK-MASQ - [0:0]"]
     rules = []
+    # The hooks kube-proxy installs in the built-in chains.
+    rules.append("-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES")
+    rules.append("-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES")
+    rules.append("-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING")
     rules.append("-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN")
     rules.append("-A KUBE-POSTROUTING -j MARK --xor-mark 0x4000")
     rules.append("-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully")
     rules.append("-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000")
     for s in range(n):
         name = f"svc{s}"
-        cip = f"10.96.{s // 250}.{s % 250 + 1}"
+        cip = cluster_ip(s)
         node_port = 30000 + (s % 2700) if s < 2700 else None
         y.append(f"---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: bench}}\n"
                  f"spec:\n  type: {'NodePort' if node_port else 'ClusterIP'}\n  clusterIP: {cip}\n"
                  f"  ports: [{{name: http, port: 80, targetPort: 8080{', nodePort: ' + str(node_port) if node_port else ''}}}]\n")
-        eps = [f"10.{100 + (s * e + i) // 65000}.{((s * e + i) // 250) % 260 % 250}.{(s * e + i) % 250 + 1}" for i in range(e)]
+        eps = endpoints(s, e)
         y.append(f"---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
                  f"metadata: {{name: {name}-1, namespace: bench, labels: {{kubernetes.io/service-name: {name}}}}}\n"
                  f"addressType: IPv4\nports: [{{name: http, port: 8080, protocol: TCP}}]\nendpoints:\n"
@@ -73,4 +86,10 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 4 and sys.argv[1] == "--service":
+        # bench/node-datapath.sh: the cluster IP and endpoints of service S
+        # of N, one per line.
+        s, e = int(sys.argv[2]), int(sys.argv[3])
+        print("\n".join([cluster_ip(s)] + endpoints(s, e)))
+    else:
+        main()

@@ -28,6 +28,8 @@ const MSG_DELSETELEM: u16 = 14;
 #[derive(Debug, Default)]
 pub(crate) struct Writer {
     pub(crate) buf: Vec<u8>,
+    /// An attribute outgrew its 16-bit length.
+    pub(crate) overflow: bool,
 }
 
 fn pad(n: usize) -> usize {
@@ -41,6 +43,7 @@ impl Writer {
     }
 
     pub(crate) fn bytes(&mut self, ty: u16, data: &[u8]) {
+        self.overflow |= 4 + data.len() > usize::from(u16::MAX);
         self.header(4 + data.len(), ty);
         self.buf.extend_from_slice(data);
         self.buf.resize(pad(self.buf.len()), 0);
@@ -71,8 +74,11 @@ impl Writer {
     }
 
     pub(crate) fn end(&mut self, at: usize) {
-        let len = (self.buf.len() - at) as u16;
-        self.buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
+        let len = self.buf.len() - at;
+        // A longer attribute would wrap its 16-bit length and the kernel
+        // would read a truncated one: remember it, and refuse to send.
+        self.overflow |= len > usize::from(u16::MAX);
+        self.buf[at..at + 2].copy_from_slice(&(len as u16).to_ne_bytes());
     }
 }
 
@@ -374,14 +380,20 @@ impl Batch {
         if elements.is_empty() {
             return;
         }
-        // A message is bounded by its u32 length, but the kernel parses a
-        // batch faster in moderate messages; 1000 elements each.
-        for chunk in elements.chunks(1000) {
+        // The element list is one attribute, and an attribute's length is
+        // 16 bits: start a new message well before 64 KiB.
+        const LIST_BYTES: usize = 32 * 1024;
+        let mut rest = elements;
+        while !rest.is_empty() {
             let at = self.begin(msg, flags, family);
             self.w.str(1, table);
             self.w.str(2, set);
             let list = self.w.nest(3);
-            for (key, verdict) in chunk {
+            let mut taken = 0;
+            for (key, verdict) in rest {
+                if self.w.buf.len() - list > LIST_BYTES {
+                    break;
+                }
                 let e = self.w.nest(1);
                 value(&mut self.w, 1, key);
                 if let Some(v) = verdict {
@@ -390,17 +402,25 @@ impl Batch {
                     self.w.end(d);
                 }
                 self.w.end(e);
+                taken += 1;
             }
             self.w.end(list);
             if let Some(id) = set_id {
                 self.w.u32(4, id);
             }
             self.finish_msg(at);
+            rest = &rest[taken..];
         }
     }
 
     /// Close the batch: the bytes to send, the sequence number of the last
     /// message (the one acknowledged) and what each message did.
+    /// Whether an attribute outgrew its 16-bit length (a bug: the batch
+    /// must not be sent).
+    pub(crate) fn overflowed(&self) -> bool {
+        self.w.overflow
+    }
+
     pub(crate) fn finish(mut self) -> (Vec<u8>, u32, u32, Vec<usize>) {
         // Ask for an acknowledgement of the last real message only: errors
         // are reported whether asked or not, and one ack per message would
@@ -504,5 +524,37 @@ mod tests {
         let e = Expr::network_prefix(12, &[10, 64, 0, 0], 10, crate::CmpOp::Eq);
         assert!(matches!(&e[1], Expr::Bitwise { mask, .. } if mask == &[0xff, 0xc0, 0, 0]));
         assert!(matches!(&e[2], Expr::Cmp { data, .. } if data == &[10, 64, 0, 0]));
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    #[test]
+    fn long_element_lists_are_split_below_the_attribute_limit() {
+        let mut b = Batch::new();
+        let elements: Vec<_> = (0..20_000u32)
+            .map(|i| {
+                (
+                    i.to_be_bytes().repeat(3),
+                    Some(Verdict::Goto(format!("service-{i:08}-some-long-name"))),
+                )
+            })
+            .collect();
+        b.add_elements(Family::Ipv4, "t", "m", None, &elements);
+        assert!(!b.overflowed());
+        assert!(b.len() > 10, "{} messages", b.len());
+        // Every element made it into some message.
+        let (buf, ..) = b.finish();
+        let needle = b"service-00019999-some-long-name";
+        assert!(buf.windows(needle.len()).any(|w| w == needle));
+    }
+
+    #[test]
+    fn an_overlong_attribute_is_caught() {
+        let mut w = Writer::default();
+        w.bytes(1, &vec![0u8; 70_000]);
+        assert!(w.overflow);
     }
 }

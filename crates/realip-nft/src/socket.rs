@@ -136,6 +136,12 @@ impl Netlink {
 
     /// Send one transaction and wait for the kernel's verdict.
     pub fn commit(&mut self, batch: Batch) -> Result<(), CommitError> {
+        if batch.overflowed() {
+            return Err(CommitError::Socket(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a netlink attribute is longer than 64 KiB; nothing was sent",
+            )));
+        }
         let (buf, first_seq, last_seq, what) = batch.finish();
         let err = |e: Errno| CommitError::Socket(io::Error::from(e));
         // The kernel takes a batch only whole, in one message buffer: make

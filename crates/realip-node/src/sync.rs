@@ -2,7 +2,7 @@
 //! tables whole, later ones change only what changed. Each sync is one
 //! nf_tables transaction, applied whole or not at all.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use realip_nft::{Batch, CommitError, Netlink};
@@ -52,14 +52,14 @@ impl Syncer {
     /// them loses its table). The first call, and any call after a failed
     /// one, replaces the tables whole; later calls send only the
     /// difference from the last commit.
-    pub fn sync(&mut self, rulesets: &[Ruleset]) -> Result<SyncReport, CommitError> {
+    pub fn sync(&mut self, rulesets: Vec<Ruleset>) -> Result<SyncReport, CommitError> {
         let started = Instant::now();
         let (batch, full) = match &self.applied {
-            Some(old) => match incremental(old, rulesets) {
+            Some(old) => match incremental(old, &rulesets) {
                 Some(b) => (b, false),
-                None => (full_batch(rulesets), true),
+                None => (full_batch(&rulesets), true),
             },
-            None => (full_batch(rulesets), true),
+            None => (full_batch(&rulesets), true),
         };
         let messages = batch.len().saturating_sub(1);
         let bytes = batch.byte_len();
@@ -76,11 +76,11 @@ impl Syncer {
         // Unknown kernel state after a failure: the next sync starts over.
         let old = self.applied.take();
         self.netlink.commit(batch)?;
-        self.applied = Some(rulesets.to_vec());
         let elapsed = started.elapsed();
         let stale = old
             .as_deref()
-            .map_or_else(UdpChanges::default, |o| udp_changes(o, rulesets));
+            .map_or_else(UdpChanges::default, |o| udp_changes(o, &rulesets));
+        self.applied = Some(rulesets);
         // The rules are already right; a failed flush leaves old UDP flows
         // on their old path, so it is reported, not fatal.
         let (flushed, flush_error) = if stale.is_empty() {
@@ -140,10 +140,11 @@ pub fn incremental(old: &[Ruleset], new: &[Ruleset]) -> Option<Batch> {
 
 fn diff(b: &mut Batch, old: &Ruleset, new: &Ruleset) -> Option<()> {
     let fam = nf_family(new.family);
-    let oc: BTreeMap<&str, &Chain> = old.chains.iter().map(|c| (c.name.as_str(), c)).collect();
-    let nc: BTreeMap<&str, &Chain> = new.chains.iter().map(|c| (c.name.as_str(), c)).collect();
-    for (name, c) in &nc {
-        if let Some(o) = oc.get(name) {
+    // Hash maps: at 10k Services there are tens of thousands of chains.
+    let oc: HashMap<&str, &Chain> = old.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+    let nc: HashMap<&str, &Chain> = new.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+    for c in &new.chains {
+        if let Some(o) = oc.get(c.name.as_str()) {
             if o.hook != c.hook {
                 return None;
             }
@@ -175,8 +176,8 @@ fn diff(b: &mut Batch, old: &Ruleset, new: &Ruleset) -> Option<()> {
             add_affinity_set(b, new.family, s);
         }
     }
-    for (name, c) in &nc {
-        if !oc.contains_key(name) {
+    for c in &new.chains {
+        if !oc.contains_key(c.name.as_str()) {
             add_chain(b, fam, c);
         }
     }
@@ -211,7 +212,8 @@ fn diff(b: &mut Batch, old: &Ruleset, new: &Ruleset) -> Option<()> {
     add_hairpin(b, new.family, &came);
     // 3. Chains whose rules changed: flushed and refilled; new chains
     // filled.
-    for (name, c) in &nc {
+    for c in &new.chains {
+        let name = c.name.as_str();
         match oc.get(name) {
             Some(o) if o.rules == c.rules => {}
             Some(_) => {

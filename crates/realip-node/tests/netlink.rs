@@ -236,13 +236,13 @@ fn incremental_syncs_reach_what_a_full_load_makes() {
         let (base, next2) = (base.clone(), next.clone());
         let (got, back, report) = in_private_netns(move || {
             let mut s = Syncer::new().expect("netlink");
-            let first = s.sync(&base).expect("first sync");
+            let first = s.sync(base.clone()).expect("first sync");
             assert!(first.full);
             let before = normalize(&list());
-            let report = s.sync(&next2).expect("incremental sync");
+            let report = s.sync(next2).expect("incremental sync");
             let got = normalize(&list());
             // And back again.
-            s.sync(&base).expect("sync back");
+            s.sync(base).expect("sync back");
             let back = normalize(&list());
             let only_before: Vec<_> = before.iter().filter(|b| !back.contains(b)).collect();
             let only_back: Vec<_> = back.iter().filter(|b| !before.contains(b)).collect();
@@ -266,4 +266,48 @@ fn incremental_syncs_reach_what_a_full_load_makes() {
             want.join("")
         );
     }
+}
+
+#[test]
+fn thousands_of_services_all_reach_the_kernel() {
+    if !can_run() {
+        return;
+    }
+    // Enough elements that one element list would overflow a netlink
+    // attribute's 16-bit length.
+    let n = 3000;
+    let mut yaml = String::from(
+        "apiVersion: v1\nkind: Node\nmetadata: {name: node-1}\nspec: {podCIDR: 10.244.0.0/16}\n",
+    );
+    for s in 0..n {
+        yaml.push_str(&format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{s}, namespace: b}}\nspec:\n  clusterIP: 10.96.{}.{}\n  ports: [{{port: 80, targetPort: 8080}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: s{s}-1, namespace: b, labels: {{kubernetes.io/service-name: s{s}}}}}\naddressType: IPv4\nports: [{{port: 8080, protocol: TCP}}]\nendpoints: [{{addresses: [10.100.{}.{}], nodeName: node-1}}]\n",
+            s / 250,
+            s % 250 + 1,
+            s / 250,
+            s % 250 + 1
+        ));
+    }
+    let (m, skipped) = load_str(&yaml);
+    assert!(skipped.is_empty(), "{skipped:?}");
+    let rs = plan(&m, "node-1").unwrap();
+    let (elements, hairpins) = in_private_netns(move || {
+        commit(&rs).expect("commit");
+        let out = Command::new("nft")
+            .args(["list", "map", "ip", "realip", "service-ips"])
+            .output()
+            .unwrap();
+        let map = String::from_utf8_lossy(&out.stdout).into_owned();
+        let out = Command::new("nft")
+            .args(["list", "set", "ip", "realip", "hairpin"])
+            .output()
+            .unwrap();
+        let set = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
+            map.matches(" . tcp . 80 : goto ").count(),
+            set.matches("10.100.").count() / 2,
+        )
+    });
+    assert_eq!(elements, n, "service-ips elements in the kernel");
+    assert_eq!(hairpins, n, "hairpin elements in the kernel");
 }

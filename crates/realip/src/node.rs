@@ -313,20 +313,27 @@ fn sync_once(
     let src = FileSource {
         path: objects.to_path_buf(),
     };
+    let t0 = std::time::Instant::now();
     let (model, skipped) = src
         .load()
         .map_err(|e| format!("reading {}: {e}", objects.display()))?;
     for s in skipped {
         tracing::warn!(object = %s.object, reason = %s.reason, "object skipped");
     }
+    let t1 = std::time::Instant::now();
     let rulesets = plan(&model, node).map_err(|e| e.to_string())?;
-    let report = syncer.sync(&rulesets).map_err(|e| e.to_string())?;
+    let t2 = std::time::Instant::now();
+    let report = syncer.sync(rulesets).map_err(|e| e.to_string())?;
+    let ms = |d: Duration| (d.as_secs_f64() * 1e3 * 100.0).round() / 100.0;
     if report.messages > 0 {
+        // bench/node-sync.sh reads these fields.
         tracing::info!(
             full = report.full,
             messages = report.messages,
             bytes = report.bytes,
-            millis = report.elapsed.as_secs_f64() * 1e3,
+            load_ms = ms(t1 - t0),
+            plan_ms = ms(t2 - t1),
+            sync_ms = ms(report.elapsed),
             udp_flows_flushed = report.udp_flows_flushed,
             "synced"
         );
@@ -352,7 +359,7 @@ fn agent(args: AgentArgs) -> ExitCode {
         }
     };
     if args.cleanup {
-        return match syncer.sync(&[]) {
+        return match syncer.sync(Vec::new()) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("realip node: removing the tables: {e}");
