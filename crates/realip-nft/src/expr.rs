@@ -178,12 +178,10 @@ pub enum Expr {
         /// Destination register.
         dreg: u32,
     },
-    /// A random number modulo `modulus`, plus `offset`.
+    /// A random number modulo `modulus`.
     NumgenRandom {
         /// The modulus.
         modulus: u32,
-        /// Added to the result.
-        offset: u32,
         /// Destination register.
         dreg: u32,
     },
@@ -336,17 +334,10 @@ impl Expr {
                 w.u32(2, 3);
                 w.u32(3, if *saddr { 1 } else { 2 });
             }
-            Expr::NumgenRandom {
-                modulus,
-                offset,
-                dreg,
-            } => {
+            Expr::NumgenRandom { modulus, dreg } => {
                 w.u32(1, *dreg);
                 w.u32(2, *modulus);
                 w.u32(3, 1);
-                if *offset != 0 {
-                    w.u32(4, *offset);
-                }
             }
         }
         w.end(data);

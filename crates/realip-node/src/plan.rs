@@ -5,7 +5,7 @@
 //! Dispatch goes through verdict maps keyed on address . protocol . port,
 //! so the per-packet cost does not grow with the number of Services.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -190,16 +190,6 @@ pub enum Action {
     MarkMasq,
     /// Clear the masquerade bit (so it is not seen again).
     UnmarkMasq,
-    /// DNAT to a random endpoint of a group: index `offset + random %
-    /// modulus` in the `endpoints` map.
-    DnatPick {
-        /// The Service port's protocol.
-        proto: Proto,
-        /// How many endpoints the group has.
-        modulus: u32,
-        /// The group's block in the map.
-        offset: u32,
-    },
     /// Source NAT to the outgoing interface's address, random ports.
     Masquerade,
     /// DNAT to an endpoint; with an affinity set, the client's address is
@@ -262,9 +252,6 @@ pub struct Ruleset {
     pub family: Family,
     /// Verdict maps.
     pub maps: Vec<Map>,
-    /// The `endpoints` data map: index -> endpoint address and port. Each
-    /// balancing group owns a block of 65536 indexes.
-    pub endpoints: Vec<(u32, IpAddr, u16)>,
     /// Affinity sets.
     pub sets: Vec<AffinitySet>,
     /// Every endpoint address: the `hairpin` set holds `ip . ip` for each.
@@ -290,10 +277,6 @@ pub enum PlanError {
     /// The node is not among the objects.
     #[error("node {0:?} is not among the objects; pass its Node object too")]
     UnknownNode(String),
-    /// More balancing groups than the endpoints map has blocks (65536 per
-    /// family).
-    #[error("more than 65536 load-balanced Service ports in one family")]
-    TooManyGroups,
 }
 
 /// kube-proxy's chain-name hash: the first 8 characters of
@@ -375,17 +358,13 @@ pub fn plan(model: &Model, node: &str) -> Result<Vec<Ruleset>, PlanError> {
         .nodes
         .get(node)
         .ok_or_else(|| PlanError::UnknownNode(node.to_string()))?;
-    [Family::Ip, Family::Ip6]
+    Ok([Family::Ip, Family::Ip6]
         .into_iter()
         .map(|f| plan_family(model, this, f))
-        .collect()
+        .collect())
 }
 
-fn plan_family(
-    model: &Model,
-    this: &crate::model::Node,
-    fam: Family,
-) -> Result<Ruleset, PlanError> {
+fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset {
     let pod_cidrs: Vec<Cidr> = this
         .pod_cidrs
         .iter()
@@ -401,9 +380,6 @@ fn plan_family(
     // cluster and local target), and every endpoint address (hairpin).
     let mut affinity_sets: BTreeSet<String> = BTreeSet::new();
     let mut hairpin: BTreeSet<IpAddr> = BTreeSet::new();
-    // Balancing groups that pick from the `endpoints` map: chain name and
-    // endpoints, given their block of the map once all are known.
-    let mut picks: Vec<(String, Vec<(IpAddr, u16)>)> = Vec::new();
 
     for svc in model.services.values() {
         let cluster_ips: Vec<IpAddr> = svc
@@ -495,39 +471,21 @@ fn plan_family(
                 port: t.port,
                 affinity: t.affinity.clone(),
             };
-            let balance = |eps: &[Target],
-                           picks: &mut Vec<(String, Vec<(IpAddr, u16)>)>,
-                           chain: &str|
-             -> Vec<Rule> {
+            let balance = |eps: &[Target]| -> Vec<Rule> {
                 let mut rules = Vec::new();
-                let n = eps.len();
-                if svc.affinity_timeout.is_none() && (2..=MAX_PICK).contains(&n) {
-                    // One rule: a random index into this group's block of
-                    // the `endpoints` map, whose value is the DNAT target.
-                    // Per-packet cost and netlink size stay the same
-                    // however many endpoints and Services there are.
-                    picks.push((
-                        chain.to_string(),
-                        eps.iter().map(|t| (t.ip, t.port)).collect(),
-                    ));
-                    rules.push(Rule::new(Action::DnatPick {
-                        proto: sp.proto,
-                        modulus: n as u32,
-                        offset: 0,
-                    }));
-                    return rules;
-                }
                 // A client seen recently goes back to its endpoint.
                 for t in eps {
                     if let Some(set) = &t.affinity {
                         rules.push(Rule::when(vec![Match::SaddrInSet(set.clone())], dnat(t)));
                     }
                 }
-                // With affinity each endpoint needs its own rule (to add
-                // the client to its set): equal odds by a cascade,
-                // endpoint i taken with probability 1/(n-i) of what is
-                // left, as kube-proxy's iptables mode does with
-                // `statistic --mode random`.
+                // Equal odds without a set: endpoint i is taken with
+                // probability 1/(n-i) of what is left, as kube-proxy's
+                // iptables mode does with `statistic --mode random`. A
+                // per-Service anonymous map (`numgen ... vmap { ... }`)
+                // costs the kernel a walk of the whole transaction per
+                // map, quadratic in a full sync (bench/node-sync.sh).
+                let n = eps.len();
                 for (i, t) in eps.iter().enumerate() {
                     if i + 1 < n {
                         rules.push(Rule::when(vec![Match::RandomZero((n - i) as u32)], dnat(t)));
@@ -551,7 +509,7 @@ fn plan_family(
                     Action::Jump("mark-for-masquerade".into()),
                 ));
             }
-            rules.extend(balance(&cluster_targets, &mut picks, &svc_chain));
+            rules.extend(balance(&cluster_targets));
             chains.push(Chain {
                 name: svc_chain.clone(),
                 hook: None,
@@ -567,7 +525,7 @@ fn plan_family(
                     chains.push(Chain {
                         name: local_chain.clone(),
                         hook: None,
-                        rules: balance(&local_targets, &mut picks, &local_chain),
+                        rules: balance(&local_targets),
                     });
                 }
                 Verdict::Goto(local_chain.clone())
@@ -634,38 +592,6 @@ fn plan_family(
     let (no_ep_dest, no_ep_ports): (Vec<_>, Vec<_>) = no_endpoints
         .into_iter()
         .partition(|(k, _)| matches!(k, Key::Dest(..)));
-    // Each group gets a 64Ki block of the endpoints map, at a slot chosen
-    // by hashing its chain name (probing past taken slots), so a group
-    // keeps its block while other Services come and go.
-    let mut taken = vec![false; 1 << 16];
-    let mut slots: HashMap<String, u32> = HashMap::new();
-    let mut endpoints = Vec::new();
-    picks.sort_by(|a, b| a.0.cmp(&b.0));
-    for (chain, eps) in &picks {
-        let mut slot = slot_hash(chain);
-        let mut tries = 0;
-        while taken[slot as usize] {
-            slot = (slot + 1) & 0xffff;
-            tries += 1;
-            if tries > 0xffff {
-                return Err(PlanError::TooManyGroups);
-            }
-        }
-        taken[slot as usize] = true;
-        slots.insert(chain.clone(), slot << 16);
-        for (i, (ip, port)) in eps.iter().enumerate() {
-            endpoints.push(((slot << 16) + i as u32, *ip, *port));
-        }
-    }
-    for c in &mut chains {
-        for r in &mut c.rules {
-            if let Action::DnatPick { offset, .. } = &mut r.action {
-                *offset = slots.get(&c.name).copied().unwrap_or(0);
-            }
-        }
-    }
-    endpoints.sort();
-
     let mut maps = vec![
         Map {
             name: "service-ips",
@@ -805,27 +731,13 @@ fn plan_family(
     let mut seen = BTreeSet::new();
     rest.retain(|c| seen.insert(c.name.clone()));
     all.extend(rest);
-    Ok(Ruleset {
+    Ruleset {
         family: fam,
         maps,
-        endpoints,
         sets,
         hairpin: hairpin.into_iter().collect(),
         chains: all,
-    })
-}
-
-/// Most endpoints one pick rule balances over (its block of the map).
-const MAX_PICK: usize = 1 << 16;
-
-/// A group's preferred slot in the endpoints map: FNV-1a of its chain
-/// name, folded to 16 bits.
-fn slot_hash(name: &str) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in name.bytes() {
-        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
     }
-    (h ^ (h >> 16)) & 0xffff
 }
 
 // ----------------------------------------------------------- rendering
@@ -896,21 +808,6 @@ impl Ruleset {
                 };
                 format!("meta l4proto {} {update}dnat to {to}", proto.as_str())
             }
-            Action::DnatPick {
-                proto,
-                modulus,
-                offset,
-            } => {
-                let off = if *offset == 0 {
-                    String::new()
-                } else {
-                    format!(" offset {offset}")
-                };
-                format!(
-                    "meta l4proto {} dnat {f} to numgen random mod {modulus}{off} map @endpoints",
-                    proto.as_str()
-                )
-            }
             Action::DispatchServices => {
                 format!("{f} daddr . meta l4proto . th dport vmap @service-ips")
             }
@@ -951,22 +848,6 @@ impl fmt::Display for Ruleset {
             }
             writeln!(f, "\t}}")?;
         }
-        writeln!(f, "\tmap endpoints {{")?;
-        // `typeof`: the key is what numgen yields (a plain integer has
-        // no `type` name nft accepts).
-        writeln!(
-            f,
-            "\t\ttypeof numgen random mod 1 : {} daddr . tcp dport",
-            self.family.nft()
-        )?;
-        if !self.endpoints.is_empty() {
-            writeln!(f, "\t\telements = {{")?;
-            for (k, ip, port) in &self.endpoints {
-                writeln!(f, "\t\t\t{k} : {ip} . {port},")?;
-            }
-            writeln!(f, "\t\t}}")?;
-        }
-        writeln!(f, "\t}}")?;
         for s in &self.sets {
             writeln!(f, "\tset {} {{", s.name)?;
             writeln!(f, "\t\ttype {}", self.family.addr_type())?;

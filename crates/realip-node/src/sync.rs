@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use realip_nft::{Batch, CommitError, Netlink};
 
 use crate::kernel::{
-    add_affinity_set, add_chain, add_endpoints, add_hairpin, add_map_elements, add_rules,
-    del_hairpin, endpoint_key, key_bytes, nf_family, remove_table, replace_table,
+    add_affinity_set, add_chain, add_hairpin, add_map_elements, add_rules, del_hairpin, key_bytes,
+    nf_family, remove_table, replace_table,
 };
 use crate::model::Proto;
 use crate::plan::{Action, Chain, Family, Key, Map, Ruleset, TABLE};
@@ -203,32 +203,6 @@ fn diff(b: &mut Batch, old: &Ruleset, new: &Ruleset) -> Option<()> {
         };
         add_map_elements(b, new.family, &added);
     }
-    // The endpoints data map: indexes that went or changed out, new and
-    // changed ones in.
-    let oe: HashMap<u32, (std::net::IpAddr, u16)> = old
-        .endpoints
-        .iter()
-        .map(|(k, ip, p)| (*k, (*ip, *p)))
-        .collect();
-    let ne: HashMap<u32, (std::net::IpAddr, u16)> = new
-        .endpoints
-        .iter()
-        .map(|(k, ip, p)| (*k, (*ip, *p)))
-        .collect();
-    let gone: Vec<Vec<u8>> = old
-        .endpoints
-        .iter()
-        .filter(|(k, ip, p)| ne.get(k) != Some(&(*ip, *p)))
-        .map(|(k, _, _)| endpoint_key(*k))
-        .collect();
-    b.del_elements(fam, TABLE, "endpoints", &gone);
-    let came: Vec<_> = new
-        .endpoints
-        .iter()
-        .filter(|(k, ip, p)| oe.get(k) != Some(&(*ip, *p)))
-        .copied()
-        .collect();
-    add_endpoints(b, new.family, &came);
     // Endpoint addresses in the hairpin set.
     let oh: BTreeSet<_> = old.hairpin.iter().copied().collect();
     let nh: BTreeSet<_> = new.hairpin.iter().copied().collect();
@@ -297,43 +271,20 @@ impl UdpChanges {
     }
 }
 
-/// Every endpoint a UDP rule DNATs to: directly, or through a block of
-/// the endpoints map.
 fn udp_endpoints(rs: &[Ruleset]) -> BTreeSet<std::net::SocketAddr> {
-    let mut out = BTreeSet::new();
-    for r in rs {
-        let picks: Vec<(u32, u32)> = r
-            .chains
-            .iter()
-            .flat_map(|c| &c.rules)
-            .filter_map(|rule| match rule.action {
-                Action::Dnat {
-                    proto: Proto::Udp,
-                    ip,
-                    port,
-                    ..
-                } => {
-                    out.insert(std::net::SocketAddr::new(ip, port));
-                    None
-                }
-                Action::DnatPick {
-                    proto: Proto::Udp,
-                    modulus,
-                    offset,
-                } => Some((offset, modulus)),
-                _ => None,
-            })
-            .collect();
-        if picks.is_empty() {
-            continue;
-        }
-        for (k, ip, port) in &r.endpoints {
-            if picks.iter().any(|(o, m)| (*o..o + m).contains(k)) {
-                out.insert(std::net::SocketAddr::new(*ip, *port));
-            }
-        }
-    }
-    out
+    rs.iter()
+        .flat_map(|r| &r.chains)
+        .flat_map(|c| &c.rules)
+        .filter_map(|r| match r.action {
+            Action::Dnat {
+                proto: Proto::Udp,
+                ip,
+                port,
+                ..
+            } => Some(std::net::SocketAddr::new(ip, port)),
+            _ => None,
+        })
+        .collect()
 }
 
 fn udp_unserved(rs: &[Ruleset]) -> BTreeSet<Key> {

@@ -179,35 +179,6 @@ fn affinity_internal_local_and_terminating_fallback() {
 }
 
 #[test]
-fn many_endpoints_are_one_pick_from_the_endpoints_map() {
-    let t = text("node-1", Family::Ip);
-    let many = chain(
-        &t,
-        &format!("service-{}", realip_node::plan::hash8("demo/many/tcp/http")),
-    );
-    // One rule for three endpoints: a random index into the group's block.
-    assert!(
-        many.contains("meta l4proto tcp dnat ip to numgen random mod 3 offset "),
-        "{many}"
-    );
-    let offset: u32 = many
-        .split(" offset ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|o| o.parse().ok())
-        .unwrap_or_else(|| panic!("no offset in {many}"));
-    assert_eq!(offset & 0xffff, 0, "blocks start at multiples of 65536");
-    // The block holds the three endpoints, in order, at offset + 0..3.
-    for (i, ep) in ["10.244.1.20", "10.244.2.20", "10.244.2.21"]
-        .iter()
-        .enumerate()
-    {
-        let line = format!("\t{} : {ep} . 8080,", offset + i as u32);
-        assert!(t.contains(&line), "{line} not in\n{t}");
-    }
-}
-
-#[test]
 fn ipv6_has_its_own_table() {
     let t = text("node-1", Family::Ip6);
     assert!(t.starts_with("table ip6 realip {"), "{t}");
