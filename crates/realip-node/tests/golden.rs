@@ -179,6 +179,18 @@ fn affinity_internal_local_and_terminating_fallback() {
 }
 
 #[test]
+fn equal_odds_over_many_endpoints() {
+    let t = text("node-1", Family::Ip);
+    let many = chain(
+        &t,
+        &format!("service-{}", realip_node::plan::hash8("demo/many/tcp/http")),
+    );
+    // 1/3, then 1/2 of the rest, then the rest: each endpoint 1/3.
+    let want = "numgen random mod 3 == 0 meta l4proto tcp dnat to 10.244.1.20:8080\n\t\tnumgen random mod 2 == 0 meta l4proto tcp dnat to 10.244.2.20:8080\n\t\tmeta l4proto tcp dnat to 10.244.2.21:8080";
+    assert!(many.contains(want), "{many}");
+}
+
+#[test]
 fn ipv6_has_its_own_table() {
     let t = text("node-1", Family::Ip6);
     assert!(t.starts_with("table ip6 realip {"), "{t}");
