@@ -12,7 +12,7 @@ use realip_nft::{
 
 use crate::model::Proto;
 use crate::plan::{
-    Action, AffinitySet, Chain, Family, Key, Map, Match, Rule, Ruleset, Verdict, MASQ_MARK, TABLE,
+    Action, AffinitySet, Chain, Family, Key, Map, Match, Rule, Ruleset, Verdict, MASQ_MARK,
 };
 
 /// The netlink family of a plan family.
@@ -30,44 +30,47 @@ pub fn nf_family(f: Family) -> NfFamily {
 /// or a full resync drops no established connection.
 pub fn replace_table(batch: &mut Batch, rs: &Ruleset) {
     let fam = nf_family(rs.family);
-    batch.add_table(fam, TABLE);
-    batch.del_table(fam, TABLE);
-    batch.add_table(fam, TABLE);
+    batch.add_table(fam, &rs.table);
+    batch.del_table(fam, &rs.table);
+    batch.add_table(fam, &rs.table);
     add_contents(batch, rs);
 }
 
 /// The table's sets, maps, chains and rules, for an empty table.
 pub fn add_contents(batch: &mut Batch, rs: &Ruleset) {
     let fam = nf_family(rs.family);
+    let t = rs.table.as_str();
     // In the text form's order (the kernel lists in creation order), with
     // every chain made before a map element or rule names it.
     for m in &rs.maps {
-        add_map(batch, rs.family, m);
+        add_map(batch, rs.family, t, m);
     }
     for s in &rs.sets {
-        add_affinity_set(batch, rs.family, s);
+        add_affinity_set(batch, rs.family, t, s);
     }
-    add_hairpin_set(batch, rs.family);
-    add_hairpin(batch, rs.family, &rs.hairpin);
+    if rs.postrouting {
+        add_hairpin_set(batch, rs.family, t);
+        add_hairpin(batch, rs.family, t, &rs.hairpin);
+    }
     for c in &rs.chains {
-        add_chain(batch, fam, c);
+        add_chain(batch, fam, t, c);
     }
     for m in &rs.maps {
-        add_map_elements(batch, rs.family, m);
+        add_map_elements(batch, rs.family, t, m);
     }
     for c in &rs.chains {
-        add_rules(batch, rs.family, &c.name, &c.rules);
+        add_rules(batch, rs.family, t, &c.name, &c.rules);
     }
 }
 
 /// Remove a family's table, if it is there.
-pub fn remove_table(batch: &mut Batch, family: Family) {
+pub fn remove_table(batch: &mut Batch, family: Family, table: &str) {
     let fam = nf_family(family);
-    batch.add_table(fam, TABLE);
-    batch.del_table(fam, TABLE);
+    batch.add_table(fam, table);
+    batch.del_table(fam, table);
 }
 
-pub(crate) fn add_chain(batch: &mut Batch, fam: NfFamily, c: &Chain) {
+pub(crate) fn add_chain(batch: &mut Batch, fam: NfFamily, table: &str, c: &Chain) {
     let hook = c.hook.map(|h| {
         let hook = match h.hook {
             "prerouting" => NfHook::Prerouting,
@@ -83,17 +86,17 @@ pub(crate) fn add_chain(batch: &mut Batch, fam: NfFamily, c: &Chain) {
         };
         (hook, ty, h.priority.parse().unwrap_or(0))
     });
-    batch.add_chain(fam, TABLE, &c.name, hook);
+    batch.add_chain(fam, table, &c.name, hook);
 }
 
-pub(crate) fn add_affinity_set(batch: &mut Batch, family: Family, s: &AffinitySet) {
+pub(crate) fn add_affinity_set(batch: &mut Batch, family: Family, table: &str, s: &AffinitySet) {
     let (key_type, key_len) = match family {
         Family::Ip => (datatype::IPADDR, 4),
         Family::Ip6 => (datatype::IP6ADDR, 16),
     };
     batch.add_set(
         nf_family(family),
-        TABLE,
+        table,
         &SetSpec {
             name: s.name.clone(),
             key_type,
@@ -107,14 +110,14 @@ pub(crate) fn add_affinity_set(batch: &mut Batch, family: Family, s: &AffinitySe
 }
 
 /// The `hairpin` set: `saddr . daddr` pairs of one endpoint address.
-pub(crate) fn add_hairpin_set(batch: &mut Batch, family: Family) {
+pub(crate) fn add_hairpin_set(batch: &mut Batch, family: Family, table: &str) {
     let t = match family {
         Family::Ip => datatype::IPADDR,
         Family::Ip6 => datatype::IP6ADDR,
     };
     batch.add_set(
         nf_family(family),
-        TABLE,
+        table,
         &SetSpec {
             name: "hairpin".into(),
             key_type: datatype::concat(&[t, t]),
@@ -138,14 +141,14 @@ fn hairpin_keys(ips: &[IpAddr]) -> Vec<Vec<u8>> {
 }
 
 /// Add endpoint addresses to the `hairpin` set.
-pub(crate) fn add_hairpin(batch: &mut Batch, family: Family, ips: &[IpAddr]) {
+pub(crate) fn add_hairpin(batch: &mut Batch, family: Family, table: &str, ips: &[IpAddr]) {
     let elements: Vec<_> = hairpin_keys(ips).into_iter().map(|k| (k, None)).collect();
-    batch.add_elements(nf_family(family), TABLE, "hairpin", None, &elements);
+    batch.add_elements(nf_family(family), table, "hairpin", None, &elements);
 }
 
 /// Remove endpoint addresses from the `hairpin` set.
-pub(crate) fn del_hairpin(batch: &mut Batch, family: Family, ips: &[IpAddr]) {
-    batch.del_elements(nf_family(family), TABLE, "hairpin", &hairpin_keys(ips));
+pub(crate) fn del_hairpin(batch: &mut Batch, family: Family, table: &str, ips: &[IpAddr]) {
+    batch.del_elements(nf_family(family), table, "hairpin", &hairpin_keys(ips));
 }
 
 fn addr_width(family: Family) -> u32 {
@@ -155,7 +158,7 @@ fn addr_width(family: Family) -> u32 {
     }
 }
 
-pub(crate) fn add_map(batch: &mut Batch, family: Family, m: &Map) {
+pub(crate) fn add_map(batch: &mut Batch, family: Family, table: &str, m: &Map) {
     let addr_type = match family {
         Family::Ip => datatype::IPADDR,
         Family::Ip6 => datatype::IP6ADDR,
@@ -173,7 +176,7 @@ pub(crate) fn add_map(batch: &mut Batch, family: Family, m: &Map) {
     };
     batch.add_set(
         nf_family(family),
-        TABLE,
+        table,
         &SetSpec {
             name: m.name.to_string(),
             key_type,
@@ -186,14 +189,14 @@ pub(crate) fn add_map(batch: &mut Batch, family: Family, m: &Map) {
     );
 }
 
-pub(crate) fn add_map_elements(batch: &mut Batch, family: Family, m: &Map) {
+pub(crate) fn add_map_elements(batch: &mut Batch, family: Family, table: &str, m: &Map) {
     let fam = nf_family(family);
     let elements: Vec<_> = m
         .elements
         .iter()
         .map(|(k, v)| (key_bytes(k), Some(verdict(v))))
         .collect();
-    batch.add_elements(fam, TABLE, m.name, None, &elements);
+    batch.add_elements(fam, table, m.name, None, &elements);
 }
 
 /// A map key as the registers hold it: each field padded to 4 bytes.
@@ -249,11 +252,17 @@ fn daddr_offset(family: Family) -> u32 {
     }
 }
 
-pub(crate) fn add_rules(batch: &mut Batch, family: Family, chain: &str, rules: &[Rule]) {
+pub(crate) fn add_rules(
+    batch: &mut Batch,
+    family: Family,
+    table: &str,
+    chain: &str,
+    rules: &[Rule],
+) {
     let fam = nf_family(family);
     for r in rules {
         for exprs in rule_exprs(family, r) {
-            batch.add_rule(fam, TABLE, chain, &exprs);
+            batch.add_rule(fam, table, chain, &exprs);
         }
     }
 }

@@ -5,7 +5,7 @@
 //! Dispatch goes through verdict maps keyed on address . protocol . port,
 //! so the per-packet cost does not grow with the number of Services.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -250,6 +250,12 @@ pub struct Chain {
 pub struct Ruleset {
     /// The family.
     pub family: Family,
+    /// The table's name: `realip`, or `realip-NN` when a large plan is
+    /// split across tables ([`shard`]).
+    pub table: String,
+    /// Whether this table holds the postrouting half (masquerade, hairpin)
+    /// that all of a family's tables share.
+    pub postrouting: bool,
     /// Verdict maps.
     pub maps: Vec<Map>,
     /// Affinity sets.
@@ -360,7 +366,7 @@ pub fn plan(model: &Model, node: &str) -> Result<Vec<Ruleset>, PlanError> {
         .ok_or_else(|| PlanError::UnknownNode(node.to_string()))?;
     Ok([Family::Ip, Family::Ip6]
         .into_iter()
-        .map(|f| plan_family(model, this, f))
+        .flat_map(|f| shard(plan_family(model, this, f)))
         .collect())
 }
 
@@ -733,11 +739,148 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
     all.extend(rest);
     Ruleset {
         family: fam,
+        table: TABLE.to_string(),
+        postrouting: true,
         maps,
         sets,
         hairpin: hairpin.into_iter().collect(),
         chains: all,
     }
+}
+
+/// Load-balanced Service ports per table before a plan is split.
+pub const SHARD_SIZE: usize = 1000;
+/// Most tables a family's plan is split into.
+pub const MAX_SHARDS: usize = 64;
+
+/// Every table name realip may use, so a full sync can remove what an
+/// earlier run left whatever its split was.
+pub fn table_names() -> impl Iterator<Item = String> {
+    std::iter::once(TABLE.to_string()).chain((0..MAX_SHARDS).map(shard_name))
+}
+
+fn shard_name(i: usize) -> String {
+    format!("{TABLE}-{i:02}")
+}
+
+/// FNV-1a: a stable hash for spreading Services over tables.
+fn fnv(text: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in text.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// The chains every table of a family has (dispatch, reject, marking);
+/// the postrouting ones live only in the first table.
+fn is_common(c: &Chain) -> bool {
+    c.hook.is_some()
+        || matches!(
+            c.name.as_str(),
+            "services"
+                | "endpoints-check"
+                | "reject-chain"
+                | "mark-for-masquerade"
+                | "masquerading"
+        )
+}
+
+fn is_postrouting(c: &Chain) -> bool {
+    c.name == "nat-postrouting" || c.name == "masquerading"
+}
+
+/// Split a large plan across tables, Services spread by a hash of their
+/// chain id. Why: the kernel validates a whole table on every commit that
+/// adds a NAT rule or a jump, so one table of 10k Services makes every
+/// incremental sync cost ~100 ms; a table per thousand Services keeps it
+/// to the tables that changed. Each table dispatches through its own maps
+/// (a new connection does one map lookup per table); masquerading and the
+/// hairpin set stay in the first. A plan with up to [`SHARD_SIZE`]
+/// load-balanced ports stays one table, `realip`.
+pub fn shard(rs: Ruleset) -> Vec<Ruleset> {
+    let groups = rs
+        .chains
+        .iter()
+        .filter(|c| c.name.starts_with("service-"))
+        .count();
+    let k = groups
+        .div_ceil(SHARD_SIZE)
+        .next_power_of_two()
+        .min(MAX_SHARDS);
+    if k <= 1 {
+        return vec![rs];
+    }
+    // "service-HASH8-..." / "external-HASH8-..." / "local-HASH8-...": the
+    // id hash picks the table, so a Service port's chains stay together.
+    let shard_of = |chain: &str| -> usize {
+        let id = chain.split('-').nth(1).unwrap_or(chain);
+        fnv(id) as usize % k
+    };
+    let mut out: Vec<Ruleset> = (0..k)
+        .map(|i| Ruleset {
+            family: rs.family,
+            table: shard_name(i),
+            postrouting: i == 0,
+            maps: rs
+                .maps
+                .iter()
+                .map(|m| Map {
+                    name: m.name,
+                    with_addr: m.with_addr,
+                    elements: Vec::new(),
+                })
+                .collect(),
+            sets: Vec::new(),
+            hairpin: if i == 0 {
+                rs.hairpin.clone()
+            } else {
+                Vec::new()
+            },
+            chains: Vec::new(),
+        })
+        .collect();
+    let mut set_shard: HashMap<&str, usize> = HashMap::new();
+    for c in &rs.chains {
+        if is_common(c) {
+            for (i, t) in out.iter_mut().enumerate() {
+                if i == 0 || !is_postrouting(c) {
+                    t.chains.push(c.clone());
+                }
+            }
+            continue;
+        }
+        let i = shard_of(&c.name);
+        for r in &c.rules {
+            for m in &r.matches {
+                if let Match::SaddrInSet(name) = m {
+                    set_shard.insert(name, i);
+                }
+            }
+            if let Action::Dnat {
+                affinity: Some(name),
+                ..
+            } = &r.action
+            {
+                set_shard.insert(name, i);
+            }
+        }
+        out[i].chains.push(c.clone());
+    }
+    for s in &rs.sets {
+        let i = set_shard.get(s.name.as_str()).copied().unwrap_or(0);
+        out[i].sets.push(s.clone());
+    }
+    for (mi, m) in rs.maps.iter().enumerate() {
+        for (key, v) in &m.elements {
+            let i = match v {
+                Verdict::Goto(c) => shard_of(c),
+                _ => fnv(&key.to_string()) as usize % k,
+            };
+            out[i].maps[mi].elements.push((key.clone(), v.clone()));
+        }
+    }
+    out
 }
 
 // ----------------------------------------------------------- rendering
@@ -827,7 +970,7 @@ impl fmt::Display for Ruleset {
     /// The ruleset in `nft -f` syntax: what golden tests pin down and what
     /// a person reads to check it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "table {} {TABLE} {{", self.family.nft())?;
+        writeln!(f, "table {} {} {{", self.family.nft(), self.table)?;
         for m in &self.maps {
             writeln!(f, "\tmap {} {{", m.name)?;
             if m.with_addr {
@@ -856,16 +999,18 @@ impl fmt::Display for Ruleset {
             writeln!(f, "\t}}")?;
         }
         let t = self.family.addr_type();
-        writeln!(f, "\tset hairpin {{")?;
-        writeln!(f, "\t\ttype {t} . {t}")?;
-        if !self.hairpin.is_empty() {
-            writeln!(f, "\t\telements = {{")?;
-            for ip in &self.hairpin {
-                writeln!(f, "\t\t\t{ip} . {ip},")?;
+        if self.postrouting {
+            writeln!(f, "\tset hairpin {{")?;
+            writeln!(f, "\t\ttype {t} . {t}")?;
+            if !self.hairpin.is_empty() {
+                writeln!(f, "\t\telements = {{")?;
+                for ip in &self.hairpin {
+                    writeln!(f, "\t\t\t{ip} . {ip},")?;
+                }
+                writeln!(f, "\t\t}}")?;
             }
-            writeln!(f, "\t\t}}")?;
+            writeln!(f, "\t}}")?;
         }
-        writeln!(f, "\t}}")?;
         for c in &self.chains {
             writeln!(f, "\tchain {} {{", c.name)?;
             if let Some(h) = c.hook {

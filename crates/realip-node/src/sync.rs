@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use realip_nft::{Batch, CommitError, Netlink};
 
 use crate::kernel::{
-    add_affinity_set, add_chain, add_hairpin, add_map_elements, add_rules, del_hairpin, key_bytes,
-    nf_family, remove_table, replace_table,
+    add_affinity_set, add_chain, add_contents, add_hairpin, add_map_elements, add_rules,
+    del_hairpin, key_bytes, nf_family, remove_table,
 };
 use crate::model::Proto;
-use crate::plan::{Action, Chain, Family, Key, Map, Ruleset, TABLE};
+use crate::plan::{table_names, Action, Chain, Family, Key, Map, Ruleset};
 
 /// What one sync did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,38 +108,46 @@ impl Syncer {
     }
 }
 
-/// Replace every family's table (and remove the tables of families the
-/// plan no longer has).
+/// Replace every table: remove every name realip may have used (an
+/// earlier run may have split its plan differently), then make the planned
+/// tables, all in one transaction.
 pub fn full_batch(rulesets: &[Ruleset]) -> Batch {
     let mut b = Batch::new();
     for fam in [Family::Ip, Family::Ip6] {
-        match rulesets.iter().find(|r| r.family == fam) {
-            Some(rs) => replace_table(&mut b, rs),
-            None => remove_table(&mut b, fam),
+        for name in table_names() {
+            remove_table(&mut b, fam, &name);
         }
+    }
+    for rs in rulesets {
+        b.add_table(nf_family(rs.family), &rs.table);
+        add_contents(&mut b, rs);
     }
     b
 }
 
 /// The change set from `old` to `new`, or `None` when only a full
 /// replacement can express it (a base chain, a map's shape or an
-/// affinity timeout changed, or a family came or went).
+/// affinity timeout changed, or the tables are not the same ones).
 pub fn incremental(old: &[Ruleset], new: &[Ruleset]) -> Option<Batch> {
+    let key = |r: &Ruleset| (r.family, r.table.clone());
+    let olds: HashMap<_, &Ruleset> = old.iter().map(|r| (key(r), r)).collect();
+    if old.len() != new.len() {
+        return None;
+    }
     let mut b = Batch::new();
-    for fam in [Family::Ip, Family::Ip6] {
-        let o = old.iter().find(|r| r.family == fam);
-        let n = new.iter().find(|r| r.family == fam);
-        match (o, n) {
-            (None, None) => {}
-            (Some(o), Some(n)) => diff(&mut b, o, n)?,
-            _ => return None,
+    for n in new {
+        let o = olds.get(&key(n))?;
+        if o.postrouting != n.postrouting {
+            return None;
         }
+        diff(&mut b, o, n)?;
     }
     Some(b)
 }
 
 fn diff(b: &mut Batch, old: &Ruleset, new: &Ruleset) -> Option<()> {
     let fam = nf_family(new.family);
+    let t = new.table.as_str();
     // Hash maps: at 10k Services there are tens of thousands of chains.
     let oc: HashMap<&str, &Chain> = old.chains.iter().map(|c| (c.name.as_str(), c)).collect();
     let nc: HashMap<&str, &Chain> = new.chains.iter().map(|c| (c.name.as_str(), c)).collect();
@@ -173,12 +181,12 @@ fn diff(b: &mut Batch, old: &Ruleset, new: &Ruleset) -> Option<()> {
     // 1. New sets and chains, before anything names them.
     for s in &new.sets {
         if !os.contains_key(s.name.as_str()) {
-            add_affinity_set(b, new.family, s);
+            add_affinity_set(b, new.family, t, s);
         }
     }
     for c in &new.chains {
         if !oc.contains_key(c.name.as_str()) {
-            add_chain(b, fam, c);
+            add_chain(b, fam, t, c);
         }
     }
     // 2. Map elements: removed and changed ones out, then new and changed
@@ -191,7 +199,7 @@ fn diff(b: &mut Batch, old: &Ruleset, new: &Ruleset) -> Option<()> {
             .filter(|(k, v)| new_elems.get(*k) != Some(*v))
             .map(|(k, _)| key_bytes(k))
             .collect();
-        b.del_elements(fam, TABLE, m.name, &gone);
+        b.del_elements(fam, t, m.name, &gone);
         let added = Map {
             name: m.name,
             with_addr: m.with_addr,
@@ -201,15 +209,15 @@ fn diff(b: &mut Batch, old: &Ruleset, new: &Ruleset) -> Option<()> {
                 .map(|(k, v)| ((*k).clone(), (*v).clone()))
                 .collect(),
         };
-        add_map_elements(b, new.family, &added);
+        add_map_elements(b, new.family, t, &added);
     }
     // Endpoint addresses in the hairpin set.
     let oh: BTreeSet<_> = old.hairpin.iter().copied().collect();
     let nh: BTreeSet<_> = new.hairpin.iter().copied().collect();
     let gone: Vec<_> = oh.difference(&nh).copied().collect();
     let came: Vec<_> = nh.difference(&oh).copied().collect();
-    del_hairpin(b, new.family, &gone);
-    add_hairpin(b, new.family, &came);
+    del_hairpin(b, new.family, t, &gone);
+    add_hairpin(b, new.family, t, &came);
     // 3. Chains whose rules changed: flushed and refilled; new chains
     // filled.
     for c in &new.chains {
@@ -217,10 +225,10 @@ fn diff(b: &mut Batch, old: &Ruleset, new: &Ruleset) -> Option<()> {
         match oc.get(name) {
             Some(o) if o.rules == c.rules => {}
             Some(_) => {
-                b.flush_chain(fam, TABLE, name);
-                add_rules(b, new.family, name, &c.rules);
+                b.flush_chain(fam, t, name);
+                add_rules(b, new.family, t, name, &c.rules);
             }
-            None => add_rules(b, new.family, name, &c.rules),
+            None => add_rules(b, new.family, t, name, &c.rules),
         }
     }
     // 4. Chains and sets that went: emptied first (their rules may jump
@@ -231,15 +239,15 @@ fn diff(b: &mut Batch, old: &Ruleset, new: &Ruleset) -> Option<()> {
         .copied()
         .collect();
     for name in &gone {
-        b.flush_chain(fam, TABLE, name);
+        b.flush_chain(fam, t, name);
     }
     for name in &gone {
-        b.del_chain(fam, TABLE, name);
+        b.del_chain(fam, t, name);
     }
     let ns: BTreeSet<&str> = new.sets.iter().map(|s| s.name.as_str()).collect();
     for s in &old.sets {
         if !ns.contains(s.name.as_str()) {
-            b.del_set(fam, TABLE, &s.name);
+            b.del_set(fam, t, &s.name);
         }
     }
     Some(())

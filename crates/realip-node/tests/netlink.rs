@@ -291,23 +291,35 @@ fn thousands_of_services_all_reach_the_kernel() {
     let (m, skipped) = load_str(&yaml);
     assert!(skipped.is_empty(), "{skipped:?}");
     let rs = plan(&m, "node-1").unwrap();
-    let (elements, hairpins) = in_private_netns(move || {
-        commit(&rs).expect("commit");
-        let out = Command::new("nft")
-            .args(["list", "map", "ip", "realip", "service-ips"])
-            .output()
-            .unwrap();
-        let map = String::from_utf8_lossy(&out.stdout).into_owned();
-        let out = Command::new("nft")
-            .args(["list", "set", "ip", "realip", "hairpin"])
-            .output()
-            .unwrap();
-        let set = String::from_utf8_lossy(&out.stdout).into_owned();
+    // Split over tables: 3000 ports at 1000 per table -> 4 IPv4 tables.
+    let v4: Vec<&str> = rs
+        .iter()
+        .filter(|r| r.family == realip_node::plan::Family::Ip)
+        .map(|r| r.table.as_str())
+        .collect();
+    assert_eq!(v4, ["realip-00", "realip-01", "realip-02", "realip-03"]);
+    let (elements, hairpins, listing) = in_private_netns(move || {
+        let mut s = realip_node::sync::Syncer::new().expect("netlink");
+        s.sync(rs).expect("sync");
+        let all = list();
         (
-            map.matches(" . tcp . 80 : goto ").count(),
-            set.matches("10.100.").count() / 2,
+            all.matches(" . tcp . 80 : goto service-").count(),
+            all.split("set hairpin {")
+                .nth(1)
+                .and_then(|h| h.split("\n\t}").next())
+                .map_or(0, |h| h.matches("10.100.").count() / 2),
+            all,
         )
     });
     assert_eq!(elements, n, "service-ips elements in the kernel");
     assert_eq!(hairpins, n, "hairpin elements in the kernel");
+    // Every IPv4 table dispatches; only the first masquerades. (IPv6 has
+    // nothing to split: one table, `realip`.)
+    let v4: String = listing
+        .split("table ")
+        .filter(|t| t.starts_with("ip realip-"))
+        .collect();
+    assert_eq!(v4.matches("chain nat-prerouting {").count(), 4);
+    assert_eq!(v4.matches("chain nat-postrouting {").count(), 1);
+    assert!(listing.contains("table ip6 realip {"));
 }
