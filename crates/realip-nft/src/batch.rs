@@ -106,6 +106,31 @@ pub enum ChainType {
     Nat,
 }
 
+/// What a set's elements map to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetData {
+    /// Nothing: a set.
+    None,
+    /// A verdict: a verdict map (`vmap`).
+    Verdict,
+    /// A value of nft type `type_id`, `len` bytes: a data map.
+    Value {
+        /// nft's type ([`crate::datatype`]).
+        type_id: u32,
+        /// Bytes (concatenation fields padded to 4).
+        len: u32,
+    },
+}
+
+/// What one element maps to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ElemData {
+    /// A verdict (verdict maps).
+    Verdict(Verdict),
+    /// A value (data maps).
+    Value(Vec<u8>),
+}
+
 /// A set or map to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetSpec {
@@ -115,16 +140,17 @@ pub struct SetSpec {
     pub key_type: u32,
     /// Key length in bytes (concatenation fields padded to 4).
     pub key_len: u32,
-    /// A verdict map rather than a set.
-    pub verdict_map: bool,
+    /// What the elements map to, if anything.
+    pub data: SetData,
     /// Anonymous and constant: bound to the one rule that uses it.
     pub anonymous: bool,
     /// Elements may be added from the packet path (`update @set`), and
     /// expire after this many milliseconds.
     pub dynamic_timeout_ms: Option<u64>,
-    /// Keys are host-order integers (a `numgen` result). Only `nft list`
-    /// reads this, to print them as numbers.
-    pub host_order_key: bool,
+    /// NFTA_SET_USERDATA: what nft itself stores with a set (key byte
+    /// order, `typeof` expressions). Only `nft list` reads it, to print the
+    /// set as it was written.
+    pub userdata: Option<Vec<u8>>,
 }
 
 /// One transaction: messages between a batch begin and a batch end. The
@@ -304,7 +330,7 @@ impl Batch {
         if spec.anonymous {
             flags |= 0x1 | 0x2; // NFT_SET_ANONYMOUS | NFT_SET_CONSTANT
         }
-        if spec.verdict_map {
+        if spec.data != SetData::None {
             flags |= 0x8; // NFT_SET_MAP
         }
         if spec.dynamic_timeout_ms.is_some() {
@@ -313,19 +339,20 @@ impl Batch {
         self.w.u32(3, flags);
         self.w.u32(4, spec.key_type);
         self.w.u32(5, spec.key_len);
-        if spec.verdict_map {
-            self.w.u32(6, 0xffff_ff00); // NFT_DATA_VERDICT
+        match spec.data {
+            SetData::None => {}
+            SetData::Verdict => self.w.u32(6, 0xffff_ff00), // NFT_DATA_VERDICT
+            SetData::Value { type_id, len } => {
+                self.w.u32(6, type_id);
+                self.w.u32(7, len);
+            }
         }
         self.w.u32(10, id);
         if let Some(ms) = spec.dynamic_timeout_ms {
             self.w.u64(11, ms);
         }
-        if spec.host_order_key {
-            // NFTA_SET_USERDATA: libnftnl's TLV NFTNL_UDATA_SET_KEYBYTEORDER
-            // (0), length 4, nft's BYTEORDER_HOST_ENDIAN (1).
-            let mut ud = vec![0u8, 4];
-            ud.extend_from_slice(&1u32.to_ne_bytes());
-            self.w.bytes(13, &ud);
+        if let Some(ud) = &spec.userdata {
+            self.w.bytes(13, ud);
         }
         self.finish_msg(at);
         id
@@ -347,7 +374,7 @@ impl Batch {
         table: &str,
         set: &str,
         set_id: Option<u32>,
-        elements: &[(Vec<u8>, Option<Verdict>)],
+        elements: &[(Vec<u8>, Option<ElemData>)],
     ) {
         self.elements(
             MSG_NEWSETELEM,
@@ -375,7 +402,7 @@ impl Batch {
         table: &str,
         set: &str,
         set_id: Option<u32>,
-        elements: &[(Vec<u8>, Option<Verdict>)],
+        elements: &[(Vec<u8>, Option<ElemData>)],
     ) {
         if elements.is_empty() {
             return;
@@ -396,10 +423,14 @@ impl Batch {
                 }
                 let e = self.w.nest(1);
                 value(&mut self.w, 1, key);
-                if let Some(v) = verdict {
-                    let d = self.w.nest(2);
-                    v.write(&mut self.w);
-                    self.w.end(d);
+                match verdict {
+                    Some(ElemData::Verdict(v)) => {
+                        let d = self.w.nest(2);
+                        v.write(&mut self.w);
+                        self.w.end(d);
+                    }
+                    Some(ElemData::Value(bytes)) => value(&mut self.w, 2, bytes),
+                    None => {}
                 }
                 self.w.end(e);
                 taken += 1;
@@ -538,7 +569,9 @@ mod size_tests {
             .map(|i| {
                 (
                     i.to_be_bytes().repeat(3),
-                    Some(Verdict::Goto(format!("service-{i:08}-some-long-name"))),
+                    Some(ElemData::Verdict(Verdict::Goto(format!(
+                        "service-{i:08}-some-long-name"
+                    )))),
                 )
             })
             .collect();

@@ -178,10 +178,12 @@ pub enum Expr {
         /// Destination register.
         dreg: u32,
     },
-    /// A random number modulo `modulus`.
+    /// A random number modulo `modulus`, plus `offset`.
     NumgenRandom {
         /// The modulus.
         modulus: u32,
+        /// Added to the result.
+        offset: u32,
         /// Destination register.
         dreg: u32,
     },
@@ -334,10 +336,17 @@ impl Expr {
                 w.u32(2, 3);
                 w.u32(3, if *saddr { 1 } else { 2 });
             }
-            Expr::NumgenRandom { modulus, dreg } => {
+            Expr::NumgenRandom {
+                modulus,
+                offset,
+                dreg,
+            } => {
                 w.u32(1, *dreg);
                 w.u32(2, *modulus);
                 w.u32(3, 1);
+                if *offset != 0 {
+                    w.u32(4, *offset);
+                }
             }
         }
         w.end(data);

@@ -24,7 +24,7 @@ mod conntrack;
 mod expr;
 mod socket;
 
-pub use batch::{Batch, ChainType, Hook, SetSpec};
+pub use batch::{Batch, ChainType, ElemData, Hook, SetData, SetSpec};
 pub use conntrack::Flow;
 pub use expr::{CmpOp, Expr, MetaKey, Verdict};
 pub use socket::{CommitError, Netlink};
@@ -75,6 +75,8 @@ pub mod datatype {
     pub const INET_PROTOCOL: u32 = 12;
     /// `inet_service`.
     pub const INET_SERVICE: u32 = 13;
+    /// `mark`: a host-order 32-bit integer (what `numgen` yields).
+    pub const MARK: u32 = 19;
 
     /// The type of a concatenation `a . b . c`, as nft computes it.
     pub fn concat(types: &[u32]) -> u32 {

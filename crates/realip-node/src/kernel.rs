@@ -6,8 +6,8 @@
 use std::net::IpAddr;
 
 use realip_nft::{
-    datatype, reg, Batch, ChainType, CmpOp, Expr, Family as NfFamily, Hook as NfHook, MetaKey,
-    SetSpec, Verdict as NfVerdict,
+    datatype, reg, Batch, ChainType, CmpOp, ElemData, Expr, Family as NfFamily, Hook as NfHook,
+    MetaKey, SetData, SetSpec, Verdict as NfVerdict,
 };
 
 use crate::model::Proto;
@@ -44,6 +44,12 @@ pub fn add_contents(batch: &mut Batch, rs: &Ruleset) {
     // every chain made before a map element or rule names it.
     for m in &rs.maps {
         add_map(batch, rs.family, t, m);
+    }
+    // Pick maps are filled before the rules that use them bind them: the
+    // kernel checks a map's elements against each binding.
+    for p in &rs.picks {
+        add_pick_map(batch, rs.family, t, &p.name);
+        add_pick_elements(batch, rs.family, t, &p.name, 0, &p.endpoints);
     }
     for s in &rs.sets {
         add_affinity_set(batch, rs.family, t, s);
@@ -101,12 +107,95 @@ pub(crate) fn add_affinity_set(batch: &mut Batch, family: Family, table: &str, s
             name: s.name.clone(),
             key_type,
             key_len,
-            verdict_map: false,
+            data: SetData::None,
             anonymous: false,
             dynamic_timeout_ms: Some(u64::from(s.timeout) * 1000),
-            host_order_key: false,
+            userdata: None,
         },
     );
+}
+
+/// A balancing group's data map: index -> endpoint address . port. One
+/// map per group, bound by the group's one rule: a map shared by many
+/// rules would cost the kernel a check of every element per binding.
+pub(crate) fn add_pick_map(batch: &mut Batch, family: Family, table: &str, name: &str) {
+    let t = match family {
+        Family::Ip => datatype::IPADDR,
+        Family::Ip6 => datatype::IP6ADDR,
+    };
+    batch.add_set(
+        nf_family(family),
+        table,
+        &SetSpec {
+            name: name.to_string(),
+            key_type: datatype::INTEGER,
+            key_len: 4,
+            data: SetData::Value {
+                type_id: datatype::concat(&[t, datatype::INET_SERVICE]),
+                len: addr_width(family) + 4,
+            },
+            anonymous: false,
+            dynamic_timeout_ms: None,
+            userdata: Some(
+                match family {
+                    Family::Ip => ENDPOINTS_TYPEOF_IP,
+                    Family::Ip6 => ENDPOINTS_TYPEOF_IP6,
+                }
+                .to_vec(),
+            ),
+        },
+    );
+}
+
+/// What nft 1.0.6 stores as NFTA_SET_USERDATA for `typeof numgen random
+/// mod 1 : ip daddr . tcp dport` (and `ip6 daddr`): the key's byte order
+/// and the two `typeof` expressions, in libnftnl's TLV format, taken from
+/// `nft --debug=mnl`. With it `nft list` prints the map as the text form
+/// writes it; the kernel ignores it.
+const ENDPOINTS_TYPEOF_IP: [u8; 100] = [
+    0x00, 0x04, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x00, 0x00, 0x00, 0x00, 0x03, 0x1a, 0x00, 0x04,
+    0x17, 0x00, 0x00, 0x00, 0x01, 0x12, 0x00, 0x04, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x00,
+    0x00, 0x00, 0x02, 0x04, 0x00, 0x00, 0x00, 0x00, 0x04, 0x34, 0x00, 0x04, 0x0d, 0x00, 0x00, 0x00,
+    0x01, 0x2c, 0x00, 0x14, 0x00, 0x04, 0x07, 0x00, 0x00, 0x00, 0x01, 0x0c, 0x00, 0x04, 0x0c, 0x00,
+    0x00, 0x00, 0x01, 0x04, 0x0c, 0x00, 0x00, 0x00, 0x01, 0x14, 0x00, 0x04, 0x07, 0x00, 0x00, 0x00,
+    0x01, 0x0c, 0x00, 0x04, 0x08, 0x00, 0x00, 0x00, 0x01, 0x04, 0x02, 0x00, 0x00, 0x00, 0x06, 0x04,
+    0x00, 0x00, 0x00, 0x00,
+];
+const ENDPOINTS_TYPEOF_IP6: [u8; 100] = [
+    0x00, 0x04, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x00, 0x00, 0x00, 0x00, 0x03, 0x1a, 0x00, 0x04,
+    0x17, 0x00, 0x00, 0x00, 0x01, 0x12, 0x00, 0x04, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x00,
+    0x00, 0x00, 0x02, 0x04, 0x00, 0x00, 0x00, 0x00, 0x04, 0x34, 0x00, 0x04, 0x0d, 0x00, 0x00, 0x00,
+    0x01, 0x2c, 0x00, 0x14, 0x00, 0x04, 0x07, 0x00, 0x00, 0x00, 0x01, 0x0c, 0x00, 0x04, 0x0d, 0x00,
+    0x00, 0x00, 0x01, 0x04, 0x09, 0x00, 0x00, 0x00, 0x01, 0x14, 0x00, 0x04, 0x07, 0x00, 0x00, 0x00,
+    0x01, 0x0c, 0x00, 0x04, 0x08, 0x00, 0x00, 0x00, 0x01, 0x04, 0x02, 0x00, 0x00, 0x00, 0x06, 0x04,
+    0x00, 0x00, 0x00, 0x00,
+];
+
+/// A pick map key: the index, host order (as numgen yields it).
+pub(crate) fn pick_key(i: u32) -> Vec<u8> {
+    i.to_ne_bytes().to_vec()
+}
+
+/// Add pick map elements: endpoint `first + i` for each given one.
+pub(crate) fn add_pick_elements(
+    batch: &mut Batch,
+    family: Family,
+    table: &str,
+    map: &str,
+    first: u32,
+    eps: &[(IpAddr, u16)],
+) {
+    let elements: Vec<_> = eps
+        .iter()
+        .enumerate()
+        .map(|(i, (ip, port))| {
+            let mut v = ip_bytes(*ip);
+            v.extend_from_slice(&port.to_be_bytes());
+            v.extend_from_slice(&[0, 0]);
+            (pick_key(first + i as u32), Some(ElemData::Value(v)))
+        })
+        .collect();
+    batch.add_elements(nf_family(family), table, map, None, &elements);
 }
 
 /// The `hairpin` set: `saddr . daddr` pairs of one endpoint address.
@@ -122,10 +211,10 @@ pub(crate) fn add_hairpin_set(batch: &mut Batch, family: Family, table: &str) {
             name: "hairpin".into(),
             key_type: datatype::concat(&[t, t]),
             key_len: 2 * addr_width(family),
-            verdict_map: false,
+            data: SetData::None,
             anonymous: false,
             dynamic_timeout_ms: None,
-            host_order_key: false,
+            userdata: None,
         },
     );
 }
@@ -181,10 +270,10 @@ pub(crate) fn add_map(batch: &mut Batch, family: Family, table: &str, m: &Map) {
             name: m.name.to_string(),
             key_type,
             key_len,
-            verdict_map: true,
+            data: SetData::Verdict,
             anonymous: false,
             dynamic_timeout_ms: None,
-            host_order_key: false,
+            userdata: None,
         },
     );
 }
@@ -194,7 +283,7 @@ pub(crate) fn add_map_elements(batch: &mut Batch, family: Family, table: &str, m
     let elements: Vec<_> = m
         .elements
         .iter()
-        .map(|(k, v)| (key_bytes(k), Some(verdict(v))))
+        .map(|(k, v)| (key_bytes(k), Some(ElemData::Verdict(verdict(v)))))
         .collect();
     batch.add_elements(fam, table, m.name, None, &elements);
 }
@@ -376,6 +465,7 @@ fn match_exprs(family: Family, m: &Match) -> Vec<Vec<Expr>> {
         Match::RandomZero(n) => vec![vec![
             Expr::NumgenRandom {
                 modulus: *n,
+                offset: 0,
                 dreg: reg::R1,
             },
             Expr::Cmp {
@@ -576,6 +666,37 @@ fn action_exprs(family: Family, a: &Action) -> Vec<Vec<Expr>> {
             ]);
             one(e)
         }
+        Action::DnatPick {
+            proto,
+            map,
+            modulus,
+        } => one(vec![
+            Expr::Meta {
+                key: MetaKey::L4Proto,
+                dreg: reg::R1,
+            },
+            Expr::Cmp {
+                sreg: reg::R1,
+                op: CmpOp::Eq,
+                data: vec![proto_number(*proto)],
+            },
+            Expr::NumgenRandom {
+                modulus: *modulus,
+                offset: 0,
+                dreg: reg::R1,
+            },
+            Expr::Lookup {
+                set: map.clone(),
+                set_id: None,
+                sreg: reg::R1,
+                dreg: Some(reg::R1),
+            },
+            Expr::Dnat {
+                family: nf_family(family),
+                reg_addr: reg::R1,
+                reg_proto: reg::r32(addr_width(family) / 4),
+            },
+        ]),
         Action::DispatchServices => {
             let mut e = dest_key(family);
             e.push(vmap("service-ips"));

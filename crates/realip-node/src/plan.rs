@@ -117,6 +117,16 @@ pub struct Map {
     pub elements: Vec<(Key, Verdict)>,
 }
 
+/// A balancing group's data map: index -> endpoint, for `dnat to numgen
+/// random mod N map @pick-...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PickMap {
+    /// `pick-` and the chain that uses it.
+    pub name: String,
+    /// Endpoint `i` is element `i`.
+    pub endpoints: Vec<(IpAddr, u16)>,
+}
+
 /// A dynamic set of client addresses (session affinity).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AffinitySet {
@@ -190,6 +200,16 @@ pub enum Action {
     MarkMasq,
     /// Clear the masquerade bit (so it is not seen again).
     UnmarkMasq,
+    /// DNAT to a random endpoint of a group: element `random % modulus`
+    /// of its pick map.
+    DnatPick {
+        /// The Service port's protocol.
+        proto: Proto,
+        /// The group's pick map.
+        map: String,
+        /// How many endpoints the group has.
+        modulus: u32,
+    },
     /// Source NAT to the outgoing interface's address, random ports.
     Masquerade,
     /// DNAT to an endpoint; with an affinity set, the client's address is
@@ -258,6 +278,8 @@ pub struct Ruleset {
     pub postrouting: bool,
     /// Verdict maps.
     pub maps: Vec<Map>,
+    /// Each balancing group's endpoints (`pick-<chain>` maps).
+    pub picks: Vec<PickMap>,
     /// Affinity sets.
     pub sets: Vec<AffinitySet>,
     /// Every endpoint address: the `hairpin` set holds `ip . ip` for each.
@@ -386,6 +408,7 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
     // cluster and local target), and every endpoint address (hairpin).
     let mut affinity_sets: BTreeSet<String> = BTreeSet::new();
     let mut hairpin: BTreeSet<IpAddr> = BTreeSet::new();
+    let mut picks: Vec<PickMap> = Vec::new();
 
     for svc in model.services.values() {
         let cluster_ips: Vec<IpAddr> = svc
@@ -477,21 +500,37 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
                 port: t.port,
                 affinity: t.affinity.clone(),
             };
-            let balance = |eps: &[Target]| -> Vec<Rule> {
+            let balance = |eps: &[Target], picks: &mut Vec<PickMap>, chain: &str| -> Vec<Rule> {
                 let mut rules = Vec::new();
+                let n = eps.len();
+                if svc.affinity_timeout.is_none() && n >= 2 {
+                    // One rule: a random index into the group's own map,
+                    // whose value is the DNAT target. One map per group
+                    // (the kernel checks a shared map's every element per
+                    // binding), named after the chain.
+                    let map = format!("pick-{chain}");
+                    picks.push(PickMap {
+                        name: map.clone(),
+                        endpoints: eps.iter().map(|t| (t.ip, t.port)).collect(),
+                    });
+                    rules.push(Rule::new(Action::DnatPick {
+                        proto: sp.proto,
+                        map,
+                        modulus: n as u32,
+                    }));
+                    return rules;
+                }
                 // A client seen recently goes back to its endpoint.
                 for t in eps {
                     if let Some(set) = &t.affinity {
                         rules.push(Rule::when(vec![Match::SaddrInSet(set.clone())], dnat(t)));
                     }
                 }
-                // Equal odds without a set: endpoint i is taken with
-                // probability 1/(n-i) of what is left, as kube-proxy's
-                // iptables mode does with `statistic --mode random`. A
-                // per-Service anonymous map (`numgen ... vmap { ... }`)
-                // costs the kernel a walk of the whole transaction per
-                // map, quadratic in a full sync (bench/node-sync.sh).
-                let n = eps.len();
+                // With affinity each endpoint needs its own rule (to add
+                // the client to its set): equal odds by a cascade,
+                // endpoint i taken with probability 1/(n-i) of what is
+                // left, as kube-proxy's iptables mode does with
+                // `statistic --mode random`.
                 for (i, t) in eps.iter().enumerate() {
                     if i + 1 < n {
                         rules.push(Rule::when(vec![Match::RandomZero((n - i) as u32)], dnat(t)));
@@ -515,7 +554,7 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
                     Action::Jump("mark-for-masquerade".into()),
                 ));
             }
-            rules.extend(balance(&cluster_targets));
+            rules.extend(balance(&cluster_targets, &mut picks, &svc_chain));
             chains.push(Chain {
                 name: svc_chain.clone(),
                 hook: None,
@@ -531,7 +570,7 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
                     chains.push(Chain {
                         name: local_chain.clone(),
                         hook: None,
-                        rules: balance(&local_targets),
+                        rules: balance(&local_targets, &mut picks, &local_chain),
                     });
                 }
                 Verdict::Goto(local_chain.clone())
@@ -737,11 +776,13 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
     let mut seen = BTreeSet::new();
     rest.retain(|c| seen.insert(c.name.clone()));
     all.extend(rest);
+    picks.sort_by(|a, b| a.name.cmp(&b.name));
     Ruleset {
         family: fam,
         table: TABLE.to_string(),
         postrouting: true,
         maps,
+        picks,
         sets,
         hairpin: hairpin.into_iter().collect(),
         chains: all,
@@ -831,6 +872,7 @@ pub fn shard(rs: Ruleset) -> Vec<Ruleset> {
                     elements: Vec::new(),
                 })
                 .collect(),
+            picks: Vec::new(),
             sets: Vec::new(),
             hairpin: if i == 0 {
                 rs.hairpin.clone()
@@ -870,6 +912,10 @@ pub fn shard(rs: Ruleset) -> Vec<Ruleset> {
     for s in &rs.sets {
         let i = set_shard.get(s.name.as_str()).copied().unwrap_or(0);
         out[i].sets.push(s.clone());
+    }
+    for p in &rs.picks {
+        let chain = p.name.strip_prefix("pick-").unwrap_or(&p.name);
+        out[shard_of(chain)].picks.push(p.clone());
     }
     for (mi, m) in rs.maps.iter().enumerate() {
         for (key, v) in &m.elements {
@@ -951,6 +997,14 @@ impl Ruleset {
                 };
                 format!("meta l4proto {} {update}dnat to {to}", proto.as_str())
             }
+            Action::DnatPick {
+                proto,
+                map,
+                modulus,
+            } => format!(
+                "meta l4proto {} dnat {f} to numgen random mod {modulus} map @{map}",
+                proto.as_str()
+            ),
             Action::DispatchServices => {
                 format!("{f} daddr . meta l4proto . th dport vmap @service-ips")
             }
@@ -989,6 +1043,22 @@ impl fmt::Display for Ruleset {
                 }
                 writeln!(f, "\t\t}}")?;
             }
+            writeln!(f, "\t}}")?;
+        }
+        for p in &self.picks {
+            writeln!(f, "\tmap {} {{", p.name)?;
+            // `typeof`: the key is what numgen yields, a plain integer
+            // that has no `type` name nft accepts.
+            writeln!(
+                f,
+                "\t\ttypeof numgen random mod 1 : {} daddr . tcp dport",
+                self.family.nft()
+            )?;
+            writeln!(f, "\t\telements = {{")?;
+            for (i, (ip, port)) in p.endpoints.iter().enumerate() {
+                writeln!(f, "\t\t\t{i} : {ip} . {port},")?;
+            }
+            writeln!(f, "\t\t}}")?;
             writeln!(f, "\t}}")?;
         }
         for s in &self.sets {

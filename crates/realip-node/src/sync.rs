@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use realip_nft::{Batch, CommitError, Netlink};
 
 use crate::kernel::{
-    add_affinity_set, add_chain, add_contents, add_hairpin, add_map_elements, add_rules,
-    del_hairpin, key_bytes, nf_family, remove_table,
+    add_affinity_set, add_chain, add_contents, add_hairpin, add_map_elements, add_pick_elements,
+    add_pick_map, add_rules, del_hairpin, key_bytes, nf_family, pick_key, remove_table,
 };
 use crate::model::Proto;
-use crate::plan::{table_names, Action, Chain, Family, Key, Map, Ruleset};
+use crate::plan::{table_names, Action, Chain, Family, Key, Map, PickMap, Ruleset};
 
 /// What one sync did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,10 +183,34 @@ fn diff(b: &mut Batch, old: &Ruleset, new: &Ruleset) -> Option<()> {
         return None;
     }
 
-    // 1. New sets and chains, before anything names them.
+    // 1. New sets, pick maps and chains, before anything names them; pick
+    // maps whose endpoints changed get the changed indexes rewritten.
     for s in &new.sets {
         if !os.contains_key(s.name.as_str()) {
             add_affinity_set(b, new.family, t, s);
+        }
+    }
+    let op: HashMap<&str, &PickMap> = old.picks.iter().map(|p| (p.name.as_str(), p)).collect();
+    for p in &new.picks {
+        match op.get(p.name.as_str()) {
+            None => {
+                add_pick_map(b, new.family, t, &p.name);
+                add_pick_elements(b, new.family, t, &p.name, 0, &p.endpoints);
+            }
+            Some(o) if o.endpoints == p.endpoints => {}
+            Some(o) => {
+                let same = o
+                    .endpoints
+                    .iter()
+                    .zip(&p.endpoints)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                let gone: Vec<Vec<u8>> = (same..o.endpoints.len())
+                    .map(|i| pick_key(i as u32))
+                    .collect();
+                b.del_elements(fam, t, &p.name, &gone);
+                add_pick_elements(b, new.family, t, &p.name, same as u32, &p.endpoints[same..]);
+            }
         }
     }
     for c in &new.chains {
@@ -255,6 +279,12 @@ fn diff(b: &mut Batch, old: &Ruleset, new: &Ruleset) -> Option<()> {
             b.del_set(fam, t, &s.name);
         }
     }
+    let np: BTreeSet<&str> = new.picks.iter().map(|p| p.name.as_str()).collect();
+    for p in &old.picks {
+        if !np.contains(p.name.as_str()) {
+            b.del_set(fam, t, &p.name);
+        }
+    }
     Some(())
 }
 
@@ -284,20 +314,38 @@ impl UdpChanges {
     }
 }
 
+/// Every endpoint a UDP rule DNATs to, directly or through a pick map.
 fn udp_endpoints(rs: &[Ruleset]) -> BTreeSet<std::net::SocketAddr> {
-    rs.iter()
-        .flat_map(|r| &r.chains)
-        .flat_map(|c| &c.rules)
-        .filter_map(|r| match r.action {
-            Action::Dnat {
-                proto: Proto::Udp,
-                ip,
-                port,
-                ..
-            } => Some(std::net::SocketAddr::new(ip, port)),
-            _ => None,
-        })
-        .collect()
+    let mut out = BTreeSet::new();
+    for r in rs {
+        for rule in r.chains.iter().flat_map(|c| &c.rules) {
+            match &rule.action {
+                Action::Dnat {
+                    proto: Proto::Udp,
+                    ip,
+                    port,
+                    ..
+                } => {
+                    out.insert(std::net::SocketAddr::new(*ip, *port));
+                }
+                Action::DnatPick {
+                    proto: Proto::Udp,
+                    map,
+                    ..
+                } => {
+                    if let Some(p) = r.picks.iter().find(|p| &p.name == map) {
+                        out.extend(
+                            p.endpoints
+                                .iter()
+                                .map(|(ip, port)| std::net::SocketAddr::new(*ip, *port)),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
 fn udp_unserved(rs: &[Ruleset]) -> BTreeSet<Key> {

@@ -179,15 +179,29 @@ fn affinity_internal_local_and_terminating_fallback() {
 }
 
 #[test]
-fn equal_odds_over_many_endpoints() {
+fn many_endpoints_are_one_pick_from_the_groups_map() {
     let t = text("node-1", Family::Ip);
-    let many = chain(
-        &t,
-        &format!("service-{}", realip_node::plan::hash8("demo/many/tcp/http")),
+    let id = realip_node::plan::hash8("demo/many/tcp/http");
+    let many = chain(&t, &format!("service-{id}"));
+    // One rule for three endpoints: a random index into the group's map.
+    let map = format!("pick-service-{id}-demo-many-tcp-http");
+    assert!(
+        many.contains(&format!(
+            "meta l4proto tcp dnat ip to numgen random mod 3 map @{map}"
+        )),
+        "{many}"
     );
-    // 1/3, then 1/2 of the rest, then the rest: each endpoint 1/3.
-    let want = "numgen random mod 3 == 0 meta l4proto tcp dnat to 10.244.1.20:8080\n\t\tnumgen random mod 2 == 0 meta l4proto tcp dnat to 10.244.2.20:8080\n\t\tmeta l4proto tcp dnat to 10.244.2.21:8080";
-    assert!(many.contains(want), "{many}");
+    let block = t
+        .split(&format!("\tmap {map} {{"))
+        .nth(1)
+        .and_then(|b| b.split("\n\t}").next())
+        .unwrap_or_else(|| panic!("no map {map} in\n{t}"));
+    assert!(
+        block.contains(
+            "0 : 10.244.1.20 . 8080,\n\t\t\t1 : 10.244.2.20 . 8080,\n\t\t\t2 : 10.244.2.21 . 8080,"
+        ),
+        "{block}"
+    );
 }
 
 #[test]
