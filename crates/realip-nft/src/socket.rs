@@ -134,6 +134,37 @@ impl Netlink {
         }
     }
 
+    /// The names of a family's nf_tables tables in this namespace.
+    pub fn tables(&mut self, family: crate::Family) -> Result<Vec<String>, CommitError> {
+        let seq = self.next_seq();
+        let mut req = Vec::with_capacity(20);
+        req.extend_from_slice(&20u32.to_ne_bytes());
+        // NFT_MSG_GETTABLE, NLM_F_REQUEST | NLM_F_DUMP
+        req.extend_from_slice(&((10u16 << 8) | 1).to_ne_bytes());
+        req.extend_from_slice(&(0x1u16 | 0x300).to_ne_bytes());
+        req.extend_from_slice(&seq.to_ne_bytes());
+        req.extend_from_slice(&0u32.to_ne_bytes());
+        req.extend_from_slice(&[family.nfproto(), 0, 0, 0]);
+        let mut names = Vec::new();
+        self.exchange(&req, seq, true, |payload| {
+            // nfgenmsg, then attributes: NFTA_TABLE_NAME is 1.
+            let mut a = payload.get(4..).unwrap_or(&[]);
+            while a.len() >= 4 {
+                let l = u16::from_ne_bytes([a[0], a[1]]) as usize;
+                let t = u16::from_ne_bytes([a[2], a[3]]) & 0x3fff;
+                if l < 4 || l > a.len() {
+                    break;
+                }
+                if t == 1 {
+                    let name = String::from_utf8_lossy(&a[4..l]);
+                    names.push(name.trim_end_matches('\0').to_string());
+                }
+                a = &a[((l + 3) & !3).min(a.len())..];
+            }
+        })?;
+        Ok(names)
+    }
+
     /// Send one transaction and wait for the kernel's verdict.
     pub fn commit(&mut self, batch: Batch) -> Result<(), CommitError> {
         if batch.overflowed() {

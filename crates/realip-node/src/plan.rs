@@ -121,7 +121,8 @@ pub struct Map {
 /// random mod N map @pick-...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PickMap {
-    /// `pick-` and the chain that uses it.
+    /// `pick-HASH-c` (cluster) or `pick-HASH-l` (local): the id hash of the
+    /// chain that uses it.
     pub name: String,
     /// Endpoint `i` is element `i`.
     pub endpoints: Vec<(IpAddr, u16)>,
@@ -508,7 +509,17 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
                     // whose value is the DNAT target. One map per group
                     // (the kernel checks a shared map's every element per
                     // binding), named after the chain.
-                    let map = format!("pick-{chain}");
+                    // Short: the kernel finds sets by a linear scan of
+                    // full-name compares (`pick-HASH-c`, `-l` for local).
+                    let map = format!(
+                        "pick-{}-{}",
+                        chain.split('-').nth(1).unwrap_or(chain),
+                        if chain.starts_with("local-") {
+                            "l"
+                        } else {
+                            "c"
+                        }
+                    );
                     picks.push(PickMap {
                         name: map.clone(),
                         endpoints: eps.iter().map(|t| (t.ip, t.port)).collect(),
@@ -814,7 +825,8 @@ fn fnv(text: &str) -> u32 {
 }
 
 /// The chains every table of a family has (dispatch, reject, marking);
-/// the postrouting ones live only in the first table.
+/// the first table alone has the postrouting ones and the filter-hook ones
+/// (every verdict that names no chain, DROP and REJECT, lives there).
 fn is_common(c: &Chain) -> bool {
     c.hook.is_some()
         || matches!(
@@ -828,7 +840,15 @@ fn is_common(c: &Chain) -> bool {
 }
 
 fn is_postrouting(c: &Chain) -> bool {
-    c.name == "nat-postrouting" || c.name == "masquerading"
+    matches!(
+        c.name.as_str(),
+        "nat-postrouting"
+            | "masquerading"
+            | "filter-input"
+            | "filter-forward"
+            | "filter-output"
+            | "endpoints-check"
+    )
 }
 
 /// Split a large plan across tables, Services spread by a hash of their
@@ -914,14 +934,17 @@ pub fn shard(rs: Ruleset) -> Vec<Ruleset> {
         out[i].sets.push(s.clone());
     }
     for p in &rs.picks {
-        let chain = p.name.strip_prefix("pick-").unwrap_or(&p.name);
-        out[shard_of(chain)].picks.push(p.clone());
+        // `pick-HASH-c`: the same hash as its chain.
+        out[shard_of(&p.name)].picks.push(p.clone());
     }
     for (mi, m) in rs.maps.iter().enumerate() {
         for (key, v) in &m.elements {
             let i = match v {
                 Verdict::Goto(c) => shard_of(c),
-                _ => fnv(&key.to_string()) as usize % k,
+                // No chain to follow: the first table, so the others need
+                // no filter-hook chains (a new connection pays for each
+                // table's hooks).
+                _ => 0,
             };
             out[i].maps[mi].elements.push((key.clone(), v.clone()));
         }

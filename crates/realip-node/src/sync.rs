@@ -9,7 +9,7 @@ use realip_nft::{Batch, CommitError, Netlink};
 
 use crate::kernel::{
     add_affinity_set, add_chain, add_contents, add_hairpin, add_map_elements, add_pick_elements,
-    add_pick_map, add_rules, del_hairpin, key_bytes, nf_family, pick_key, remove_table,
+    add_pick_map, add_rules, del_hairpin, key_bytes, nf_family, pick_key,
 };
 use crate::model::Proto;
 use crate::plan::{table_names, Action, Chain, Family, Key, Map, PickMap, Ruleset};
@@ -57,9 +57,9 @@ impl Syncer {
         let (batch, full) = match &self.applied {
             Some(old) => match incremental(old, &rulesets) {
                 Some(b) => (b, false),
-                None => (full_batch(&rulesets), true),
+                None => (self.full_batch(&rulesets)?, true),
             },
-            None => (full_batch(&rulesets), true),
+            None => (self.full_batch(&rulesets)?, true),
         };
         let messages = batch.len().saturating_sub(1);
         let bytes = batch.byte_len();
@@ -101,28 +101,34 @@ impl Syncer {
         })
     }
 
+    /// Replace every table: delete every table realip may have made that
+    /// is there now (an earlier run may have split its plan differently),
+    /// then make the planned ones, in one transaction. The kernel is asked
+    /// which exist rather than told to add-then-delete every possible name:
+    /// a table that exists during the transaction slows every message's
+    /// table lookup.
+    fn full_batch(&mut self, rulesets: &[Ruleset]) -> Result<Batch, CommitError> {
+        let ours: BTreeSet<String> = table_names().collect();
+        let mut b = Batch::new();
+        for fam in [Family::Ip, Family::Ip6] {
+            for name in self.netlink.tables(nf_family(fam))? {
+                if ours.contains(&name) {
+                    b.del_table(nf_family(fam), &name);
+                }
+            }
+        }
+        for rs in rulesets {
+            b.add_table(nf_family(rs.family), &rs.table);
+            add_contents(&mut b, rs);
+        }
+        Ok(b)
+    }
+
     /// Forget what was committed: the next sync replaces the tables whole
     /// (a periodic full sync repairs changes made behind our back).
     pub fn forget(&mut self) {
         self.applied = None;
     }
-}
-
-/// Replace every table: remove every name realip may have used (an
-/// earlier run may have split its plan differently), then make the planned
-/// tables, all in one transaction.
-pub fn full_batch(rulesets: &[Ruleset]) -> Batch {
-    let mut b = Batch::new();
-    for fam in [Family::Ip, Family::Ip6] {
-        for name in table_names() {
-            remove_table(&mut b, fam, &name);
-        }
-    }
-    for rs in rulesets {
-        b.add_table(nf_family(rs.family), &rs.table);
-        add_contents(&mut b, rs);
-    }
-    b
 }
 
 /// The change set from `old` to `new`, or `None` when only a full

@@ -184,7 +184,7 @@ fn many_endpoints_are_one_pick_from_the_groups_map() {
     let id = realip_node::plan::hash8("demo/many/tcp/http");
     let many = chain(&t, &format!("service-{id}"));
     // One rule for three endpoints: a random index into the group's map.
-    let map = format!("pick-service-{id}-demo-many-tcp-http");
+    let map = format!("pick-{id}-c");
     assert!(
         many.contains(&format!(
             "meta l4proto tcp dnat ip to numgen random mod 3 map @{map}"
