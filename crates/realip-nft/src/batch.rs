@@ -185,6 +185,15 @@ impl Batch {
         b
     }
 
+    /// An empty transaction with room for about `bytes` of messages, so a
+    /// large one is not copied as it grows.
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut b = Batch::new();
+        b.w.buf.reserve(bytes);
+        b.what.reserve(bytes / 256);
+        b
+    }
+
     /// Messages so far, batch begin included.
     pub fn len(&self) -> usize {
         self.what.len()
