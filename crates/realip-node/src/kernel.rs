@@ -58,6 +58,8 @@ pub fn add_contents(batch: &mut Batch, rs: &Ruleset) {
         add_hairpin_set(batch, rs.family, t);
         add_hairpin(batch, rs.family, t, &rs.hairpin);
     }
+    add_cluster_ips_set(batch, rs.family, t);
+    add_cluster_ips(batch, rs.family, t, &rs.cluster_ips);
     for c in &rs.chains {
         add_chain(batch, fam, t, c);
     }
@@ -196,6 +198,40 @@ pub(crate) fn add_pick_elements(
         })
         .collect();
     batch.add_elements(nf_family(family), table, map, None, &elements);
+}
+
+/// The `cluster-ips` set: `daddr . l4proto . dport` of the cluster-wide
+/// balanced Services.
+pub(crate) fn add_cluster_ips_set(batch: &mut Batch, family: Family, table: &str) {
+    let t = match family {
+        Family::Ip => datatype::IPADDR,
+        Family::Ip6 => datatype::IP6ADDR,
+    };
+    batch.add_set(
+        nf_family(family),
+        table,
+        &SetSpec {
+            name: "cluster-ips".into(),
+            key_type: datatype::concat(&[t, datatype::INET_PROTOCOL, datatype::INET_SERVICE]),
+            key_len: addr_width(family) + 8,
+            data: SetData::None,
+            anonymous: false,
+            dynamic_timeout_ms: None,
+            userdata: None,
+        },
+    );
+}
+
+/// Add keys to the `cluster-ips` set.
+pub(crate) fn add_cluster_ips(batch: &mut Batch, family: Family, table: &str, keys: &[Key]) {
+    let elements: Vec<_> = keys.iter().map(|k| (key_bytes(k), None)).collect();
+    batch.add_elements(nf_family(family), table, "cluster-ips", None, &elements);
+}
+
+/// Remove keys from the `cluster-ips` set.
+pub(crate) fn del_cluster_ips(batch: &mut Batch, family: Family, table: &str, keys: &[Key]) {
+    let keys: Vec<_> = keys.iter().map(key_bytes).collect();
+    batch.del_elements(nf_family(family), table, "cluster-ips", &keys);
 }
 
 /// The `hairpin` set: `saddr . daddr` pairs of one endpoint address.
@@ -461,6 +497,16 @@ fn match_exprs(family: Family, m: &Match) -> Vec<Vec<Expr>> {
                     dreg: None,
                 },
             ]]
+        }
+        Match::DestInSet(set) => {
+            let mut e = dest_key(family);
+            e.push(Expr::Lookup {
+                set: (*set).to_string(),
+                set_id: None,
+                sreg: reg::R1,
+                dreg: None,
+            });
+            vec![e]
         }
         Match::RandomZero(n) => vec![vec![
             Expr::NumgenRandom {

@@ -172,6 +172,8 @@ pub enum Match {
     MarkClear,
     /// A fresh random number modulo this is 0 (probability 1/n).
     RandomZero(u32),
+    /// `daddr . l4proto . dport` is in this set.
+    DestInSet(&'static str),
     /// Source and destination are the same endpoint (after DNAT): a pod
     /// reached itself through a Service.
     Hairpin,
@@ -283,6 +285,10 @@ pub struct Ruleset {
     pub picks: Vec<PickMap>,
     /// Affinity sets.
     pub sets: Vec<AffinitySet>,
+    /// The `cluster-ips` set: the cluster IP . protocol . port of every
+    /// Service balanced cluster-wide (traffic to them from outside the pod
+    /// network is masqueraded).
+    pub cluster_ips: Vec<Key>,
     /// Every endpoint address: the `hairpin` set holds `ip . ip` for each.
     pub hairpin: Vec<IpAddr>,
     /// Chains: base chains first, then the rest by name.
@@ -410,6 +416,7 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
     let mut affinity_sets: BTreeSet<String> = BTreeSet::new();
     let mut hairpin: BTreeSet<IpAddr> = BTreeSet::new();
     let mut picks: Vec<PickMap> = Vec::new();
+    let mut cluster_keys: Vec<Key> = Vec::new();
 
     for svc in model.services.values() {
         let cluster_ips: Vec<IpAddr> = svc
@@ -554,16 +561,13 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
             // Cluster-wide balancing.
             let svc_chain = chain_name("service", &id);
             let mut rules = Vec::new();
-            if !pod_cidrs.is_empty() {
-                // ClusterIP traffic from outside the pod network is
-                // masqueraded, so replies come back through this node.
-                rules.push(Rule::when(
-                    vec![
-                        Match::DaddrIn(cluster_ips.clone()),
-                        Match::SaddrNotIn(pod_cidrs.clone()),
-                    ],
-                    Action::Jump("mark-for-masquerade".into()),
-                ));
+            // ClusterIP traffic from outside the pod network is masqueraded
+            // (one rule for all Services, in `services`, over the
+            // `cluster-ips` set) so replies come back through this node.
+            if !svc.internal_local {
+                for ip in &cluster_ips {
+                    cluster_keys.push(Key::Dest(*ip, sp.proto, sp.port));
+                }
             }
             rules.extend(balance(&cluster_targets, &mut picks, &svc_chain));
             chains.push(Chain {
@@ -752,10 +756,21 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
         Chain {
             name: "services".into(),
             hook: None,
-            rules: vec![
-                Rule::new(Action::DispatchServices),
-                Rule::new(Action::DispatchNodePorts),
-            ],
+            rules: {
+                let mut r = Vec::new();
+                if !pod_cidrs.is_empty() {
+                    r.push(Rule::when(
+                        vec![
+                            Match::SaddrNotIn(pod_cidrs.clone()),
+                            Match::DestInSet("cluster-ips"),
+                        ],
+                        Action::Jump("mark-for-masquerade".into()),
+                    ));
+                }
+                r.push(Rule::new(Action::DispatchServices));
+                r.push(Rule::new(Action::DispatchNodePorts));
+                r
+            },
         },
         Chain {
             name: "endpoints-check".into(),
@@ -788,6 +803,8 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
     rest.retain(|c| seen.insert(c.name.clone()));
     all.extend(rest);
     picks.sort_by(|a, b| a.name.cmp(&b.name));
+    cluster_keys.sort();
+    cluster_keys.dedup();
     Ruleset {
         family: fam,
         table: TABLE.to_string(),
@@ -795,6 +812,7 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
         maps,
         picks,
         sets,
+        cluster_ips: cluster_keys,
         hairpin: hairpin.into_iter().collect(),
         chains: all,
     }
@@ -894,6 +912,7 @@ pub fn shard(rs: Ruleset) -> Vec<Ruleset> {
                 .collect(),
             picks: Vec::new(),
             sets: Vec::new(),
+            cluster_ips: Vec::new(),
             hairpin: if i == 0 {
                 rs.hairpin.clone()
             } else {
@@ -932,6 +951,20 @@ pub fn shard(rs: Ruleset) -> Vec<Ruleset> {
     for s in &rs.sets {
         let i = set_shard.get(s.name.as_str()).copied().unwrap_or(0);
         out[i].sets.push(s.clone());
+    }
+    // A cluster IP's key goes where its Service's dispatch goes.
+    let dispatch: std::collections::BTreeMap<&Key, &Verdict> = rs
+        .maps
+        .iter()
+        .filter(|m| m.name == "service-ips")
+        .flat_map(|m| m.elements.iter().map(|(k, v)| (k, v)))
+        .collect();
+    for key in &rs.cluster_ips {
+        let i = match dispatch.get(key) {
+            Some(Verdict::Goto(c)) => shard_of(c.as_str()),
+            _ => 0,
+        };
+        out[i].cluster_ips.push(key.clone());
     }
     for p in &rs.picks {
         // `pick-HASH-c`: the same hash as its chain.
@@ -989,6 +1022,7 @@ impl Ruleset {
             Match::CtInvalid => "ct state invalid".into(),
             Match::MarkClear => format!("meta mark & 0x{MASQ_MARK:x} == 0"),
             Match::RandomZero(n) => format!("numgen random mod {n} == 0"),
+            Match::DestInSet(set) => format!("{f} daddr . meta l4proto . th dport @{set}"),
             Match::Hairpin => format!("{f} saddr . {f} daddr @hairpin"),
         }
     }
@@ -1104,6 +1138,16 @@ impl fmt::Display for Ruleset {
             }
             writeln!(f, "\t}}")?;
         }
+        writeln!(f, "\tset cluster-ips {{")?;
+        writeln!(f, "\t\ttype {t} . inet_proto . inet_service")?;
+        if !self.cluster_ips.is_empty() {
+            writeln!(f, "\t\telements = {{")?;
+            for k in &self.cluster_ips {
+                writeln!(f, "\t\t\t{k},")?;
+            }
+            writeln!(f, "\t\t}}")?;
+        }
+        writeln!(f, "\t}}")?;
         for c in &self.chains {
             writeln!(f, "\tchain {} {{", c.name)?;
             if let Some(h) = c.hook {

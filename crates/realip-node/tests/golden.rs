@@ -205,6 +205,25 @@ fn many_endpoints_are_one_pick_from_the_groups_map() {
 }
 
 #[test]
+fn cluster_ip_traffic_from_outside_the_pod_network_is_masqueraded() {
+    let t = text("node-1", Family::Ip);
+    let services = chain(&t, "services");
+    assert!(
+        services.contains("ip saddr != 10.244.1.0/24 ip daddr . meta l4proto . th dport @cluster-ips jump mark-for-masquerade"),
+        "{services}"
+    );
+    let set = t
+        .split("\tset cluster-ips {")
+        .nth(1)
+        .and_then(|b| b.split("\n\t}").next())
+        .unwrap_or("");
+    assert!(set.contains("10.96.0.10 . tcp . 80,"), "{set}");
+    // internalTrafficPolicy: Local goes to the node's own endpoints,
+    // unmasqueraded, as kube-proxy does.
+    assert!(!set.contains("10.96.0.53"), "{set}");
+}
+
+#[test]
 fn ipv6_has_its_own_table() {
     let t = text("node-1", Family::Ip6);
     assert!(t.starts_with("table ip6 realip {"), "{t}");
