@@ -12,7 +12,7 @@ use realip_nft::{
 
 use crate::model::Proto;
 use crate::plan::{
-    Action, AffinitySet, Chain, Family, Key, Map, Match, Rule, Ruleset, Verdict, MASQ_MARK,
+    Action, AffinitySet, Chain, Family, Key, KeySet, Map, Match, Rule, Ruleset, Verdict, MASQ_MARK,
 };
 
 /// The netlink family of a plan family.
@@ -58,8 +58,10 @@ pub fn add_contents(batch: &mut Batch, rs: &Ruleset) {
         add_hairpin_set(batch, rs.family, t);
         add_hairpin(batch, rs.family, t, &rs.hairpin);
     }
-    add_cluster_ips_set(batch, rs.family, t);
-    add_cluster_ips(batch, rs.family, t, &rs.cluster_ips);
+    for ks in &rs.key_sets {
+        add_key_set(batch, rs.family, t, ks);
+        add_keys(batch, rs.family, t, ks.name, &ks.keys);
+    }
     for c in &rs.chains {
         add_chain(batch, fam, t, c);
     }
@@ -200,20 +202,31 @@ pub(crate) fn add_pick_elements(
     batch.add_elements(nf_family(family), table, map, None, &elements);
 }
 
-/// The `cluster-ips` set: `daddr . l4proto . dport` of the cluster-wide
-/// balanced Services.
-pub(crate) fn add_cluster_ips_set(batch: &mut Batch, family: Family, table: &str) {
+/// A set of map keys (`cluster-ips`, `cluster-external`,
+/// `cluster-nodeports`).
+pub(crate) fn add_key_set(batch: &mut Batch, family: Family, table: &str, ks: &KeySet) {
     let t = match family {
         Family::Ip => datatype::IPADDR,
         Family::Ip6 => datatype::IP6ADDR,
+    };
+    let (key_type, key_len) = if ks.with_addr {
+        (
+            datatype::concat(&[t, datatype::INET_PROTOCOL, datatype::INET_SERVICE]),
+            addr_width(family) + 8,
+        )
+    } else {
+        (
+            datatype::concat(&[datatype::INET_PROTOCOL, datatype::INET_SERVICE]),
+            8,
+        )
     };
     batch.add_set(
         nf_family(family),
         table,
         &SetSpec {
-            name: "cluster-ips".into(),
-            key_type: datatype::concat(&[t, datatype::INET_PROTOCOL, datatype::INET_SERVICE]),
-            key_len: addr_width(family) + 8,
+            name: ks.name.into(),
+            key_type,
+            key_len,
             data: SetData::None,
             anonymous: false,
             dynamic_timeout_ms: None,
@@ -222,16 +235,16 @@ pub(crate) fn add_cluster_ips_set(batch: &mut Batch, family: Family, table: &str
     );
 }
 
-/// Add keys to the `cluster-ips` set.
-pub(crate) fn add_cluster_ips(batch: &mut Batch, family: Family, table: &str, keys: &[Key]) {
+/// Add keys to a key set.
+pub(crate) fn add_keys(batch: &mut Batch, family: Family, table: &str, set: &str, keys: &[Key]) {
     let elements: Vec<_> = keys.iter().map(|k| (key_bytes(k), None)).collect();
-    batch.add_elements(nf_family(family), table, "cluster-ips", None, &elements);
+    batch.add_elements(nf_family(family), table, set, None, &elements);
 }
 
-/// Remove keys from the `cluster-ips` set.
-pub(crate) fn del_cluster_ips(batch: &mut Batch, family: Family, table: &str, keys: &[Key]) {
+/// Remove keys from a key set.
+pub(crate) fn del_keys(batch: &mut Batch, family: Family, table: &str, set: &str, keys: &[Key]) {
     let keys: Vec<_> = keys.iter().map(key_bytes).collect();
-    batch.del_elements(nf_family(family), table, "cluster-ips", &keys);
+    batch.del_elements(nf_family(family), table, set, &keys);
 }
 
 /// The `hairpin` set: `saddr . daddr` pairs of one endpoint address.
@@ -498,6 +511,24 @@ fn match_exprs(family: Family, m: &Match) -> Vec<Vec<Expr>> {
                 },
             ]]
         }
+        Match::PortInSet(set) => vec![vec![
+            Expr::Meta {
+                key: MetaKey::L4Proto,
+                dreg: reg::R1,
+            },
+            Expr::TransportHeader {
+                offset: 2,
+                len: 2,
+                dreg: reg::r32(1),
+            },
+            Expr::Lookup {
+                set: (*set).to_string(),
+                set_id: None,
+                sreg: reg::R1,
+                dreg: None,
+            },
+        ]],
+        Match::LocalDest => vec![local_dest(family)],
         Match::DestInSet(set) => {
             let mut e = dest_key(family);
             e.push(Expr::Lookup {
@@ -607,6 +638,13 @@ fn dest_key(family: Family) -> Vec<Expr> {
             dreg: reg::r32(w / 4 + 1),
         },
     ]
+}
+
+/// `fib daddr type local daddr != loopback`.
+fn local_dest(family: Family) -> Vec<Expr> {
+    let mut e = local_port_key(family);
+    e.truncate(e.len() - 2);
+    e
 }
 
 /// `fib daddr type local daddr != loopback meta l4proto . th dport`.
@@ -748,11 +786,18 @@ fn action_exprs(family: Family, a: &Action) -> Vec<Vec<Expr>> {
             e.push(vmap("service-ips"));
             one(e)
         }
-        Action::DispatchNodePorts => {
-            let mut e = local_port_key(family);
-            e.push(vmap("service-nodeports"));
-            one(e)
-        }
+        Action::DispatchNodePorts => one(vec![
+            Expr::Meta {
+                key: MetaKey::L4Proto,
+                dreg: reg::R1,
+            },
+            Expr::TransportHeader {
+                offset: 2,
+                len: 2,
+                dreg: reg::r32(1),
+            },
+            vmap("service-nodeports"),
+        ]),
         Action::DispatchNoEndpoints => {
             let mut a = dest_key(family);
             a.push(vmap("no-endpoint-services"));

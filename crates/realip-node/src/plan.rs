@@ -117,6 +117,18 @@ pub struct Map {
     pub elements: Vec<(Key, Verdict)>,
 }
 
+/// A set of map keys (no verdicts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySet {
+    /// Name.
+    pub name: &'static str,
+    /// Whether keys carry an address (`addr . proto . port`) or not
+    /// (`proto . port`).
+    pub with_addr: bool,
+    /// Keys, sorted.
+    pub keys: Vec<Key>,
+}
+
 /// A balancing group's data map: index -> endpoint, for `dnat to numgen
 /// random mod N map @pick-...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,6 +186,11 @@ pub enum Match {
     RandomZero(u32),
     /// `daddr . l4proto . dport` is in this set.
     DestInSet(&'static str),
+    /// `l4proto . dport` is in this set.
+    PortInSet(&'static str),
+    /// The destination is a local address of this node, not loopback
+    /// (node ports).
+    LocalDest,
     /// Source and destination are the same endpoint (after DNAT): a pod
     /// reached itself through a Service.
     Hairpin,
@@ -285,10 +302,13 @@ pub struct Ruleset {
     pub picks: Vec<PickMap>,
     /// Affinity sets.
     pub sets: Vec<AffinitySet>,
-    /// The `cluster-ips` set: the cluster IP . protocol . port of every
-    /// Service balanced cluster-wide (traffic to them from outside the pod
-    /// network is masqueraded).
-    pub cluster_ips: Vec<Key>,
+    /// Sets of keys the masquerade rules test: `cluster-ips` (cluster IP .
+    /// protocol . port of every Service balanced cluster-wide; traffic to
+    /// them from outside the pod network is masqueraded),
+    /// `cluster-external` (external and LB IPs of Cluster-policy Services)
+    /// and `cluster-nodeports` (their node ports): external traffic to
+    /// those is masqueraded.
+    pub key_sets: Vec<KeySet>,
     /// Every endpoint address: the `hairpin` set holds `ip . ip` for each.
     pub hairpin: Vec<IpAddr>,
     /// Chains: base chains first, then the rest by name.
@@ -417,6 +437,8 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
     let mut hairpin: BTreeSet<IpAddr> = BTreeSet::new();
     let mut picks: Vec<PickMap> = Vec::new();
     let mut cluster_keys: Vec<Key> = Vec::new();
+    let mut cluster_external: Vec<Key> = Vec::new();
+    let mut cluster_nodeports: Vec<Key> = Vec::new();
 
     for svc in model.services.values() {
         let cluster_ips: Vec<IpAddr> = svc
@@ -603,9 +625,27 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
             if node_port.is_none() && external.is_empty() {
                 continue;
             }
+            if !svc.external_local {
+                // Cluster policy: masquerade, so a pod on another node
+                // replies through this one (and sees this node's IP). The
+                // marking is one rule per table over the cluster-external
+                // and cluster-nodeports sets; dispatch goes straight to
+                // the Service's chain.
+                for ip in &external {
+                    let key = Key::Dest(*ip, sp.proto, sp.port);
+                    cluster_external.push(key.clone());
+                    service_ips.push((key, Verdict::Goto(svc_chain.clone())));
+                }
+                if let Some(np) = node_port {
+                    let key = Key::Port(sp.proto, np);
+                    cluster_nodeports.push(key.clone());
+                    node_ports.push((key, Verdict::Goto(svc_chain.clone())));
+                }
+                continue;
+            }
             let ext_chain = chain_name("external", &id);
             let mut rules = Vec::new();
-            if svc.external_local {
+            {
                 if !pod_cidrs.is_empty() {
                     // Pods reaching an LB IP go anywhere, unmasqueraded.
                     rules.push(Rule::when(
@@ -626,11 +666,6 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
                     Verdict::Goto(c) => Rule::new(Action::Goto(c.clone())),
                     _ => Rule::new(Action::Drop),
                 });
-            } else {
-                // Cluster policy: masquerade, so a pod on another node
-                // replies through this one (and sees this node's IP).
-                rules.push(Rule::new(Action::Jump("mark-for-masquerade".into())));
-                rules.push(Rule::new(Action::Goto(svc_chain.clone())));
             }
             chains.push(Chain {
                 name: ext_chain.clone(),
@@ -767,10 +802,28 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
                         Action::Jump("mark-for-masquerade".into()),
                     ));
                 }
+                r.push(Rule::when(
+                    vec![Match::DestInSet("cluster-external")],
+                    Action::Jump("mark-for-masquerade".into()),
+                ));
                 r.push(Rule::new(Action::DispatchServices));
-                r.push(Rule::new(Action::DispatchNodePorts));
+                r.push(Rule::when(
+                    vec![Match::LocalDest],
+                    Action::Jump("nodeports".into()),
+                ));
                 r
             },
+        },
+        Chain {
+            name: "nodeports".into(),
+            hook: None,
+            rules: vec![
+                Rule::when(
+                    vec![Match::PortInSet("cluster-nodeports")],
+                    Action::Jump("mark-for-masquerade".into()),
+                ),
+                Rule::new(Action::DispatchNodePorts),
+            ],
         },
         Chain {
             name: "endpoints-check".into(),
@@ -803,8 +856,22 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
     rest.retain(|c| seen.insert(c.name.clone()));
     all.extend(rest);
     picks.sort_by(|a, b| a.name.cmp(&b.name));
-    cluster_keys.sort();
-    cluster_keys.dedup();
+    let key_sets = [
+        ("cluster-ips", true, cluster_keys),
+        ("cluster-external", true, cluster_external),
+        ("cluster-nodeports", false, cluster_nodeports),
+    ]
+    .into_iter()
+    .map(|(name, with_addr, mut keys)| {
+        keys.sort();
+        keys.dedup();
+        KeySet {
+            name,
+            with_addr,
+            keys,
+        }
+    })
+    .collect();
     Ruleset {
         family: fam,
         table: TABLE.to_string(),
@@ -812,7 +879,7 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
         maps,
         picks,
         sets,
-        cluster_ips: cluster_keys,
+        key_sets,
         hairpin: hairpin.into_iter().collect(),
         chains: all,
     }
@@ -850,6 +917,7 @@ fn is_common(c: &Chain) -> bool {
         || matches!(
             c.name.as_str(),
             "services"
+                | "nodeports"
                 | "endpoints-check"
                 | "reject-chain"
                 | "mark-for-masquerade"
@@ -912,7 +980,15 @@ pub fn shard(rs: Ruleset) -> Vec<Ruleset> {
                 .collect(),
             picks: Vec::new(),
             sets: Vec::new(),
-            cluster_ips: Vec::new(),
+            key_sets: rs
+                .key_sets
+                .iter()
+                .map(|k| KeySet {
+                    name: k.name,
+                    with_addr: k.with_addr,
+                    keys: Vec::new(),
+                })
+                .collect(),
             hairpin: if i == 0 {
                 rs.hairpin.clone()
             } else {
@@ -952,19 +1028,21 @@ pub fn shard(rs: Ruleset) -> Vec<Ruleset> {
         let i = set_shard.get(s.name.as_str()).copied().unwrap_or(0);
         out[i].sets.push(s.clone());
     }
-    // A cluster IP's key goes where its Service's dispatch goes.
+    // A key goes where its Service's dispatch goes.
     let dispatch: std::collections::BTreeMap<&Key, &Verdict> = rs
         .maps
         .iter()
-        .filter(|m| m.name == "service-ips")
+        .filter(|m| m.name == "service-ips" || m.name == "service-nodeports")
         .flat_map(|m| m.elements.iter().map(|(k, v)| (k, v)))
         .collect();
-    for key in &rs.cluster_ips {
-        let i = match dispatch.get(key) {
-            Some(Verdict::Goto(c)) => shard_of(c.as_str()),
-            _ => 0,
-        };
-        out[i].cluster_ips.push(key.clone());
+    for (si, ks) in rs.key_sets.iter().enumerate() {
+        for key in &ks.keys {
+            let i = match dispatch.get(key) {
+                Some(Verdict::Goto(c)) => shard_of(c.as_str()),
+                _ => 0,
+            };
+            out[i].key_sets[si].keys.push(key.clone());
+        }
     }
     for p in &rs.picks {
         // `pick-HASH-c`: the same hash as its chain.
@@ -1023,6 +1101,11 @@ impl Ruleset {
             Match::MarkClear => format!("meta mark & 0x{MASQ_MARK:x} == 0"),
             Match::RandomZero(n) => format!("numgen random mod {n} == 0"),
             Match::DestInSet(set) => format!("{f} daddr . meta l4proto . th dport @{set}"),
+            Match::PortInSet(set) => format!("meta l4proto . th dport @{set}"),
+            Match::LocalDest => format!(
+                "fib daddr type local {f} daddr != {}",
+                self.family.loopback()
+            ),
             Match::Hairpin => format!("{f} saddr . {f} daddr @hairpin"),
         }
     }
@@ -1065,10 +1148,9 @@ impl Ruleset {
             Action::DispatchServices => {
                 format!("{f} daddr . meta l4proto . th dport vmap @service-ips")
             }
-            Action::DispatchNodePorts => format!(
-                "fib daddr type local {f} daddr != {} meta l4proto . th dport vmap @service-nodeports",
-                self.family.loopback()
-            ),
+            Action::DispatchNodePorts => {
+                "meta l4proto . th dport vmap @service-nodeports".to_string()
+            }
             Action::DispatchNoEndpoints => format!(
                 "{f} daddr . meta l4proto . th dport vmap @no-endpoint-services\n\t\tfib daddr type local {f} daddr != {} meta l4proto . th dport vmap @no-endpoint-nodeports",
                 self.family.loopback()
@@ -1138,16 +1220,22 @@ impl fmt::Display for Ruleset {
             }
             writeln!(f, "\t}}")?;
         }
-        writeln!(f, "\tset cluster-ips {{")?;
-        writeln!(f, "\t\ttype {t} . inet_proto . inet_service")?;
-        if !self.cluster_ips.is_empty() {
-            writeln!(f, "\t\telements = {{")?;
-            for k in &self.cluster_ips {
-                writeln!(f, "\t\t\t{k},")?;
+        for ks in &self.key_sets {
+            writeln!(f, "\tset {} {{", ks.name)?;
+            if ks.with_addr {
+                writeln!(f, "\t\ttype {t} . inet_proto . inet_service")?;
+            } else {
+                writeln!(f, "\t\ttype inet_proto . inet_service")?;
             }
-            writeln!(f, "\t\t}}")?;
+            if !ks.keys.is_empty() {
+                writeln!(f, "\t\telements = {{")?;
+                for k in &ks.keys {
+                    writeln!(f, "\t\t\t{k},")?;
+                }
+                writeln!(f, "\t\t}}")?;
+            }
+            writeln!(f, "\t}}")?;
         }
-        writeln!(f, "\t}}")?;
         for c in &self.chains {
             writeln!(f, "\tchain {} {{", c.name)?;
             if let Some(h) = c.hook {

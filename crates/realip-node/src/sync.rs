@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use realip_nft::{Batch, CommitError, Netlink};
 
 use crate::kernel::{
-    add_affinity_set, add_chain, add_cluster_ips, add_contents, add_hairpin, add_map_elements,
-    add_pick_elements, add_pick_map, add_rules, del_cluster_ips, del_hairpin, key_bytes, nf_family,
+    add_affinity_set, add_chain, add_contents, add_hairpin, add_keys, add_map_elements,
+    add_pick_elements, add_pick_map, add_rules, del_hairpin, del_keys, key_bytes, nf_family,
     pick_key,
 };
 use crate::model::Proto;
@@ -261,13 +261,18 @@ fn diff(b: &mut Batch, old: &Ruleset, new: &Ruleset) -> Option<()> {
         };
         add_map_elements(b, new.family, t, &added);
     }
-    // Keys in the cluster-ips set.
-    let ok: BTreeSet<_> = old.cluster_ips.iter().collect();
-    let nk: BTreeSet<_> = new.cluster_ips.iter().collect();
-    let gone: Vec<Key> = ok.difference(&nk).map(|k| (*k).clone()).collect();
-    let came: Vec<Key> = nk.difference(&ok).map(|k| (*k).clone()).collect();
-    del_cluster_ips(b, new.family, t, &gone);
-    add_cluster_ips(b, new.family, t, &came);
+    // The key sets' elements.
+    for (o, n) in old.key_sets.iter().zip(&new.key_sets) {
+        if o.name != n.name {
+            return None;
+        }
+        let ok: BTreeSet<_> = o.keys.iter().collect();
+        let nk: BTreeSet<_> = n.keys.iter().collect();
+        let gone: Vec<Key> = ok.difference(&nk).map(|k| (*k).clone()).collect();
+        let came: Vec<Key> = nk.difference(&ok).map(|k| (*k).clone()).collect();
+        del_keys(b, new.family, t, n.name, &gone);
+        add_keys(b, new.family, t, n.name, &came);
+    }
     // Endpoint addresses in the hairpin set.
     let oh: BTreeSet<_> = old.hairpin.iter().copied().collect();
     let nh: BTreeSet<_> = new.hairpin.iter().copied().collect();

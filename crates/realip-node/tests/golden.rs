@@ -63,23 +63,34 @@ fn chain<'a>(text: &'a str, prefix: &str) -> &'a str {
 
 #[test]
 fn cluster_policy_masquerades_external_traffic() {
+    let id = realip_node::plan::hash8("demo/web-cluster/tcp/http");
     for node in ["node-1", "node-2"] {
         let t = text(node, Family::Ip);
-        let ext = chain(&t, "external-");
-        let ext = &ext[..ext.find("\tchain").map_or(ext.len(), |_| ext.len())];
-        assert!(t.contains("tcp . 30080 : goto external-"), "{t}");
-        let web = chain(
-            &t,
-            &format!(
-                "external-{}",
-                realip_node::plan::hash8("demo/web-cluster/tcp/http")
-            ),
-        );
+        // The node port goes straight to the Service's chain...
         assert!(
-            web.contains("jump mark-for-masquerade\n\t\tgoto service-"),
-            "{web}"
+            t.contains(&format!("tcp . 30080 : goto service-{id}-")),
+            "{t}"
         );
-        let _ = ext;
+        // ...after the nodeports chain marks it for masquerade, as a
+        // Cluster-policy node port.
+        let np = chain(&t, "nodeports");
+        assert!(
+            np.contains("meta l4proto . th dport @cluster-nodeports jump mark-for-masquerade\n\t\tmeta l4proto . th dport vmap @service-nodeports"),
+            "{np}"
+        );
+        let set = t
+            .split("\tset cluster-nodeports {")
+            .nth(1)
+            .and_then(|b| b.split("\n\t}").next())
+            .unwrap_or("");
+        assert!(set.contains("tcp . 30080,"), "{set}");
+        // A Local-policy node port is not in the set: its chain decides.
+        assert!(!set.contains("30081"), "{set}");
+        let services = chain(&t, "services");
+        assert!(
+            services.contains("fib daddr type local ip daddr != 127.0.0.0/8 jump nodeports"),
+            "{services}"
+        );
     }
 }
 
