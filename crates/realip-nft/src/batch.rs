@@ -147,6 +147,10 @@ pub struct SetSpec {
     /// Elements may be added from the packet path (`update @set`), and
     /// expire after this many milliseconds.
     pub dynamic_timeout_ms: Option<u64>,
+    /// How many elements the set is made for: the kernel then sizes a
+    /// fixed hash table once instead of growing one as elements arrive.
+    /// A hint, not a limit, for the backends the kernel picks here.
+    pub size: Option<u32>,
     /// NFTA_SET_USERDATA: what nft itself stores with a set (key byte
     /// order, `typeof` expressions). Only `nft list` reads it, to print the
     /// set as it was written.
@@ -359,6 +363,12 @@ impl Batch {
         self.w.u32(10, id);
         if let Some(ms) = spec.dynamic_timeout_ms {
             self.w.u64(11, ms);
+        }
+        if let Some(n) = spec.size {
+            // NFTA_SET_DESC { NFTA_SET_DESC_SIZE }
+            let d = self.w.nest(9);
+            self.w.u32(1, n);
+            self.w.end(d);
         }
         if let Some(ud) = &spec.userdata {
             self.w.bytes(13, ud);

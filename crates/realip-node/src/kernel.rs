@@ -48,7 +48,7 @@ pub fn add_contents(batch: &mut Batch, rs: &Ruleset) {
     // Pick maps are filled before the rules that use them bind them: the
     // kernel checks a map's elements against each binding.
     for p in &rs.picks {
-        add_pick_map(batch, rs.family, t, &p.name);
+        add_pick_map(batch, rs.family, t, &p.name, p.size);
         add_pick_elements(batch, rs.family, t, &p.name, 0, &p.endpoints);
     }
     for s in &rs.sets {
@@ -114,6 +114,7 @@ pub(crate) fn add_affinity_set(batch: &mut Batch, family: Family, table: &str, s
             data: SetData::None,
             anonymous: false,
             dynamic_timeout_ms: Some(u64::from(s.timeout) * 1000),
+            size: None,
             userdata: None,
         },
     );
@@ -122,7 +123,7 @@ pub(crate) fn add_affinity_set(batch: &mut Batch, family: Family, table: &str, s
 /// A balancing group's data map: index -> endpoint address . port. One
 /// map per group, bound by the group's one rule: a map shared by many
 /// rules would cost the kernel a check of every element per binding.
-pub(crate) fn add_pick_map(batch: &mut Batch, family: Family, table: &str, name: &str) {
+pub(crate) fn add_pick_map(batch: &mut Batch, family: Family, table: &str, name: &str, size: u32) {
     let t = match family {
         Family::Ip => datatype::IPADDR,
         Family::Ip6 => datatype::IP6ADDR,
@@ -140,6 +141,7 @@ pub(crate) fn add_pick_map(batch: &mut Batch, family: Family, table: &str, name:
             },
             anonymous: false,
             dynamic_timeout_ms: None,
+            size: Some(size),
             userdata: Some(
                 match family {
                     Family::Ip => ENDPOINTS_TYPEOF_IP,
@@ -230,6 +232,7 @@ pub(crate) fn add_key_set(batch: &mut Batch, family: Family, table: &str, ks: &K
             data: SetData::None,
             anonymous: false,
             dynamic_timeout_ms: None,
+            size: None,
             userdata: None,
         },
     );
@@ -263,6 +266,7 @@ pub(crate) fn add_hairpin_set(batch: &mut Batch, family: Family, table: &str) {
             data: SetData::None,
             anonymous: false,
             dynamic_timeout_ms: None,
+            size: None,
             userdata: None,
         },
     );
@@ -322,6 +326,7 @@ pub(crate) fn add_map(batch: &mut Batch, family: Family, table: &str, m: &Map) {
             data: SetData::Verdict,
             anonymous: false,
             dynamic_timeout_ms: None,
+            size: None,
             userdata: None,
         },
     );

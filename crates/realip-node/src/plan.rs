@@ -138,6 +138,16 @@ pub struct PickMap {
     pub name: String,
     /// Endpoint `i` is element `i`.
     pub endpoints: Vec<(IpAddr, u16)>,
+    /// The map's size: the kernel then makes a fixed hash table once
+    /// instead of growing one (a tenth of a full sync at 10k Services),
+    /// but refuses elements past it. A power of two, at least 16, so most
+    /// scale-ups fit; one that does not is a new map.
+    pub size: u32,
+}
+
+/// A pick map's size for `n` endpoints.
+pub fn pick_size(n: usize) -> u32 {
+    n.max(16).next_power_of_two().min(1 << 24) as u32
 }
 
 /// A dynamic set of client addresses (session affinity).
@@ -552,6 +562,7 @@ fn plan_family(model: &Model, this: &crate::model::Node, fam: Family) -> Ruleset
                     picks.push(PickMap {
                         name: map.clone(),
                         endpoints: eps.iter().map(|t| (t.ip, t.port)).collect(),
+                        size: pick_size(n),
                     });
                     rules.push(Rule::new(Action::DnatPick {
                         proto: sp.proto,
@@ -1193,6 +1204,7 @@ impl fmt::Display for Ruleset {
                 "\t\ttypeof numgen random mod 1 : {} daddr . tcp dport",
                 self.family.nft()
             )?;
+            writeln!(f, "\t\tsize {}", p.size)?;
             writeln!(f, "\t\telements = {{")?;
             for (i, (ip, port)) in p.endpoints.iter().enumerate() {
                 writeln!(f, "\t\t\t{i} : {ip} . {port},")?;

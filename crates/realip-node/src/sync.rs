@@ -215,10 +215,12 @@ fn diff(b: &mut Batch, old: &Ruleset, new: &Ruleset) -> Option<()> {
     for p in &new.picks {
         match op.get(p.name.as_str()) {
             None => {
-                add_pick_map(b, new.family, t, &p.name);
+                add_pick_map(b, new.family, t, &p.name, p.size);
                 add_pick_elements(b, new.family, t, &p.name, 0, &p.endpoints);
             }
             Some(o) if o.endpoints == p.endpoints => {}
+            // A map outgrown: only a new one holds it (a full sync).
+            Some(o) if o.size != p.size => return None,
             Some(o) => {
                 let same = o
                     .endpoints

@@ -216,6 +216,25 @@ fn many_endpoints_are_one_pick_from_the_groups_map() {
 }
 
 #[test]
+fn pick_maps_are_sized_in_powers_of_two() {
+    use realip_node::plan::pick_size;
+    assert_eq!(
+        (pick_size(1), pick_size(16), pick_size(17), pick_size(1000)),
+        (16, 16, 32, 1024)
+    );
+    let t = text("node-1", Family::Ip);
+    let id = realip_node::plan::hash8("demo/many/tcp/http");
+    let block = t
+        .split(&format!("\tmap pick-{id}-c {{"))
+        .nth(1)
+        .unwrap_or("");
+    assert!(
+        block.starts_with("\n\t\ttypeof numgen random mod 1 : ip daddr . tcp dport\n\t\tsize 16\n"),
+        "{block}"
+    );
+}
+
+#[test]
 fn cluster_ip_traffic_from_outside_the_pod_network_is_masqueraded() {
     let t = text("node-1", Family::Ip);
     let services = chain(&t, "services");
