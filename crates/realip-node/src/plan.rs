@@ -89,7 +89,7 @@ impl fmt::Display for Verdict {
 }
 
 /// A verdict-map key.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Key {
     /// address . protocol . port
     Dest(IpAddr, Proto, u16),
@@ -1008,11 +1008,31 @@ pub fn shard(rs: Ruleset) -> Vec<Ruleset> {
             chains: Vec::new(),
         })
         .collect();
-    let mut set_shard: HashMap<&str, usize> = HashMap::new();
-    for c in &rs.chains {
-        if is_common(c) {
+    // Everything is moved into its table, not copied: a split plan is
+    // tens of thousands of chains.
+    let Ruleset {
+        chains,
+        sets,
+        key_sets,
+        picks,
+        maps,
+        ..
+    } = rs;
+    // A key goes where its Service's dispatch goes.
+    let dispatch: HashMap<Key, usize> = maps
+        .iter()
+        .filter(|m| m.name == "service-ips" || m.name == "service-nodeports")
+        .flat_map(|m| m.elements.iter())
+        .filter_map(|(k, v)| match v {
+            Verdict::Goto(c) => Some((k.clone(), shard_of(c.as_str()))),
+            _ => None,
+        })
+        .collect();
+    let mut set_shard: HashMap<String, usize> = HashMap::new();
+    for c in chains {
+        if is_common(&c) {
             for (i, t) in out.iter_mut().enumerate() {
-                if i == 0 || !is_postrouting(c) {
+                if i == 0 || !is_postrouting(&c) {
                     t.chains.push(c.clone());
                 }
             }
@@ -1022,7 +1042,7 @@ pub fn shard(rs: Ruleset) -> Vec<Ruleset> {
         for r in &c.rules {
             for m in &r.matches {
                 if let Match::SaddrInSet(name) = m {
-                    set_shard.insert(name, i);
+                    set_shard.insert(name.clone(), i);
                 }
             }
             if let Action::Dnat {
@@ -1030,45 +1050,36 @@ pub fn shard(rs: Ruleset) -> Vec<Ruleset> {
                 ..
             } = &r.action
             {
-                set_shard.insert(name, i);
+                set_shard.insert(name.clone(), i);
             }
         }
-        out[i].chains.push(c.clone());
+        out[i].chains.push(c);
     }
-    for s in &rs.sets {
+    for s in sets {
         let i = set_shard.get(s.name.as_str()).copied().unwrap_or(0);
-        out[i].sets.push(s.clone());
+        out[i].sets.push(s);
     }
-    // A key goes where its Service's dispatch goes.
-    let dispatch: std::collections::BTreeMap<&Key, &Verdict> = rs
-        .maps
-        .iter()
-        .filter(|m| m.name == "service-ips" || m.name == "service-nodeports")
-        .flat_map(|m| m.elements.iter().map(|(k, v)| (k, v)))
-        .collect();
-    for (si, ks) in rs.key_sets.iter().enumerate() {
-        for key in &ks.keys {
-            let i = match dispatch.get(key) {
-                Some(Verdict::Goto(c)) => shard_of(c.as_str()),
-                _ => 0,
-            };
-            out[i].key_sets[si].keys.push(key.clone());
+    for (si, ks) in key_sets.into_iter().enumerate() {
+        for key in ks.keys {
+            let i = dispatch.get(&key).copied().unwrap_or(0);
+            out[i].key_sets[si].keys.push(key);
         }
     }
-    for p in &rs.picks {
+    for p in picks {
         // `pick-HASH-c`: the same hash as its chain.
-        out[shard_of(&p.name)].picks.push(p.clone());
+        let i = shard_of(&p.name);
+        out[i].picks.push(p);
     }
-    for (mi, m) in rs.maps.iter().enumerate() {
-        for (key, v) in &m.elements {
-            let i = match v {
+    for (mi, m) in maps.into_iter().enumerate() {
+        for (key, v) in m.elements {
+            let i = match &v {
                 Verdict::Goto(c) => shard_of(c),
                 // No chain to follow: the first table, so the others need
                 // no filter-hook chains (a new connection pays for each
                 // table's hooks).
                 _ => 0,
             };
-            out[i].maps[mi].elements.push((key.clone(), v.clone()));
+            out[i].maps[mi].elements.push((key, v));
         }
     }
     out
