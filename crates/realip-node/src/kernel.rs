@@ -124,10 +124,7 @@ pub(crate) fn add_affinity_set(batch: &mut Batch, family: Family, table: &str, s
 /// map per group, bound by the group's one rule: a map shared by many
 /// rules would cost the kernel a check of every element per binding.
 pub(crate) fn add_pick_map(batch: &mut Batch, family: Family, table: &str, name: &str, size: u32) {
-    let t = match family {
-        Family::Ip => datatype::IPADDR,
-        Family::Ip6 => datatype::IP6ADDR,
-    };
+    let t = addr_type(family);
     batch.add_set(
         nf_family(family),
         table,
@@ -207,34 +204,11 @@ pub(crate) fn add_pick_elements(
 /// A set of map keys (`cluster-ips`, `cluster-external`,
 /// `cluster-nodeports`).
 pub(crate) fn add_key_set(batch: &mut Batch, family: Family, table: &str, ks: &KeySet) {
-    let t = match family {
-        Family::Ip => datatype::IPADDR,
-        Family::Ip6 => datatype::IP6ADDR,
-    };
-    let (key_type, key_len) = if ks.with_addr {
-        (
-            datatype::concat(&[t, datatype::INET_PROTOCOL, datatype::INET_SERVICE]),
-            addr_width(family) + 8,
-        )
-    } else {
-        (
-            datatype::concat(&[datatype::INET_PROTOCOL, datatype::INET_SERVICE]),
-            8,
-        )
-    };
+    let (key_type, key_len) = key_shape(family, ks.with_addr);
     batch.add_set(
         nf_family(family),
         table,
-        &SetSpec {
-            name: ks.name.into(),
-            key_type,
-            key_len,
-            data: SetData::None,
-            anonymous: false,
-            dynamic_timeout_ms: None,
-            size: None,
-            userdata: None,
-        },
+        &plain_set(key_type, key_len, ks.name, SetData::None),
     );
 }
 
@@ -252,23 +226,16 @@ pub(crate) fn del_keys(batch: &mut Batch, family: Family, table: &str, set: &str
 
 /// The `hairpin` set: `saddr . daddr` pairs of one endpoint address.
 pub(crate) fn add_hairpin_set(batch: &mut Batch, family: Family, table: &str) {
-    let t = match family {
-        Family::Ip => datatype::IPADDR,
-        Family::Ip6 => datatype::IP6ADDR,
-    };
+    let t = addr_type(family);
     batch.add_set(
         nf_family(family),
         table,
-        &SetSpec {
-            name: "hairpin".into(),
-            key_type: datatype::concat(&[t, t]),
-            key_len: 2 * addr_width(family),
-            data: SetData::None,
-            anonymous: false,
-            dynamic_timeout_ms: None,
-            size: None,
-            userdata: None,
-        },
+        &plain_set(
+            datatype::concat(&[t, t]),
+            2 * addr_width(family),
+            "hairpin",
+            SetData::None,
+        ),
     );
 }
 
@@ -293,6 +260,48 @@ pub(crate) fn del_hairpin(batch: &mut Batch, family: Family, table: &str, ips: &
     batch.del_elements(nf_family(family), table, "hairpin", &hairpin_keys(ips));
 }
 
+/// nft's address type of a family.
+fn addr_type(family: Family) -> u32 {
+    match family {
+        Family::Ip => datatype::IPADDR,
+        Family::Ip6 => datatype::IP6ADDR,
+    }
+}
+
+/// Type and length of a dispatch key: `addr . proto . port` or
+/// `proto . port`, each field padded to 4 bytes.
+fn key_shape(family: Family, with_addr: bool) -> (u32, u32) {
+    if with_addr {
+        (
+            datatype::concat(&[
+                addr_type(family),
+                datatype::INET_PROTOCOL,
+                datatype::INET_SERVICE,
+            ]),
+            addr_width(family) + 8,
+        )
+    } else {
+        (
+            datatype::concat(&[datatype::INET_PROTOCOL, datatype::INET_SERVICE]),
+            8,
+        )
+    }
+}
+
+/// A named set or map with nothing but a key and maybe verdicts.
+fn plain_set(key_type: u32, key_len: u32, name: &str, data: SetData) -> SetSpec {
+    SetSpec {
+        name: name.to_string(),
+        key_type,
+        key_len,
+        data,
+        anonymous: false,
+        dynamic_timeout_ms: None,
+        size: None,
+        userdata: None,
+    }
+}
+
 fn addr_width(family: Family) -> u32 {
     match family {
         Family::Ip => 4,
@@ -301,34 +310,11 @@ fn addr_width(family: Family) -> u32 {
 }
 
 pub(crate) fn add_map(batch: &mut Batch, family: Family, table: &str, m: &Map) {
-    let addr_type = match family {
-        Family::Ip => datatype::IPADDR,
-        Family::Ip6 => datatype::IP6ADDR,
-    };
-    let (key_type, key_len) = if m.with_addr {
-        (
-            datatype::concat(&[addr_type, datatype::INET_PROTOCOL, datatype::INET_SERVICE]),
-            addr_width(family) + 8,
-        )
-    } else {
-        (
-            datatype::concat(&[datatype::INET_PROTOCOL, datatype::INET_SERVICE]),
-            8,
-        )
-    };
+    let (key_type, key_len) = key_shape(family, m.with_addr);
     batch.add_set(
         nf_family(family),
         table,
-        &SetSpec {
-            name: m.name.to_string(),
-            key_type,
-            key_len,
-            data: SetData::Verdict,
-            anonymous: false,
-            dynamic_timeout_ms: None,
-            size: None,
-            userdata: None,
-        },
+        &plain_set(key_type, key_len, m.name, SetData::Verdict),
     );
 }
 

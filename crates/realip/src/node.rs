@@ -128,6 +128,17 @@ fn load(objects: &Path) -> Result<realip_node::model::Model, ExitCode> {
     }
 }
 
+/// The single-threaded runtime the long-running subcommands use.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("realip node: starting the runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
 /// Run `realip node`.
 pub fn run(args: Args) -> ExitCode {
     let Some(command) = args.command else {
@@ -175,15 +186,9 @@ pub fn run(args: Args) -> ExitCode {
                 Err(code) => return code,
             };
             let checks = health_checks(&model, &node);
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let rt = match runtime() {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("realip node: starting the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             rt.block_on(async move {
                 // The objects were read just now: the proxy state is fresh.
@@ -376,15 +381,9 @@ fn agent(args: AgentArgs) -> ExitCode {
             }
         };
     }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("realip node: starting the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     rt.block_on(async move {
         // Healthy while syncs keep succeeding (kube-proxy: within twice

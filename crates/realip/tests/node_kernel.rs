@@ -64,6 +64,20 @@ ports: [{name: http, port: 8080, protocol: TCP}]
 endpoints: [{addresses: [10.244.1.10], nodeName: node-1, conditions: {ready: true}}]
 "#;
 
+/// The lab of these tests: two nodes, one pod on each.
+fn two_nodes_one_pod_each() -> Lab {
+    Lab::build(
+        plan(
+            &Spec {
+                pods_per_node: vec![1, 1],
+            },
+            &unique_id(),
+        )
+        .unwrap(),
+    )
+    .expect("lab")
+}
+
 fn supported() -> bool {
     common::netns_supported(Ok(()))
 }
@@ -152,16 +166,7 @@ fn seeds_paths_cluster_local_and_health() {
     let dir = common::scratch("node-kernel");
     let objects = dir.join("objects.yaml");
     std::fs::write(&objects, OBJECTS).unwrap();
-    let lab = Lab::build(
-        plan(
-            &Spec {
-                pods_per_node: vec![1, 1],
-            },
-            &unique_id(),
-        )
-        .unwrap(),
-    )
-    .expect("lab");
+    let lab = two_nodes_one_pod_each();
     // The agent in each node's namespace programs the kernel and serves
     // the health checks.
     let logs = [dir.join("node-1.log"), dir.join("node-2.log")];
@@ -287,16 +292,7 @@ fn endpoint_removal_resync_under_load_and_restart() {
     let both = [("10.244.1.10", "node-1"), ("10.244.2.10", "node-2")];
     let one = [("10.244.1.10", "node-1")];
     rewrite(&objects, &dynamic_objects(&both, false));
-    let lab = Lab::build(
-        plan(
-            &Spec {
-                pods_per_node: vec![1, 1],
-            },
-            &unique_id(),
-        )
-        .unwrap(),
-    )
-    .expect("lab");
+    let lab = two_nodes_one_pod_each();
     let log1 = dir.join("node-1.log");
     let _a1 = agent(&lab, 1, &objects, &log1);
     let log2 = dir.join("node-2.log");
@@ -443,16 +439,7 @@ fn udp_flows_follow_a_replaced_endpoint() {
     let dir = common::scratch("node-udp");
     let objects = dir.join("objects.yaml");
     rewrite(&objects, &udp_objects("10.244.1.10", "node-1"));
-    let lab = Lab::build(
-        plan(
-            &Spec {
-                pods_per_node: vec![1, 1],
-            },
-            &unique_id(),
-        )
-        .unwrap(),
-    )
-    .expect("lab");
+    let lab = two_nodes_one_pod_each();
     let log = dir.join("node-1.log");
     let _agent = agent(&lab, 1, &objects, &log);
     wait_sync(&log, 0);
