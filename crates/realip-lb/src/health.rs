@@ -1,0 +1,167 @@
+//! Health-check verdicts, as pure state: how many checks in a row must
+//! pass (rise) or fail (fall) to flip a backend, and what weight a check's
+//! answer gives it. The probing itself (TCP connect, HTTP GET with a
+//! timeout) lives with the I/O.
+
+/// A backend's health as the checks have seen it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    up: bool,
+    /// Checks in a row that disagreed with `up`.
+    streak: u32,
+    /// The weight the last passing check reported, if it reported one.
+    reported: Option<u32>,
+}
+
+/// What a check changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing.
+    None,
+    /// The backend went down.
+    Down,
+    /// The backend came back.
+    Up,
+    /// Still up, with a new reported weight.
+    Reweighted,
+}
+
+/// One check's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// Failed: refused, timed out, or an unexpected status.
+    Fail,
+    /// Passed, maybe with a weight from the answer.
+    Pass(Option<u32>),
+}
+
+impl Health {
+    /// A backend not yet checked: up, as HAProxy and nginx start servers,
+    /// so a pool serves before its first check round completes.
+    pub fn new() -> Self {
+        Health {
+            up: true,
+            streak: 0,
+            reported: None,
+        }
+    }
+
+    /// Whether the backend takes traffic.
+    pub fn is_up(&self) -> bool {
+        self.up
+    }
+
+    /// The weight to schedule with: the configured one, or what the checks
+    /// report (a node's local endpoint count), and 0 when down.
+    pub fn weight(&self, configured: u32) -> u32 {
+        if !self.up {
+            return 0;
+        }
+        self.reported.unwrap_or(configured)
+    }
+
+    /// Record a check: `rise` passes in a row bring a down backend back,
+    /// `fall` failures in a row take an up one out (both at least 1).
+    pub fn observe(&mut self, probe: Probe, rise: u32, fall: u32) -> Change {
+        let agrees = matches!(probe, Probe::Pass(_)) == self.up;
+        if agrees {
+            self.streak = 0;
+        } else {
+            self.streak += 1;
+        }
+        let mut change = Change::None;
+        if !agrees {
+            let needed = if self.up { fall } else { rise };
+            if self.streak >= needed.max(1) {
+                self.up = !self.up;
+                self.streak = 0;
+                change = if self.up { Change::Up } else { Change::Down };
+            }
+        }
+        if let (true, Probe::Pass(w)) = (self.up, probe) {
+            if w != self.reported {
+                self.reported = w;
+                if change == Change::None {
+                    change = Change::Reweighted;
+                }
+            }
+        }
+        change
+    }
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The weight a kube-proxy health answer reports: the
+/// `X-Load-Balancing-Endpoint-Weight` header, else `localEndpoints` in the
+/// JSON body. A node with two local pods is worth two shares; 0 takes it
+/// out (kube-proxy answers 503 then anyway).
+pub fn reported_weight<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    body: &[u8],
+) -> Option<u32> {
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case("x-load-balancing-endpoint-weight") {
+            if let Ok(w) = value.trim().parse() {
+                return Some(w);
+            }
+        }
+    }
+    // `"localEndpoints": N` without a JSON parser: the body is small and
+    // this is the only field wanted.
+    let text = std::str::from_utf8(body).ok()?;
+    let at = text.find("\"localEndpoints\"")? + "\"localEndpoints\"".len();
+    let rest = text[at..].trim_start().strip_prefix(':')?.trim_start();
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fall_takes_out_rise_brings_back() {
+        let mut h = Health::new();
+        assert!(h.is_up());
+        assert_eq!(h.observe(Probe::Fail, 2, 3), Change::None);
+        assert_eq!(h.observe(Probe::Fail, 2, 3), Change::None);
+        // A pass in between resets the count.
+        assert_eq!(h.observe(Probe::Pass(None), 2, 3), Change::None);
+        for _ in 0..2 {
+            assert_eq!(h.observe(Probe::Fail, 2, 3), Change::None);
+        }
+        assert_eq!(h.observe(Probe::Fail, 2, 3), Change::Down);
+        assert_eq!(h.weight(5), 0);
+        assert_eq!(h.observe(Probe::Pass(None), 2, 3), Change::None);
+        assert_eq!(h.observe(Probe::Pass(None), 2, 3), Change::Up);
+        assert_eq!(h.weight(5), 5);
+    }
+
+    #[test]
+    fn reported_weights_override_the_configured_one() {
+        let mut h = Health::new();
+        assert_eq!(h.observe(Probe::Pass(Some(2)), 1, 1), Change::Reweighted);
+        assert_eq!(h.weight(1), 2);
+        assert_eq!(h.observe(Probe::Pass(Some(2)), 1, 1), Change::None);
+        assert_eq!(h.observe(Probe::Pass(Some(1)), 1, 1), Change::Reweighted);
+        assert_eq!(h.weight(7), 1);
+    }
+
+    #[test]
+    fn weights_from_kube_proxy_answers() {
+        let body = b"{\n\t\"service\": {\n\t\t\"namespace\": \"demo\",\n\t\t\"name\": \"web\"\n\t},\n\t\"localEndpoints\": 2,\n\t\"serviceProxyHealthy\": true\n}\n";
+        assert_eq!(reported_weight([], body), Some(2));
+        assert_eq!(
+            reported_weight([("X-Load-Balancing-Endpoint-Weight", "3")], body),
+            Some(3)
+        );
+        assert_eq!(reported_weight([], b"ok"), None);
+        assert_eq!(reported_weight([], b"{\"localEndpoints\": x}"), None);
+        assert_eq!(reported_weight([], &[0xff, 0xfe]), None);
+    }
+}
