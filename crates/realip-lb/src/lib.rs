@@ -1,4 +1,6 @@
-//! realip-lb: the load balancer's pure parts (the proxying lands later).
+//! realip-lb: the seeds' cloud load balancer. So far: scheduling and
+//! health verdicts (pure), and the L4 TCP proxy ([`tcp`]) with the
+//! `none`, `proxy-v1` and `proxy-v2` client-IP modes.
 //!
 //! [`Schedule`] picks a backend for a request or a flow by the configured
 //! [`Method`]: round robin, smooth weighted round robin (nginx's), least
@@ -12,13 +14,14 @@
 //! check reports `localEndpoints: N` is weighted N, so each pod behind a
 //! Local Service gets an equal share; weight 0 takes a backend out.
 //!
-//! What it must not do: I/O, or a pick whose cost grows with the number
-//! of backends for Maglev and source hash (both are table or hash
-//! lookups).
+//! What it must not do: I/O outside [`tcp`], a wait without a deadline,
+//! or a pick whose cost grows with the number of backends for Maglev and
+//! source hash (both are table or hash lookups).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod health;
+pub mod tcp;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};

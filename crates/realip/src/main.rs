@@ -11,6 +11,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod lab;
+mod lb;
 mod logging;
 mod node;
 mod resolve;
@@ -32,6 +33,7 @@ enum Command {
     Whoami(whoami::Args),
     Node(node::Args),
     Lab(lab::Args),
+    Lb(lb::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,5 +47,6 @@ fn main() -> ExitCode {
         Command::Whoami(args) => whoami::run(args),
         Command::Node(args) => node::run(args),
         Command::Lab(args) => lab::run(args),
+        Command::Lb(args) => lb::run(args),
     }
 }

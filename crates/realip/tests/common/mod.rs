@@ -38,7 +38,7 @@ impl Drop for Whoami {
     }
 }
 
-fn field(line: &str, key: &str) -> Option<SocketAddr> {
+pub fn field(line: &str, key: &str) -> Option<SocketAddr> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     v["fields"][key].as_str()?.parse().ok()
 }

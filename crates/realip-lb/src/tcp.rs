@@ -1,0 +1,146 @@
+//! The L4 TCP proxy: accept, pick a backend, tell it who the client is
+//! (or not, as the seeds' LB in front of kube-proxy does not), copy both
+//! ways until either side is done or the connection idles out.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use realip_core::proxy::{OwnedHeader, Version};
+use realip_net::IdleTimeout;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::Schedule;
+
+/// How the backend learns the client's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientIp {
+    /// It does not: it sees the LB's own address (the seeds' problem).
+    None,
+    /// A PROXY protocol v1 line before the client's bytes.
+    ProxyV1,
+    /// A PROXY protocol v2 header before the client's bytes.
+    ProxyV2,
+}
+
+impl std::str::FromStr for ClientIp {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(ClientIp::None),
+            "proxy-v1" => Ok(ClientIp::ProxyV1),
+            "proxy-v2" => Ok(ClientIp::ProxyV2),
+            _ => Err(format!(
+                "{s:?} is not a TCP client-IP mode: none, proxy-v1 or proxy-v2"
+            )),
+        }
+    }
+}
+
+/// Settings of one TCP listener.
+#[derive(Debug, Clone)]
+pub struct TcpConfig {
+    /// How the backend learns the client.
+    pub client_ip: ClientIp,
+    /// Longest wait for a backend to accept.
+    pub connect_timeout: Duration,
+    /// A connection with no bytes either way for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+/// Counters for `/metrics` and the logs.
+#[derive(Debug, Default)]
+pub struct TcpStats {
+    /// Connections accepted.
+    pub accepted: AtomicU64,
+    /// Connections that found no backend, or none that answered.
+    pub failed: AtomicU64,
+    /// Bytes from clients to backends.
+    pub bytes_up: AtomicU64,
+    /// Bytes from backends to clients.
+    pub bytes_down: AtomicU64,
+}
+
+/// Serve `listener` until `shutdown` turns true; then stop accepting and
+/// return (open connections finish on their own tasks).
+pub async fn serve(
+    listener: TcpListener,
+    schedule: Arc<Schedule>,
+    config: TcpConfig,
+    stats: Arc<TcpStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.wait_for(|&v| v) => return,
+        };
+        let (client, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of descriptors and the like: back off, do not spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let (schedule, config, stats) = (schedule.clone(), config.clone(), stats.clone());
+        tokio::spawn(async move {
+            if let Err(e) = connection(client, peer, &schedule, &config, &stats).await {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%peer, error = %e, "connection failed");
+            }
+        });
+    }
+}
+
+async fn connection(
+    client: TcpStream,
+    peer: SocketAddr,
+    schedule: &Schedule,
+    config: &TcpConfig,
+    stats: &TcpStats,
+) -> std::io::Result<()> {
+    let local = client.local_addr()?;
+    let picked = schedule
+        .pick(peer, local)
+        .ok_or_else(|| std::io::Error::other("no backend is up"))?;
+    let target = picked.backend().addr;
+    let mut backend =
+        match tokio::time::timeout(config.connect_timeout, TcpStream::connect(target)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(std::io::Error::other(format!("backend {target}: {e}"))),
+            Err(_) => {
+                return Err(std::io::Error::other(format!(
+                    "backend {target}: no answer within {:?}",
+                    config.connect_timeout
+                )))
+            }
+        };
+    let _ = client.set_nodelay(true);
+    let _ = backend.set_nodelay(true);
+    let version = match config.client_ip {
+        ClientIp::None => None,
+        ClientIp::ProxyV1 => Some(Version::V1),
+        ClientIp::ProxyV2 => Some(Version::V2),
+    };
+    if let Some(v) = version {
+        let header = OwnedHeader::tcp(v, peer, local)
+            .encode(false)
+            .map_err(std::io::Error::other)?;
+        backend.write_all(&header).await?;
+    }
+    tracing::info!(%peer, backend = %target, "connected");
+    let mut client = IdleTimeout::new(client, config.idle_timeout);
+    let mut backend = IdleTimeout::new(backend, config.idle_timeout);
+    let (up, down) = tokio::io::copy_bidirectional(&mut client, &mut backend).await?;
+    stats.bytes_up.fetch_add(up, Ordering::Relaxed);
+    stats.bytes_down.fetch_add(down, Ordering::Relaxed);
+    drop(picked);
+    Ok(())
+}

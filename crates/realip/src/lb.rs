@@ -1,0 +1,103 @@
+//! `realip lb`: the seeds' cloud load balancer. So far the L4 TCP role.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use realip_lb::tcp::{ClientIp, TcpConfig, TcpStats};
+use realip_lb::{Backend, Method, Schedule};
+
+#[derive(Debug, clap::Args)]
+#[command(
+    about = "The cloud load balancer in front of the nodes (so far: L4 TCP)",
+    long_about = "The seeds' cloud load balancer, L4 TCP so far: accept on --listen, pick a backend by \
+--schedule, tell it who the client is by --client-ip, copy both ways. none: the backend sees this \
+process's address, the seeds' problem; proxy-v1 / proxy-v2: a PROXY protocol header with the client's \
+address goes first (haproxy's send-proxy / send-proxy-v2). Schedules: round-robin, \
+weighted-round-robin, least-connections, source-hash (the same client, the same backend; ULB's \
+vserver-method source), maglev (consistent: a backend going away moves few other flows). Backends \
+take ADDR:PORT or ADDR:PORT=WEIGHT. HTTP and UDP modes, health checks and the config file come next."
+)]
+pub struct Args {
+    /// What to balance: tcp (http and udp come next).
+    #[arg(long, default_value = "tcp", value_parser = ["tcp"])]
+    mode: String,
+    /// Where to listen.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: SocketAddr,
+    /// A backend, ADDR:PORT or ADDR:PORT=WEIGHT (repeatable).
+    #[arg(long = "backend", value_name = "ADDR:PORT[=WEIGHT]", required = true, value_parser = parse_backend)]
+    backends: Vec<Backend>,
+    /// How the backend learns the client: none, proxy-v1 or proxy-v2.
+    #[arg(long = "client-ip", default_value = "none")]
+    client_ip: ClientIp,
+    /// round-robin, weighted-round-robin, least-connections, source-hash or maglev.
+    #[arg(long, default_value = "round-robin")]
+    schedule: Method,
+    /// Longest wait for a backend to accept.
+    #[arg(long = "connect-timeout", default_value = "3s", value_parser = crate::whoami::parse_duration)]
+    connect_timeout: Duration,
+    /// Close a connection with no traffic either way for this long.
+    #[arg(long = "idle-timeout", default_value = "300s", value_parser = crate::whoami::parse_duration)]
+    idle_timeout: Duration,
+    /// Log format.
+    #[arg(long = "log-format", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+fn parse_backend(s: &str) -> Result<Backend, String> {
+    let (addr, weight) = match s.split_once('=') {
+        Some((a, w)) => (
+            a,
+            w.parse::<u32>()
+                .map_err(|_| format!("{w:?} is not a weight (a whole number)"))?,
+        ),
+        None => (s, 1),
+    };
+    let addr = addr
+        .parse()
+        .map_err(|_| format!("{addr:?} is not ADDR:PORT"))?;
+    Ok(Backend { addr, weight })
+}
+
+/// Run `realip lb`.
+pub fn run(args: Args) -> ExitCode {
+    crate::logging::init(&args.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("realip lb: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(args.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("realip lb: binding {}: {e}", args.listen);
+                return ExitCode::from(2);
+            }
+        };
+        let local = listener.local_addr().map_or(args.listen, |a| a);
+        let schedule = Arc::new(Schedule::new(args.schedule, args.backends));
+        tracing::info!(tcp = %local, backends = schedule.backends().len(), "listening");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let config = TcpConfig {
+            client_ip: args.client_ip,
+            connect_timeout: args.connect_timeout,
+            idle_timeout: args.idle_timeout,
+        };
+        let stats = Arc::new(TcpStats::default());
+        let server = tokio::spawn(realip_lb::tcp::serve(
+            listener, schedule, config, stats, stop_rx,
+        ));
+        crate::logging::wait_for_signal().await;
+        let _ = stop_tx.send(true);
+        let _ = server.await;
+        ExitCode::SUCCESS
+    })
+}
