@@ -49,6 +49,7 @@ fn lb(args: &[&str]) -> Lb {
             Ok(l) => l,
             Err(_) => {
                 let _ = child.kill();
+                let _ = child.wait();
                 panic!("realip lb did not report listening ({args:?})");
             }
         };
