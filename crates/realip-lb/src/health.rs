@@ -165,3 +165,111 @@ mod tests {
         assert_eq!(reported_weight([], &[0xff, 0xfe]), None);
     }
 }
+
+/// How a pool's backends are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// A TCP connect within the timeout passes.
+    Tcp,
+    /// `GET PATH` answering 2xx within the timeout passes; the answer may
+    /// carry a weight ([`reported_weight`]). Any path of a kube-proxy
+    /// healthCheckNodePort works.
+    Http(String),
+}
+
+impl std::str::FromStr for Check {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            None if s == "tcp" => Ok(Check::Tcp),
+            Some(("http", path)) if path.starts_with('/') => Ok(Check::Http(path.to_string())),
+            _ => Err(format!("{s:?} is not a health check: tcp or http:/PATH")),
+        }
+    }
+}
+
+/// Largest health answer read (head and body): kube-proxy's is about 150
+/// bytes.
+const MAX_ANSWER: usize = 16 * 1024;
+
+/// Check one backend once.
+pub async fn probe(
+    check: &Check,
+    addr: std::net::SocketAddr,
+    timeout: std::time::Duration,
+) -> Probe {
+    match tokio::time::timeout(timeout, probe_inner(check, addr)).await {
+        Ok(p) => p,
+        Err(_) => Probe::Fail,
+    }
+}
+
+async fn probe_inner(check: &Check, addr: std::net::SocketAddr) -> Probe {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return Probe::Fail;
+    };
+    let path = match check {
+        Check::Tcp => return Probe::Pass(None),
+        Check::Http(p) => p,
+    };
+    let req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: realip-lb\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return Probe::Fail;
+    }
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    while buf.len() < MAX_ANSWER {
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n.min(MAX_ANSWER - buf.len())]),
+        }
+    }
+    judge(&buf)
+}
+
+/// A health answer's verdict: 2xx passes, with the weight it reports.
+fn judge(answer: &[u8]) -> Probe {
+    let text = String::from_utf8_lossy(answer);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    if !(200..300).contains(&status) {
+        return Probe::Fail;
+    }
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim(), v.trim()));
+    Probe::Pass(reported_weight(headers, body.as_bytes()))
+}
+
+#[cfg(test)]
+mod probe_tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_judged_by_status_and_weight() {
+        assert_eq!(judge(b"HTTP/1.1 200 OK\r\n\r\n"), Probe::Pass(None));
+        assert_eq!(
+            judge(b"HTTP/1.1 200 OK\r\nX-Load-Balancing-Endpoint-Weight: 2\r\n\r\n{}"),
+            Probe::Pass(Some(2))
+        );
+        assert_eq!(
+            judge(b"HTTP/1.1 503 Service Unavailable\r\n\r\n"),
+            Probe::Fail
+        );
+        assert_eq!(judge(b"garbage"), Probe::Fail);
+        assert_eq!(judge(b""), Probe::Fail);
+        assert_eq!("tcp".parse::<Check>(), Ok(Check::Tcp));
+        assert_eq!(
+            "http:/healthz".parse::<Check>(),
+            Ok(Check::Http("/healthz".into()))
+        );
+        assert!("http:healthz".parse::<Check>().is_err());
+    }
+}

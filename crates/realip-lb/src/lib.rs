@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod health;
+pub mod pool;
 pub mod tcp;
 
 use std::net::{IpAddr, SocketAddr};

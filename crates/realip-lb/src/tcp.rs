@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::Schedule;
+use crate::pool::Pool;
 
 /// How the backend learns the client's address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +69,7 @@ pub struct TcpStats {
 /// return (open connections finish on their own tasks).
 pub async fn serve(
     listener: TcpListener,
-    schedule: Arc<Schedule>,
+    pool: Arc<Pool>,
     config: TcpConfig,
     stats: Arc<TcpStats>,
     mut shutdown: watch::Receiver<bool>,
@@ -89,9 +89,9 @@ pub async fn serve(
             }
         };
         stats.accepted.fetch_add(1, Ordering::Relaxed);
-        let (schedule, config, stats) = (schedule.clone(), config.clone(), stats.clone());
+        let (pool, config, stats) = (pool.clone(), config.clone(), stats.clone());
         tokio::spawn(async move {
-            if let Err(e) = connection(client, peer, &schedule, &config, &stats).await {
+            if let Err(e) = connection(client, peer, &pool, &config, &stats).await {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(%peer, error = %e, "connection failed");
             }
@@ -102,11 +102,14 @@ pub async fn serve(
 async fn connection(
     client: TcpStream,
     peer: SocketAddr,
-    schedule: &Schedule,
+    pool: &Pool,
     config: &TcpConfig,
     stats: &TcpStats,
 ) -> std::io::Result<()> {
     let local = client.local_addr()?;
+    // The schedule of now; a health change later does not move this
+    // connection.
+    let schedule = pool.schedule();
     let picked = schedule
         .pick(peer, local)
         .ok_or_else(|| std::io::Error::other("no backend is up"))?;

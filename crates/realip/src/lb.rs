@@ -5,8 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use realip_lb::health::Check;
+use realip_lb::pool::{Checks, Pool};
 use realip_lb::tcp::{ClientIp, TcpConfig, TcpStats};
-use realip_lb::{Backend, Method, Schedule};
+use realip_lb::{Backend, Method};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -17,7 +19,9 @@ process's address, the seeds' problem; proxy-v1 / proxy-v2: a PROXY protocol hea
 address goes first (haproxy's send-proxy / send-proxy-v2). Schedules: round-robin, \
 weighted-round-robin, least-connections, source-hash (the same client, the same backend; ULB's \
 vserver-method source), maglev (consistent: a backend going away moves few other flows). Backends \
-take ADDR:PORT or ADDR:PORT=WEIGHT. HTTP and UDP modes, health checks and the config file come next."
+take ADDR:PORT or ADDR:PORT=WEIGHT. --health checks each backend every --health-interval: --fall \
+failures in a row take it out, --rise passes bring it back; connections in flight keep their backend. \
+HTTP and UDP modes and the config file come next."
 )]
 pub struct Args {
     /// What to balance: tcp (http and udp come next).
@@ -35,6 +39,23 @@ pub struct Args {
     /// round-robin, weighted-round-robin, least-connections, source-hash or maglev.
     #[arg(long, default_value = "round-robin")]
     schedule: Method,
+    /// Health check per backend: tcp (connect) or http:/PATH (2xx passes;
+    /// a kube-proxy answer's localEndpoints or X-Load-Balancing-Endpoint-Weight
+    /// becomes the backend's weight). Without it every backend is up.
+    #[arg(long, value_name = "tcp|http:/PATH")]
+    health: Option<Check>,
+    /// Time between health-check rounds.
+    #[arg(long = "health-interval", default_value = "2s", value_parser = crate::whoami::parse_duration)]
+    health_interval: Duration,
+    /// Longest a health check may take.
+    #[arg(long = "health-timeout", default_value = "1s", value_parser = crate::whoami::parse_duration)]
+    health_timeout: Duration,
+    /// Passes in a row that bring a backend back.
+    #[arg(long, default_value = "2")]
+    rise: u32,
+    /// Failures in a row that take a backend out.
+    #[arg(long, default_value = "3")]
+    fall: u32,
     /// Longest wait for a backend to accept.
     #[arg(long = "connect-timeout", default_value = "3s", value_parser = crate::whoami::parse_duration)]
     connect_timeout: Duration,
@@ -83,9 +104,22 @@ pub fn run(args: Args) -> ExitCode {
             }
         };
         let local = listener.local_addr().map_or(args.listen, |a| a);
-        let schedule = Arc::new(Schedule::new(args.schedule, args.backends));
-        tracing::info!(tcp = %local, backends = schedule.backends().len(), "listening");
+        let pool = Arc::new(Pool::new(args.schedule, args.backends));
+        tracing::info!(tcp = %local, backends = pool.backends().len(), "listening");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        if let Some(check) = args.health {
+            tokio::spawn(realip_lb::pool::run_checks(
+                pool.clone(),
+                Checks {
+                    check,
+                    interval: args.health_interval,
+                    timeout: args.health_timeout,
+                    rise: args.rise,
+                    fall: args.fall,
+                },
+                stop_rx.clone(),
+            ));
+        }
         let config = TcpConfig {
             client_ip: args.client_ip,
             connect_timeout: args.connect_timeout,
@@ -93,7 +127,7 @@ pub fn run(args: Args) -> ExitCode {
         };
         let stats = Arc::new(TcpStats::default());
         let server = tokio::spawn(realip_lb::tcp::serve(
-            listener, schedule, config, stats, stop_rx,
+            listener, pool, config, stats, stop_rx,
         ));
         crate::logging::wait_for_signal().await;
         let _ = stop_tx.send(true);

@@ -163,3 +163,64 @@ async fn a_dead_backend_fails_the_connection_not_the_lb() {
     assert!(realip.starts_with("127.0.0.1:"));
     let _c = connect_from("127.0.0.2", l.addr).await;
 }
+
+#[tokio::test]
+async fn a_failing_backend_is_taken_out_and_put_back() {
+    let a = whoami(&["--name", "a"]);
+    let b = whoami(&["--name", "b"]);
+    let (ba, bb) = (a.http.to_string(), b.http.to_string());
+    let l = lb(&[
+        "--backend",
+        &ba,
+        "--backend",
+        &bb,
+        "--health",
+        "http:/health",
+        "--health-interval",
+        "100ms",
+        "--fall",
+        "2",
+        "--rise",
+        "2",
+    ]);
+    let names = |n: usize| {
+        let addr = l.addr;
+        async move {
+            let mut out = Vec::new();
+            for _ in 0..n {
+                let stream = connect_from("127.0.0.2", addr).await;
+                let (_, _, body) = http1_over(stream, "GET", "/api", &[], "").await;
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                out.push(v["name"].as_str().unwrap_or("").to_string());
+            }
+            out
+        }
+    };
+    assert!(names(4).await.contains(&"a".to_string()));
+    // a's health answers 503 from now on.
+    let (s, _, _) = http1_over(
+        connect_from("127.0.0.1", a.http).await,
+        "POST",
+        "/health",
+        &[],
+        "503",
+    )
+    .await;
+    assert_eq!(s, 200);
+    // Out within interval x fall (200 ms), with room for scheduling.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let after = names(10).await;
+    assert!(after.iter().all(|n| n == "b"), "{after:?}");
+    // Back after two good checks.
+    let (s, _, _) = http1_over(
+        connect_from("127.0.0.1", a.http).await,
+        "POST",
+        "/health",
+        &[],
+        "200",
+    )
+    .await;
+    assert_eq!(s, 200);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(names(4).await.contains(&"a".to_string()));
+}

@@ -1,0 +1,159 @@
+//! A backend pool: its configured backends, what the health checks have
+//! seen, and the schedule built from both. The schedule is replaced
+//! whole when health or weights change; a pick takes the current one
+//! (connections keep the backend they were given).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::health::{probe, Change, Check, Health, Probe};
+use crate::{Backend, Method, Schedule};
+
+/// Health-check settings of a pool.
+#[derive(Debug, Clone)]
+pub struct Checks {
+    /// What a check is.
+    pub check: Check,
+    /// Time between rounds.
+    pub interval: Duration,
+    /// Longest a check may take.
+    pub timeout: Duration,
+    /// Passes in a row that bring a backend back.
+    pub rise: u32,
+    /// Failures in a row that take a backend out.
+    pub fall: u32,
+}
+
+/// A pool of backends.
+#[derive(Debug)]
+pub struct Pool {
+    method: Method,
+    configured: Vec<Backend>,
+    health: Mutex<Vec<Health>>,
+    current: RwLock<Arc<Schedule>>,
+}
+
+impl Pool {
+    /// A pool with every backend up at its configured weight.
+    pub fn new(method: Method, backends: Vec<Backend>) -> Self {
+        let schedule = Arc::new(Schedule::new(method, backends.clone()));
+        Pool {
+            method,
+            health: Mutex::new(backends.iter().map(|_| Health::new()).collect()),
+            configured: backends,
+            current: RwLock::new(schedule),
+        }
+    }
+
+    /// The schedule to pick from now.
+    pub fn schedule(&self) -> Arc<Schedule> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The configured backends, in order.
+    pub fn backends(&self) -> &[Backend] {
+        &self.configured
+    }
+
+    /// Record one round of probes (one per configured backend, in order)
+    /// and rebuild the schedule if a backend went down, came back or was
+    /// reweighted. Returns what changed.
+    pub fn observe(&self, probes: &[Probe], rise: u32, fall: u32) -> Vec<(SocketAddr, Change)> {
+        let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut changes = Vec::new();
+        for ((h, p), b) in health.iter_mut().zip(probes).zip(&self.configured) {
+            let c = h.observe(*p, rise, fall);
+            if c != Change::None {
+                changes.push((b.addr, c));
+            }
+        }
+        if !changes.is_empty() {
+            // Down backends stay in the pool with weight 0, so Maglev keeps
+            // its table size and the other flows their backends.
+            let now: Vec<Backend> = self
+                .configured
+                .iter()
+                .zip(health.iter())
+                .map(|(b, h)| Backend {
+                    addr: b.addr,
+                    weight: h.weight(b.weight),
+                })
+                .collect();
+            let schedule = Arc::new(Schedule::new(self.method, now));
+            *self.current.write().unwrap_or_else(PoisonError::into_inner) = schedule;
+        }
+        changes
+    }
+}
+
+/// Check the pool's backends every interval until `shutdown`, all of a
+/// round at once, each bounded by the timeout.
+pub async fn run_checks(pool: Arc<Pool>, checks: Checks, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let tasks: Vec<_> = pool
+            .backends()
+            .iter()
+            .map(|b| {
+                let (check, addr, timeout) = (checks.check.clone(), b.addr, checks.timeout);
+                tokio::spawn(async move { probe(&check, addr, timeout).await })
+            })
+            .collect();
+        let mut probes = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            probes.push(t.await.unwrap_or(Probe::Fail));
+        }
+        for (addr, change) in pool.observe(&probes, checks.rise, checks.fall) {
+            match change {
+                Change::Down => tracing::warn!(backend = %addr, "backend down"),
+                Change::Up => tracing::info!(backend = %addr, "backend up"),
+                Change::Reweighted => {
+                    tracing::info!(backend = %addr, "backend reweighted by its health answer")
+                }
+                Change::None => {}
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(checks.interval) => {}
+            _ = shutdown.wait_for(|&v| v) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_down_backend_leaves_the_schedule_and_comes_back() {
+        let b: Vec<Backend> = ["127.0.0.10:80", "127.0.0.11:80"]
+            .iter()
+            .map(|a| Backend {
+                addr: a.parse().unwrap(),
+                weight: 1,
+            })
+            .collect();
+        let pool = Pool::new(Method::RoundRobin, b);
+        assert_eq!(pool.schedule().backends().len(), 2);
+        let fail = [Probe::Fail, Probe::Pass(None)];
+        assert!(pool.observe(&fail, 2, 2).is_empty());
+        assert_eq!(pool.observe(&fail, 2, 2).len(), 1);
+        assert_eq!(pool.schedule().backends().len(), 1);
+        let pass = [Probe::Pass(None), Probe::Pass(None)];
+        assert!(pool.observe(&pass, 2, 2).is_empty());
+        assert_eq!(
+            pool.observe(&pass, 2, 2),
+            [(pool.backends()[0].addr, Change::Up)]
+        );
+        assert_eq!(pool.schedule().backends().len(), 2);
+        // A reported weight reshapes the schedule.
+        let w = [Probe::Pass(Some(2)), Probe::Pass(None)];
+        assert_eq!(pool.observe(&w, 2, 2).len(), 1);
+        assert_eq!(pool.schedule().backends()[0].weight, 2);
+    }
+}
