@@ -25,6 +25,9 @@ pub struct Checks {
     pub rise: u32,
     /// Failures in a row that take a backend out.
     pub fall: u32,
+    /// Check this port of each backend's address instead of its own (a
+    /// node's healthCheckNodePort, as cloud LBs do).
+    pub port: Option<u16>,
 }
 
 /// A pool of backends.
@@ -100,7 +103,11 @@ pub async fn run_checks(pool: Arc<Pool>, checks: Checks, mut shutdown: watch::Re
             .backends()
             .iter()
             .map(|b| {
-                let (check, addr, timeout) = (checks.check.clone(), b.addr, checks.timeout);
+                let addr = match checks.port {
+                    Some(p) => SocketAddr::new(b.addr.ip(), p),
+                    None => b.addr,
+                };
+                let (check, timeout) = (checks.check.clone(), checks.timeout);
                 tokio::spawn(async move { probe(&check, addr, timeout).await })
             })
             .collect();

@@ -44,6 +44,10 @@ pub struct Args {
     /// becomes the backend's weight). Without it every backend is up.
     #[arg(long, value_name = "tcp|http:/PATH")]
     health: Option<Check>,
+    /// Check this port of each backend's address instead of the backend's
+    /// own (a node's healthCheckNodePort).
+    #[arg(long = "health-port", value_name = "PORT")]
+    health_port: Option<u16>,
     /// Time between health-check rounds.
     #[arg(long = "health-interval", default_value = "2s", value_parser = crate::whoami::parse_duration)]
     health_interval: Duration,
@@ -116,6 +120,7 @@ pub fn run(args: Args) -> ExitCode {
                     timeout: args.health_timeout,
                     rise: args.rise,
                     fall: args.fall,
+                    port: args.health_port,
                 },
                 stop_rx.clone(),
             ));

@@ -224,3 +224,127 @@ async fn a_failing_backend_is_taken_out_and_put_back() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(names(4).await.contains(&"a".to_string()));
 }
+
+/// A free port on both 127.0.0.10 and 127.0.0.11.
+fn port_on_both() -> u16 {
+    for _ in 0..20 {
+        let a = std::net::TcpListener::bind("127.0.0.10:0").unwrap();
+        let p = a.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.11", p)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no port free on both addresses");
+}
+
+fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listening on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> Reaped {
+    Reaped(
+        Command::new(env!("CARGO_BIN_EXE_realip"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// The seeds' imbalance, fixed: behind a Local Service, node 1 has two
+/// pods and node 2 one. The LB checks each node's healthCheckNodePort
+/// (`realip node health-check`, kube-proxy's answers) and weighs the node
+/// by its local endpoint count, so each pod gets a third.
+#[tokio::test]
+async fn endpoint_counts_from_health_checks_weigh_the_nodes() {
+    let health = port_on_both();
+    let dir = scratch("lb-weights");
+    let objects = dir.join("objects.yaml");
+    std::fs::write(
+        &objects,
+        format!(
+            "apiVersion: v1\nkind: Node\nmetadata: {{name: node-1}}\nspec: {{podCIDR: 10.244.1.0/24}}\n---\napiVersion: v1\nkind: Node\nmetadata: {{name: node-2}}\nspec: {{podCIDR: 10.244.2.0/24}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: demo}}\nspec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.11\n  externalTrafficPolicy: Local\n  healthCheckNodePort: {health}\n  ports: [{{port: 80, targetPort: 8080, nodePort: 30081}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: web-1, namespace: demo, labels: {{kubernetes.io/service-name: web}}}}\naddressType: IPv4\nports: [{{port: 8080, protocol: TCP}}]\nendpoints:\n- {{addresses: [10.244.1.5], nodeName: node-1, conditions: {{ready: true}}}}\n- {{addresses: [10.244.1.6], nodeName: node-1, conditions: {{ready: true}}}}\n- {{addresses: [10.244.2.5], nodeName: node-2, conditions: {{ready: true}}}}\n"
+        ),
+    )
+    .unwrap();
+    let objs = objects.to_str().unwrap();
+    let _h1 = spawn(&[
+        "node",
+        "health-check",
+        "--objects",
+        objs,
+        "--node",
+        "node-1",
+        "--address",
+        "127.0.0.10",
+        "--healthz",
+        "127.0.0.10:0",
+    ]);
+    let _h2 = spawn(&[
+        "node",
+        "health-check",
+        "--objects",
+        objs,
+        "--node",
+        "node-2",
+        "--address",
+        "127.0.0.11",
+        "--healthz",
+        "127.0.0.11:0",
+    ]);
+    let port = port_on_both();
+    let n1 = format!("127.0.0.10:{port}");
+    let n2 = format!("127.0.0.11:{port}");
+    let _w1 = spawn(&["whoami", "--listen", &n1, "--name", "node-1"]);
+    let _w2 = spawn(&["whoami", "--listen", &n2, "--name", "node-2"]);
+    for a in [&n1, &n2] {
+        wait_listening(a.parse().unwrap());
+    }
+    wait_listening(SocketAddr::from(([127, 0, 0, 10], health)));
+    wait_listening(SocketAddr::from(([127, 0, 0, 11], health)));
+    let l = lb(&[
+        "--backend",
+        &n1,
+        "--backend",
+        &n2,
+        "--schedule",
+        "weighted-round-robin",
+        "--health",
+        "http:/",
+        "--health-port",
+        &health.to_string(),
+        "--health-interval",
+        "100ms",
+        "--rise",
+        "1",
+    ]);
+    // A check round or two to learn the weights.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut on_node_1 = 0;
+    let total = 3000;
+    for _ in 0..total {
+        let stream = connect_from("127.0.0.2", l.addr).await;
+        let (_, _, body) = http1_over(stream, "GET", "/", &[], "").await;
+        on_node_1 += usize::from(body.contains("Name: node-1\n"));
+    }
+    let share = on_node_1 as f64 / total as f64;
+    assert!(
+        (share - 2.0 / 3.0).abs() <= 0.05,
+        "node-1 took {on_node_1} of {total}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
