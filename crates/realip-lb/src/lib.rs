@@ -1,6 +1,7 @@
 //! realip-lb: the seeds' cloud load balancer. So far: scheduling and
-//! health verdicts (pure), and the L4 TCP proxy ([`tcp`]) with the
-//! `none`, `proxy-v1` and `proxy-v2` client-IP modes.
+//! health verdicts (pure), pools with health checks ([`pool`]), and the L4
+//! proxies: TCP ([`tcp`]: `none`, `proxy-v1`, `proxy-v2`) and UDP ([`udp`]:
+//! `none`, `proxy-v2` per datagram, a flow table with idle timeouts).
 //!
 //! [`Schedule`] picks a backend for a request or a flow by the configured
 //! [`Method`]: round robin, smooth weighted round robin (nginx's), least
@@ -14,7 +15,8 @@
 //! check reports `localEndpoints: N` is weighted N, so each pod behind a
 //! Local Service gets an equal share; weight 0 takes a backend out.
 //!
-//! What it must not do: I/O outside [`tcp`], a wait without a deadline,
+//! What it must not do: I/O outside [`pool`], [`tcp`] and [`udp`], a wait
+//! without a deadline,
 //! or a pick whose cost grows with the number of backends for Maglev and
 //! source hash (both are table or hash lookups).
 #![forbid(unsafe_code)]
@@ -23,6 +25,7 @@
 pub mod health;
 pub mod pool;
 pub mod tcp;
+pub mod udp;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};

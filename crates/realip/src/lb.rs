@@ -8,12 +8,13 @@ use std::time::Duration;
 use realip_lb::health::Check;
 use realip_lb::pool::{Checks, Pool};
 use realip_lb::tcp::{ClientIp, TcpConfig, TcpStats};
+use realip_lb::udp::UdpConfig;
 use realip_lb::{Backend, Method};
 
 #[derive(Debug, clap::Args)]
 #[command(
-    about = "The cloud load balancer in front of the nodes (so far: L4 TCP)",
-    long_about = "The seeds' cloud load balancer, L4 TCP so far: accept on --listen, pick a backend by \
+    about = "The cloud load balancer in front of the nodes (so far: L4 TCP and UDP)",
+    long_about = "The seeds' cloud load balancer, L4 TCP and UDP so far: accept on --listen, pick a backend by \
 --schedule, tell it who the client is by --client-ip, copy both ways. none: the backend sees this \
 process's address, the seeds' problem; proxy-v1 / proxy-v2: a PROXY protocol header with the client's \
 address goes first (haproxy's send-proxy / send-proxy-v2). Schedules: round-robin, \
@@ -21,11 +22,13 @@ weighted-round-robin, least-connections, source-hash (the same client, the same 
 vserver-method source), maglev (consistent: a backend going away moves few other flows). Backends \
 take ADDR:PORT or ADDR:PORT=WEIGHT. --health checks each backend every --health-interval: --fall \
 failures in a row take it out, --rise passes bring it back; connections in flight keep their backend. \
-HTTP and UDP modes and the config file come next."
+--mode udp keeps a flow per client address (its own socket to its backend, forgotten after \
+--idle-timeout without a reply, at most --max-flows); with proxy-v2 every datagram carries the header. \
+The HTTP mode and the config file come next."
 )]
 pub struct Args {
-    /// What to balance: tcp (http and udp come next).
-    #[arg(long, default_value = "tcp", value_parser = ["tcp"])]
+    /// What to balance: tcp or udp (http comes next).
+    #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp"])]
     mode: String,
     /// Where to listen.
     #[arg(long, value_name = "ADDR:PORT")]
@@ -60,6 +63,9 @@ pub struct Args {
     /// Failures in a row that take a backend out.
     #[arg(long, default_value = "3")]
     fall: u32,
+    /// UDP: most flows at once.
+    #[arg(long = "max-flows", default_value = "65536")]
+    max_flows: usize,
     /// Longest wait for a backend to accept.
     #[arg(long = "connect-timeout", default_value = "3s", value_parser = crate::whoami::parse_duration)]
     connect_timeout: Duration,
@@ -99,18 +105,58 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if args.mode == "udp" && args.client_ip == ClientIp::ProxyV1 {
+        eprintln!("realip lb: PROXY v1 has no datagram form; use none or proxy-v2 with --mode udp");
+        return ExitCode::from(2);
+    }
     rt.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(args.listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("realip lb: binding {}: {e}", args.listen);
-                return ExitCode::from(2);
-            }
-        };
-        let local = listener.local_addr().map_or(args.listen, |a| a);
         let pool = Arc::new(Pool::new(args.schedule, args.backends));
-        tracing::info!(tcp = %local, backends = pool.backends().len(), "listening");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let server = if args.mode == "udp" {
+            let socket = match tokio::net::UdpSocket::bind(args.listen).await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("realip lb: binding {}: {e}", args.listen);
+                    return ExitCode::from(2);
+                }
+            };
+            let local = socket.local_addr().map_or(args.listen, |a| a);
+            tracing::info!(udp = %local, backends = pool.backends().len(), "listening");
+            let config = UdpConfig {
+                proxy_v2: args.client_ip == ClientIp::ProxyV2,
+                idle_timeout: args.idle_timeout,
+                max_flows: args.max_flows,
+            };
+            tokio::spawn(realip_lb::udp::serve(
+                socket,
+                pool.clone(),
+                config,
+                stop_rx.clone(),
+            ))
+        } else {
+            let listener = match tokio::net::TcpListener::bind(args.listen).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("realip lb: binding {}: {e}", args.listen);
+                    return ExitCode::from(2);
+                }
+            };
+            let local = listener.local_addr().map_or(args.listen, |a| a);
+            tracing::info!(tcp = %local, backends = pool.backends().len(), "listening");
+            let config = TcpConfig {
+                client_ip: args.client_ip,
+                connect_timeout: args.connect_timeout,
+                idle_timeout: args.idle_timeout,
+            };
+            let stats = Arc::new(TcpStats::default());
+            tokio::spawn(realip_lb::tcp::serve(
+                listener,
+                pool.clone(),
+                config,
+                stats,
+                stop_rx.clone(),
+            ))
+        };
         if let Some(check) = args.health {
             tokio::spawn(realip_lb::pool::run_checks(
                 pool.clone(),
@@ -122,18 +168,9 @@ pub fn run(args: Args) -> ExitCode {
                     fall: args.fall,
                     port: args.health_port,
                 },
-                stop_rx.clone(),
+                stop_rx,
             ));
         }
-        let config = TcpConfig {
-            client_ip: args.client_ip,
-            connect_timeout: args.connect_timeout,
-            idle_timeout: args.idle_timeout,
-        };
-        let stats = Arc::new(TcpStats::default());
-        let server = tokio::spawn(realip_lb::tcp::serve(
-            listener, pool, config, stats, stop_rx,
-        ));
         crate::logging::wait_for_signal().await;
         let _ = stop_tx.send(true);
         let _ = server.await;

@@ -348,3 +348,86 @@ async fn endpoint_counts_from_health_checks_weigh_the_nodes() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Start `realip lb` in UDP mode; returns it with its UDP address.
+fn lb_udp(args: &[&str]) -> Lb {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_realip"))
+        .args([
+            "lb",
+            "--mode",
+            "udp",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start realip lb");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("\"listening\"") => {
+                let addr = field(&line, "udp").expect("udp address");
+                std::thread::spawn(move || for _ in lines {});
+                return Lb { child, addr };
+            }
+            Some(_) => {}
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("realip lb (udp) exited before listening");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn udp_carries_the_client_in_proxy_v2_per_datagram() {
+    let w = whoami(&[
+        "--trusted",
+        "127.0.0.1/32",
+        "--udp",
+        "127.0.0.1:0",
+        "--udp-proxy-protocol",
+        "v2",
+    ]);
+    let backend = w.udp.unwrap().to_string();
+    let l = lb_udp(&["--backend", &backend, "--client-ip", "proxy-v2"]);
+    let sock = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    let me = sock.local_addr().unwrap();
+    let mut buf = [0u8; 1500];
+    // Two datagrams on one flow: both answered, both see the client.
+    for _ in 0..2 {
+        sock.send_to(b"WHO", l.addr).await.unwrap();
+        let (n, from) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+            .await
+            .expect("an answer through the lb")
+            .unwrap();
+        assert_eq!(from, l.addr, "the answer comes from the lb's address");
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            text.contains(&format!("client={me} source=proxy-protocol")),
+            "{text}"
+        );
+    }
+    // PROXY v1 has no datagram form: refused at start.
+    let out = Command::new(env!("CARGO_BIN_EXE_realip"))
+        .args([
+            "lb",
+            "--mode",
+            "udp",
+            "--listen",
+            "127.0.0.1:0",
+            "--backend",
+            &backend,
+            "--client-ip",
+            "proxy-v1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
