@@ -143,15 +143,10 @@ async fn open_flow(
     );
     tokio::spawn(async move {
         let mut buf = vec![0u8; MAX_DATAGRAM];
-        loop {
-            match tokio::time::timeout(idle, up.recv(&mut buf)).await {
-                Ok(Ok(n)) => {
-                    let _ = listener.send_to(&buf[..n], client).await;
-                }
-                // Idle (no reply for the timeout) or the backend refused:
-                // the flow ends; the client's next datagram opens another.
-                Ok(Err(_)) | Err(_) => break,
-            }
+        // Until no reply for the idle timeout, or the backend refuses: the
+        // flow ends; the client's next datagram opens another.
+        while let Ok(Ok(n)) = tokio::time::timeout(idle, up.recv(&mut buf)).await {
+            let _ = listener.send_to(&buf[..n], client).await;
         }
         // Only this flow: a newer one for the same client stays.
         let mut table = flows.lock().unwrap_or_else(PoisonError::into_inner);
