@@ -46,6 +46,13 @@ impl std::str::FromStr for ClientIp {
 pub struct TcpConfig {
     /// How the backend learns the client.
     pub client_ip: ClientIp,
+    /// Expect a PROXY header from the peer (an LB in front of this one):
+    /// its claimed client is the one passed on (relay). Only peers in
+    /// `trusted` may send one; a connection without a valid header, or
+    /// from anyone else, is closed.
+    pub accept_proxy: realip_net::ProxyMode,
+    /// Who may speak for the client.
+    pub trusted: realip_core::TrustSet,
     /// Longest wait for a backend to accept.
     pub connect_timeout: Duration,
     /// A connection with no bytes either way for this long is closed.
@@ -106,7 +113,33 @@ async fn connection(
     config: &TcpConfig,
     stats: &TcpStats,
 ) -> std::io::Result<()> {
-    let local = client.local_addr()?;
+    let mut client = client;
+    let mut local = client.local_addr()?;
+    // Relay: the upstream LB's header names the client (and the address
+    // it dialled); the bytes read past it go on to the backend.
+    let mut peer = peer;
+    let mut rest = bytes::Bytes::new();
+    if config.accept_proxy.is_on() {
+        if !config.trusted.contains(peer.ip()) {
+            return Err(std::io::Error::other(
+                "PROXY header expected from a peer that is not trusted; closed",
+            ));
+        }
+        let h = realip_net::read_proxy_header(
+            &mut client,
+            config.accept_proxy,
+            realip_net::ProxyLimits::default(),
+        )
+        .await
+        .map_err(|e| std::io::Error::other(format!("PROXY header: {e}")))?;
+        if let (realip_core::ProxyClaim::Source(src), Some(dst)) =
+            (h.claim(), h.header.addresses.destination())
+        {
+            peer = src;
+            local = dst;
+        }
+        rest = h.rest;
+    }
     // The schedule of now; a health change later does not move this
     // connection.
     let schedule = pool.schedule();
@@ -137,6 +170,9 @@ async fn connection(
             .encode(false)
             .map_err(std::io::Error::other)?;
         backend.write_all(&header).await?;
+    }
+    if !rest.is_empty() {
+        backend.write_all(&rest).await?;
     }
     tracing::info!(%peer, backend = %target, "connected");
     let mut client = IdleTimeout::new(client, config.idle_timeout);

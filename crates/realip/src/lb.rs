@@ -63,6 +63,15 @@ pub struct Args {
     /// Failures in a row that take a backend out.
     #[arg(long, default_value = "3")]
     fall: u32,
+    /// TCP: expect a PROXY header (off, v1, v2, any) from an LB in front
+    /// of this one and pass its client on (relay). Only --trusted peers
+    /// may send one; a connection without a valid header is closed.
+    #[arg(long = "accept-proxy", default_value = "off", value_name = "MODE")]
+    accept_proxy: realip_net::ProxyMode,
+    /// Who may send a PROXY header: CIDRs or presets (loopback, private,
+    /// any). Nothing is trusted by default.
+    #[arg(long, value_name = "CIDR|PRESET")]
+    trusted: Vec<String>,
     /// UDP: most flows at once.
     #[arg(long = "max-flows", default_value = "65536")]
     max_flows: usize,
@@ -105,6 +114,13 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let trusted = match realip_core::TrustSet::parse(args.trusted.iter().map(String::as_str)) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("realip lb: --trusted: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if args.mode == "udp" && args.client_ip == ClientIp::ProxyV1 {
         eprintln!("realip lb: PROXY v1 has no datagram form; use none or proxy-v2 with --mode udp");
         return ExitCode::from(2);
@@ -145,6 +161,8 @@ pub fn run(args: Args) -> ExitCode {
             tracing::info!(tcp = %local, backends = pool.backends().len(), "listening");
             let config = TcpConfig {
                 client_ip: args.client_ip,
+                accept_proxy: args.accept_proxy,
+                trusted,
                 connect_timeout: args.connect_timeout,
                 idle_timeout: args.idle_timeout,
             };

@@ -431,3 +431,28 @@ async fn udp_carries_the_client_in_proxy_v2_per_datagram() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn a_proxy_header_from_a_trusted_lb_is_relayed() {
+    // client -> lb1 (PROXY v2 out) -> lb2 (PROXY v2 in, v1 out) -> whoami.
+    let w = whoami(&["--proxy-protocol", "v1", "--trusted", "127.0.0.1/32"]);
+    let backend = w.http.to_string();
+    let lb2 = lb(&[
+        "--backend",
+        &backend,
+        "--client-ip",
+        "proxy-v1",
+        "--accept-proxy",
+        "v2",
+        "--trusted",
+        "127.0.0.1/32",
+    ]);
+    let lb2_addr = lb2.addr.to_string();
+    let lb1 = lb(&["--backend", &lb2_addr, "--client-ip", "proxy-v2"]);
+    let (realip, me) = realip_via(&lb1, "127.0.0.2", &[]).await;
+    assert_eq!(realip, me.to_string(), "the client, two LBs away");
+    // Straight to lb2 from a peer it does not trust: closed, header or not.
+    let mut c = connect_from("127.0.0.2", lb2.addr).await;
+    let out = raw_exchange(&mut c, b"GET /realip HTTP/1.0\r\n\r\n").await;
+    assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+}
