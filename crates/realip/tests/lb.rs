@@ -25,9 +25,21 @@ impl Drop for Lb {
 
 /// Start `realip lb` on a loopback port the kernel picks.
 fn lb(args: &[&str]) -> Lb {
+    start_lb(&["--listen", "127.0.0.1:0"], args, "tcp")
+}
+
+/// Start `realip lb` in UDP mode.
+fn lb_udp(args: &[&str]) -> Lb {
+    start_lb(&["--mode", "udp", "--listen", "127.0.0.1:0"], args, "udp")
+}
+
+/// Start it and wait for its "listening" line, which names the address
+/// under `key`.
+fn start_lb(listen: &[&str], args: &[&str], key: &str) -> Lb {
     let mut child = Command::new(env!("CARGO_BIN_EXE_realip"))
         .arg("lb")
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(listen)
+        .args(["--log-format", "json"])
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -54,7 +66,7 @@ fn lb(args: &[&str]) -> Lb {
             }
         };
         if line.contains("\"listening\"") {
-            let addr = field(&line, "tcp").expect("tcp address");
+            let addr = field(&line, key).expect("listening address");
             // Keep draining so the process never blocks on stderr.
             std::thread::spawn(move || for _ in rx {});
             return Lb { child, addr };
@@ -347,42 +359,6 @@ async fn endpoint_counts_from_health_checks_weigh_the_nodes() {
         "node-1 took {on_node_1} of {total}"
     );
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Start `realip lb` in UDP mode; returns it with its UDP address.
-fn lb_udp(args: &[&str]) -> Lb {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_realip"))
-        .args([
-            "lb",
-            "--mode",
-            "udp",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start realip lb");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(line)) if line.contains("\"listening\"") => {
-                let addr = field(&line, "udp").expect("udp address");
-                std::thread::spawn(move || for _ in lines {});
-                return Lb { child, addr };
-            }
-            Some(_) => {}
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("realip lb (udp) exited before listening");
-            }
-        }
-    }
 }
 
 #[tokio::test]
