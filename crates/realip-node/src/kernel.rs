@@ -502,23 +502,16 @@ fn match_exprs(family: Family, m: &Match) -> Vec<Vec<Expr>> {
                 },
             ]]
         }
-        Match::PortInSet(set) => vec![vec![
-            Expr::Meta {
-                key: MetaKey::L4Proto,
-                dreg: reg::R1,
-            },
-            Expr::TransportHeader {
-                offset: 2,
-                len: 2,
-                dreg: reg::r32(1),
-            },
-            Expr::Lookup {
+        Match::PortInSet(set) => {
+            let mut e = proto_port().to_vec();
+            e.push(Expr::Lookup {
                 set: (*set).to_string(),
                 set_id: None,
                 sreg: reg::R1,
                 dreg: None,
-            },
-        ]],
+            });
+            vec![e]
+        }
         Match::LocalDest => vec![local_dest(family)],
         Match::DestInSet(set) => {
             let mut e = dest_key(family);
@@ -542,23 +535,14 @@ fn match_exprs(family: Family, m: &Match) -> Vec<Vec<Expr>> {
                 data: vec![0; 4],
             },
         ]],
-        Match::MarkClear => vec![vec![
+        Match::MarkClear => vec![bits_test(
             Expr::Meta {
                 key: MetaKey::Mark,
                 dreg: reg::R1,
             },
-            Expr::Bitwise {
-                sreg: reg::R1,
-                dreg: reg::R1,
-                mask: MASQ_MARK.to_ne_bytes().to_vec(),
-                xor: vec![0; 4],
-            },
-            Expr::Cmp {
-                sreg: reg::R1,
-                op: CmpOp::Eq,
-                data: vec![0; 4],
-            },
-        ]],
+            MASQ_MARK,
+            CmpOp::Eq,
+        )],
     }
 }
 
@@ -579,8 +563,14 @@ fn addr_eq(offset: u32, ip: IpAddr) -> Vec<Expr> {
 }
 
 fn ct_state(bits: u32) -> Vec<Expr> {
+    bits_test(Expr::CtState { dreg: reg::R1 }, bits, CmpOp::Neq)
+}
+
+/// Load a 32-bit value into R1, keep `bits`, compare with 0: `Eq` is "none
+/// of the bits set", `Neq` "any of them".
+fn bits_test(load: Expr, bits: u32, op: CmpOp) -> Vec<Expr> {
     vec![
-        Expr::CtState { dreg: reg::R1 },
+        load,
         Expr::Bitwise {
             sreg: reg::R1,
             dreg: reg::R1,
@@ -589,8 +579,23 @@ fn ct_state(bits: u32) -> Vec<Expr> {
         },
         Expr::Cmp {
             sreg: reg::R1,
-            op: CmpOp::Neq,
+            op,
             data: vec![0; 4],
+        },
+    ]
+}
+
+/// `meta l4proto . th dport` into R1 and the next 32-bit register.
+fn proto_port() -> [Expr; 2] {
+    [
+        Expr::Meta {
+            key: MetaKey::L4Proto,
+            dreg: reg::R1,
+        },
+        Expr::TransportHeader {
+            offset: 2,
+            len: 2,
+            dreg: reg::r32(1),
         },
     ]
 }
@@ -657,15 +662,7 @@ fn local_port_key(family: Family) -> Vec<Expr> {
                 }),
         ),
     }
-    e.push(Expr::Meta {
-        key: MetaKey::L4Proto,
-        dreg: reg::R1,
-    });
-    e.push(Expr::TransportHeader {
-        offset: 2,
-        len: 2,
-        dreg: reg::r32(1),
-    });
+    e.extend(proto_port());
     e
 }
 
@@ -777,18 +774,11 @@ fn action_exprs(family: Family, a: &Action) -> Vec<Vec<Expr>> {
             e.push(vmap("service-ips"));
             one(e)
         }
-        Action::DispatchNodePorts => one(vec![
-            Expr::Meta {
-                key: MetaKey::L4Proto,
-                dreg: reg::R1,
-            },
-            Expr::TransportHeader {
-                offset: 2,
-                len: 2,
-                dreg: reg::r32(1),
-            },
-            vmap("service-nodeports"),
-        ]),
+        Action::DispatchNodePorts => {
+            let mut e = proto_port().to_vec();
+            e.push(vmap("service-nodeports"));
+            one(e)
+        }
         Action::DispatchNoEndpoints => {
             let mut a = dest_key(family);
             a.push(vmap("no-endpoint-services"));
