@@ -15,7 +15,8 @@
 //! check reports `localEndpoints: N` is weighted N, so each pod behind a
 //! Local Service gets an equal share; weight 0 takes a backend out.
 //!
-//! What it must not do: I/O outside [`pool`], [`tcp`] and [`udp`], a wait
+//! What it must not do: I/O outside [`pool`], [`metrics`], [`tcp`] and
+//! [`udp`], a wait
 //! without a deadline,
 //! or a pick whose cost grows with the number of backends for Maglev and
 //! source hash (both are table or hash lookups).
@@ -23,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod health;
+pub mod metrics;
 pub mod pool;
 pub mod tcp;
 pub mod udp;

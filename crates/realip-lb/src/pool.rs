@@ -36,7 +36,22 @@ pub struct Pool {
     method: Method,
     configured: Vec<Backend>,
     health: Mutex<Vec<Health>>,
+    /// How long each backend's last check took.
+    latency: Mutex<Vec<Option<Duration>>>,
     current: RwLock<Arc<Schedule>>,
+}
+
+/// One backend as `/metrics` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendStatus {
+    /// The backend.
+    pub addr: SocketAddr,
+    /// Whether it takes traffic.
+    pub up: bool,
+    /// The weight it is scheduled with (0 when down).
+    pub weight: u32,
+    /// How long its last health check took.
+    pub last_check: Option<Duration>,
 }
 
 impl Pool {
@@ -46,6 +61,7 @@ impl Pool {
         Pool {
             method,
             health: Mutex::new(backends.iter().map(|_| Health::new()).collect()),
+            latency: Mutex::new(vec![None; backends.len()]),
             configured: backends,
             current: RwLock::new(schedule),
         }
@@ -62,6 +78,31 @@ impl Pool {
     /// The configured backends, in order.
     pub fn backends(&self) -> &[Backend] {
         &self.configured
+    }
+
+    /// Every backend's health, weight and last check time.
+    pub fn status(&self) -> Vec<BackendStatus> {
+        let health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        let latency = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
+        self.configured
+            .iter()
+            .zip(health.iter())
+            .zip(latency.iter())
+            .map(|((b, h), l)| BackendStatus {
+                addr: b.addr,
+                up: h.is_up(),
+                weight: h.weight(b.weight),
+                last_check: *l,
+            })
+            .collect()
+    }
+
+    /// Record how long each backend's check of this round took.
+    pub fn record_latency(&self, took: &[Duration]) {
+        let mut latency = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
+        for (l, t) in latency.iter_mut().zip(took) {
+            *l = Some(*t);
+        }
     }
 
     /// Record one round of probes (one per configured backend, in order)
@@ -108,13 +149,21 @@ pub async fn run_checks(pool: Arc<Pool>, checks: Checks, mut shutdown: watch::Re
                     None => b.addr,
                 };
                 let (check, timeout) = (checks.check.clone(), checks.timeout);
-                tokio::spawn(async move { probe(&check, addr, timeout).await })
+                tokio::spawn(async move {
+                    let started = std::time::Instant::now();
+                    let p = probe(&check, addr, timeout).await;
+                    (p, started.elapsed())
+                })
             })
             .collect();
         let mut probes = Vec::with_capacity(tasks.len());
+        let mut took = Vec::with_capacity(tasks.len());
         for t in tasks {
-            probes.push(t.await.unwrap_or(Probe::Fail));
+            let (p, d) = t.await.unwrap_or((Probe::Fail, checks.timeout));
+            probes.push(p);
+            took.push(d);
         }
+        pool.record_latency(&took);
         for (addr, change) in pool.observe(&probes, checks.rise, checks.fall) {
             match change {
                 Change::Down => tracing::warn!(backend = %addr, "backend down"),

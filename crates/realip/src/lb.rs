@@ -72,6 +72,9 @@ pub struct Args {
     /// any). Nothing is trusted by default.
     #[arg(long, value_name = "CIDR|PRESET")]
     trusted: Vec<String>,
+    /// Serve Prometheus metrics (GET /metrics) here (TCP mode).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
     /// UDP: most flows at once.
     #[arg(long = "max-flows", default_value = "65536")]
     max_flows: usize,
@@ -158,7 +161,27 @@ pub fn run(args: Args) -> ExitCode {
                 }
             };
             let local = listener.local_addr().map_or(args.listen, |a| a);
-            tracing::info!(tcp = %local, backends = pool.backends().len(), "listening");
+            let stats = Arc::new(TcpStats::default());
+            let metrics = match args.metrics {
+                Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                    Ok(l) => {
+                        let at = l.local_addr().map_or(addr, |a| a);
+                        tokio::spawn(realip_lb::metrics::serve(l, stats.clone(), pool.clone()));
+                        Some(at)
+                    }
+                    Err(e) => {
+                        eprintln!("realip lb: binding {addr}: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
+                None => None,
+            };
+            tracing::info!(
+                tcp = %local,
+                metrics = %metrics.map_or("-".to_string(), |m| m.to_string()),
+                backends = pool.backends().len(),
+                "listening"
+            );
             let config = TcpConfig {
                 client_ip: args.client_ip,
                 accept_proxy: args.accept_proxy,
@@ -166,7 +189,6 @@ pub fn run(args: Args) -> ExitCode {
                 connect_timeout: args.connect_timeout,
                 idle_timeout: args.idle_timeout,
             };
-            let stats = Arc::new(TcpStats::default());
             tokio::spawn(realip_lb::tcp::serve(
                 listener,
                 pool.clone(),

@@ -432,3 +432,63 @@ async fn a_proxy_header_from_a_trusted_lb_is_relayed() {
     let out = raw_exchange(&mut c, b"GET /realip HTTP/1.0\r\n\r\n").await;
     assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
 }
+
+#[tokio::test]
+async fn metrics_count_connections_and_show_backend_health() {
+    let w = whoami(&[]);
+    let backend = w.http.to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_realip"))
+        .args([
+            "lb",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--backend",
+            &backend,
+        ])
+        .args([
+            "--metrics",
+            "127.0.0.1:0",
+            "--health",
+            "tcp",
+            "--health-interval",
+            "100ms",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = loop {
+        match lines.next() {
+            Some(Ok(l)) if l.contains("\"listening\"") => break l,
+            Some(_) => {}
+            None => panic!("lb exited"),
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let l = Lb {
+        addr: field(&line, "tcp").unwrap(),
+        child,
+    };
+    let metrics = field(&line, "metrics").expect("metrics address");
+    let (realip, _) = realip_via(&l, "127.0.0.2", &[]).await;
+    assert!(realip.starts_with("127.0.0.1:"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (s, _, page) = get_from("127.0.0.1", metrics, "/metrics", &[]).await;
+    assert_eq!(s, 200);
+    assert!(page.contains("realip_lb_connections_total 1\n"), "{page}");
+    assert!(
+        page.contains(&format!(
+            "realip_lb_backend_up{{backend=\"{backend}\"}} 1\n"
+        )),
+        "{page}"
+    );
+    assert!(
+        page.contains("realip_lb_health_check_seconds{backend="),
+        "{page}"
+    );
+    let (s, _, _) = get_from("127.0.0.1", metrics, "/other", &[]).await;
+    assert_eq!(s, 404);
+}
