@@ -184,3 +184,84 @@ async fn nginx_stream_proxy_protocol_and_xff() {
     assert_eq!(hops[0]["addr"], "6.6.6.6");
     assert_eq!(hops[0]["verdict"], "not-reached");
 }
+
+/// `realip lb` in TCP mode on a free loopback port, in front of `backend`.
+fn realip_lb(backend: u16, client_ip: &str) -> (Peer, u16) {
+    let dir = scratch("lb");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_realip"))
+        .args(["lb", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--backend",
+            &format!("127.0.0.1:{backend}"),
+            "--client-ip",
+            client_ip,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start realip lb");
+    wait_listening(port, "realip lb", &mut child);
+    (Peer { child, dir }, port)
+}
+
+/// Behind realip lb's PROXY v2: HAProxy (`accept-proxy`, then `option
+/// forwardfor`) and nginx (`listen ... proxy_protocol`, then
+/// `$proxy_protocol_addr` as X-Forwarded-For) each name the client to
+/// whoami, which trusts only them.
+#[tokio::test]
+async fn haproxy_and_nginx_behind_realip_lb_see_the_client() {
+    let backend = whoami(&["--trusted", "127.0.0.1/32"]);
+    // HAProxy.
+    let dir = scratch("haproxy-pp");
+    let hport = free_port();
+    let cfg = format!(
+        "global\n  maxconn 256\n\
+         defaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
+         frontend ft\n  bind 127.0.0.1:{hport} accept-proxy\n  option forwardfor\n  default_backend bk\n\
+         backend bk\n  server w 127.0.0.1:{}\n",
+        backend.http.port()
+    );
+    std::fs::write(dir.join("haproxy.cfg"), cfg).unwrap();
+    let mut child = Command::new(find("haproxy"))
+        .arg("-db")
+        .arg("-f")
+        .arg(dir.join("haproxy.cfg"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start haproxy");
+    wait_listening(hport, "haproxy", &mut child);
+    let _h = Peer { child, dir };
+    let (_lb1, lb1) = realip_lb(hport, "proxy-v2");
+    let v = realip_via(lb1).await;
+    assert_eq!(v["realIp"]["ip"], CLIENT, "haproxy behind realip lb: {v}");
+    // nginx.
+    let dir = scratch("nginx-pp");
+    let nport = free_port();
+    let d = dir.display();
+    let cfg = format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\n\
+         pid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+         events {{ worker_connections 256; }}\n\
+         http {{\n  access_log off;\n\
+           client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+           server {{\n    listen 127.0.0.1:{nport} proxy_protocol;\n    location / {{\n      proxy_pass http://127.0.0.1:{};\n      proxy_set_header X-Forwarded-For $proxy_protocol_addr;\n    }}\n  }}\n}}\n",
+        backend.http.port()
+    );
+    std::fs::write(dir.join("nginx.conf"), cfg).unwrap();
+    let mut child = Command::new(find("nginx"))
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .arg("-p")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nginx");
+    wait_listening(nport, "nginx", &mut child);
+    let _n = Peer { child, dir };
+    let (_lb2, lb2) = realip_lb(nport, "proxy-v2");
+    let v = realip_via(lb2).await;
+    assert_eq!(v["realIp"]["ip"], CLIENT, "nginx behind realip lb: {v}");
+}
