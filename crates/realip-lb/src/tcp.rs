@@ -70,10 +70,28 @@ pub struct TcpStats {
     pub bytes_up: AtomicU64,
     /// Bytes from backends to clients.
     pub bytes_down: AtomicU64,
+    /// Connections open now.
+    pub open: AtomicU64,
+}
+
+impl TcpStats {
+    /// Wait until no connection is open, or `grace` has passed; returns
+    /// how many were still open.
+    pub async fn drain(&self, grace: Duration) -> u64 {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let open = self.open.load(Ordering::Relaxed);
+            if open == 0 || tokio::time::Instant::now() >= deadline {
+                return open;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// Serve `listener` until `shutdown` turns true; then stop accepting and
-/// return (open connections finish on their own tasks).
+/// return (open connections finish on their own tasks: see
+/// [`TcpStats::drain`]).
 pub async fn serve(
     listener: TcpListener,
     pool: Arc<Pool>,
@@ -97,11 +115,13 @@ pub async fn serve(
         };
         stats.accepted.fetch_add(1, Ordering::Relaxed);
         let (pool, config, stats) = (pool.clone(), config.clone(), stats.clone());
+        stats.open.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             if let Err(e) = connection(client, peer, &pool, &config, &stats).await {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(%peer, error = %e, "connection failed");
             }
+            stats.open.fetch_sub(1, Ordering::Relaxed);
         });
     }
 }

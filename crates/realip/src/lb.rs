@@ -22,6 +22,7 @@ weighted-round-robin, least-connections, source-hash (the same client, the same 
 vserver-method source), maglev (consistent: a backend going away moves few other flows). Backends \
 take ADDR:PORT or ADDR:PORT=WEIGHT. --health checks each backend every --health-interval: --fall \
 failures in a row take it out, --rise passes bring it back; connections in flight keep their backend. \
+SIGTERM stops accepting and lets open connections finish within --grace. \
 --mode udp keeps a flow per client address (its own socket to its backend, forgotten after \
 --idle-timeout without a reply, at most --max-flows); with proxy-v2 every datagram carries the header. \
 The HTTP mode and the config file come next."
@@ -72,6 +73,10 @@ pub struct Args {
     /// any). Nothing is trusted by default.
     #[arg(long, value_name = "CIDR|PRESET")]
     trusted: Vec<String>,
+    /// On SIGTERM: stop accepting, let open TCP connections finish for at
+    /// most this long, then exit.
+    #[arg(long, default_value = "10s", value_parser = crate::whoami::parse_duration)]
+    grace: Duration,
     /// Serve Prometheus metrics (GET /metrics) here (TCP mode).
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<SocketAddr>,
@@ -130,6 +135,7 @@ pub fn run(args: Args) -> ExitCode {
     }
     rt.block_on(async move {
         let pool = Arc::new(Pool::new(args.schedule, args.backends));
+        let tcp_stats = Arc::new(TcpStats::default());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let server = if args.mode == "udp" {
             let socket = match tokio::net::UdpSocket::bind(args.listen).await {
@@ -161,7 +167,7 @@ pub fn run(args: Args) -> ExitCode {
                 }
             };
             let local = listener.local_addr().map_or(args.listen, |a| a);
-            let stats = Arc::new(TcpStats::default());
+            let stats = tcp_stats.clone();
             let metrics = match args.metrics {
                 Some(addr) => match tokio::net::TcpListener::bind(addr).await {
                     Ok(l) => {
@@ -214,6 +220,10 @@ pub fn run(args: Args) -> ExitCode {
         crate::logging::wait_for_signal().await;
         let _ = stop_tx.send(true);
         let _ = server.await;
+        let left = tcp_stats.drain(args.grace).await;
+        if left > 0 {
+            tracing::warn!(open = left, grace = ?args.grace, "closing connections still open after the grace time");
+        }
         ExitCode::SUCCESS
     })
 }

@@ -492,3 +492,38 @@ async fn metrics_count_connections_and_show_backend_health() {
     let (s, _, _) = get_from("127.0.0.1", metrics, "/other", &[]).await;
     assert_eq!(s, 404);
 }
+
+#[tokio::test]
+async fn sigterm_lets_open_connections_finish() {
+    let w = whoami(&[]);
+    let backend = w.http.to_string();
+    let mut l = lb(&["--backend", &backend, "--grace", "5s"]);
+    let addr = l.addr;
+    let slow = tokio::spawn(async move {
+        let stream = connect_from("127.0.0.2", addr).await;
+        http1_over(stream, "GET", "/clientip?wait=800ms", &[], "").await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pid = l.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // The request in flight still gets its answer...
+    let (status, _, body) = slow.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    // ...new connections are refused once it stopped accepting...
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    // ...and it exits 0.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = l.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "lb did not exit after draining");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+}
