@@ -6,7 +6,6 @@ use crate::Family;
 const NLA_F_NESTED: u16 = 0x8000;
 const NLM_F_REQUEST: u16 = 0x1;
 pub(crate) const NLM_F_ACK: u16 = 0x4;
-const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_APPEND: u16 = 0x800;
 const SUBSYS_NFTABLES: u16 = 10;
@@ -134,7 +133,7 @@ pub enum ElemData {
 /// A set or map to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetSpec {
-    /// Its name (`__map%d` for an anonymous one: the kernel picks).
+    /// Its name.
     pub name: String,
     /// nft's key type ([`crate::datatype`]).
     pub key_type: u32,
@@ -142,8 +141,6 @@ pub struct SetSpec {
     pub key_len: u32,
     /// What the elements map to, if anything.
     pub data: SetData,
-    /// Anonymous and constant: bound to the one rule that uses it.
-    pub anonymous: bool,
     /// Elements may be added from the packet path (`update @set`), and
     /// expire after this many milliseconds.
     pub dynamic_timeout_ms: Option<u64>,
@@ -168,9 +165,10 @@ pub struct Batch {
     /// describes the message from its bytes (formatting a description for
     /// every message would cost more than encoding it).
     what: Vec<usize>,
-    next_set_id: u32,
     /// Where the last real message starts.
     last_at: Option<usize>,
+    /// The kernel requires a transaction-unique id on every new set.
+    next_set_id: u32,
 }
 
 impl Batch {
@@ -181,8 +179,8 @@ impl Batch {
             seq: 1,
             first_seq: 1,
             what: Vec::new(),
-            next_set_id: 1,
             last_at: None,
+            next_set_id: 1,
         };
         let at = b.msg_raw(BATCH_BEGIN, NLM_F_REQUEST, 0, SUBSYS_NFTABLES);
         b.finish_msg(at);
@@ -327,22 +325,14 @@ impl Batch {
         self.finish_msg(at);
     }
 
-    /// Create a set or map; returns its transaction id (for an anonymous
-    /// set, what rules and elements refer to it by).
-    pub fn add_set(&mut self, family: Family, table: &str, spec: &SetSpec) -> u32 {
-        let id = self.next_set_id;
-        self.next_set_id += 1;
-        let at = self.begin(
-            MSG_NEWSET,
-            NLM_F_CREATE | if spec.anonymous { NLM_F_EXCL } else { 0 },
-            family,
-        );
+    /// Create a named set or map. (No anonymous sets: the kernel walks the
+    /// whole transaction each time one is bound, quadratic in a large
+    /// batch.)
+    pub fn add_set(&mut self, family: Family, table: &str, spec: &SetSpec) {
+        let at = self.begin(MSG_NEWSET, NLM_F_CREATE, family);
         self.w.str(1, table);
         self.w.str(2, &spec.name);
         let mut flags = 0u32;
-        if spec.anonymous {
-            flags |= 0x1 | 0x2; // NFT_SET_ANONYMOUS | NFT_SET_CONSTANT
-        }
         if spec.data != SetData::None {
             flags |= 0x8; // NFT_SET_MAP
         }
@@ -360,7 +350,9 @@ impl Batch {
                 self.w.u32(7, len);
             }
         }
-        self.w.u32(10, id);
+        // NFTA_SET_ID: mandatory, unique within the transaction.
+        self.w.u32(10, self.next_set_id);
+        self.next_set_id += 1;
         if let Some(ms) = spec.dynamic_timeout_ms {
             self.w.u64(11, ms);
         }
@@ -374,7 +366,6 @@ impl Batch {
             self.w.bytes(13, ud);
         }
         self.finish_msg(at);
-        id
     }
 
     /// Delete a set (no rule may still refer to it).
@@ -385,31 +376,21 @@ impl Batch {
         self.finish_msg(at);
     }
 
-    /// Add elements to a set or map. `set_id` is needed for a set made in
-    /// this batch under a `%d` name.
+    /// Add elements to a set or map.
     pub fn add_elements(
         &mut self,
         family: Family,
         table: &str,
         set: &str,
-        set_id: Option<u32>,
         elements: &[(Vec<u8>, Option<ElemData>)],
     ) {
-        self.elements(
-            MSG_NEWSETELEM,
-            NLM_F_CREATE,
-            family,
-            table,
-            set,
-            set_id,
-            elements,
-        );
+        self.elements(MSG_NEWSETELEM, NLM_F_CREATE, family, table, set, elements);
     }
 
     /// Delete elements (by key) from a set or map.
     pub fn del_elements(&mut self, family: Family, table: &str, set: &str, keys: &[Vec<u8>]) {
         let elements: Vec<_> = keys.iter().map(|k| (k.clone(), None)).collect();
-        self.elements(MSG_DELSETELEM, 0, family, table, set, None, &elements);
+        self.elements(MSG_DELSETELEM, 0, family, table, set, &elements);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -420,7 +401,6 @@ impl Batch {
         family: Family,
         table: &str,
         set: &str,
-        set_id: Option<u32>,
         elements: &[(Vec<u8>, Option<ElemData>)],
     ) {
         if elements.is_empty() {
@@ -455,9 +435,6 @@ impl Batch {
                 taken += 1;
             }
             self.w.end(list);
-            if let Some(id) = set_id {
-                self.w.u32(4, id);
-            }
             self.finish_msg(at);
             rest = &rest[taken..];
         }
@@ -508,7 +485,13 @@ pub(crate) fn describe(buf: &[u8], at: usize) -> String {
         MSG_DELSETELEM => "delete elements from",
         _ => "message",
     };
-    // Top-level string attributes: table, then chain or set name.
+    // The table (attribute 1) and the chain or set name: attribute 3 for
+    // chain messages, 2 for the rest.
+    let name_attr = if matches!(ty & 0xff, MSG_NEWCHAIN | MSG_DELCHAIN) {
+        3
+    } else {
+        2
+    };
     let mut names = Vec::new();
     let mut a = buf.get(at + 20..at + len.max(20)).unwrap_or(&[]);
     while a.len() >= 4 {
@@ -517,7 +500,7 @@ pub(crate) fn describe(buf: &[u8], at: usize) -> String {
         if l < 4 || l > a.len() {
             break;
         }
-        if t & NLA_F_NESTED == 0 && (1..=3).contains(&t) {
+        if t == 1 || t == name_attr {
             if let Ok(s) = std::str::from_utf8(&a[4..l]) {
                 names.push(s.trim_end_matches('\0').to_string());
             }
@@ -594,13 +577,36 @@ mod size_tests {
                 )
             })
             .collect();
-        b.add_elements(Family::Ipv4, "t", "m", None, &elements);
+        b.add_elements(Family::Ipv4, "t", "m", &elements);
         assert!(!b.overflowed());
         assert!(b.len() > 10, "{} messages", b.len());
         // Every element made it into some message.
         let (buf, ..) = b.finish();
         let needle = b"service-00019999-some-long-name";
         assert!(buf.windows(needle.len()).any(|w| w == needle));
+    }
+
+    #[test]
+    fn refused_messages_are_described_by_their_names() {
+        let mut b = Batch::new();
+        b.add_chain(Family::Ipv4, "t", "c", None);
+        b.add_set(
+            Family::Ipv4,
+            "t",
+            &SetSpec {
+                name: "s".into(),
+                key_type: 7,
+                key_len: 4,
+                data: SetData::None,
+                dynamic_timeout_ms: None,
+                size: None,
+                userdata: None,
+            },
+        );
+        b.add_rule(Family::Ipv4, "t", "c", &[]);
+        let (buf, _, _, what) = b.finish();
+        let d: Vec<String> = what[1..4].iter().map(|&at| describe(&buf, at)).collect();
+        assert_eq!(d, ["add chain t c", "add set t s", "add rule t c"]);
     }
 
     #[test]

@@ -137,11 +137,10 @@ pub enum Expr {
     Lookup {
         /// The set's name.
         set: String,
-        /// The set's transaction id, for a set made in the same batch.
-        set_id: Option<u32>,
         /// Source register (start of the key).
         sreg: u32,
-        /// For maps: the destination register ([`crate::reg::VERDICT`]).
+        /// For maps: the destination register ([`crate::reg::VERDICT`] for
+        /// verdict maps, a data register for data maps).
         dreg: Option<u32>,
     },
     /// Add or refresh the key in a dynamic set.
@@ -178,12 +177,10 @@ pub enum Expr {
         /// Destination register.
         dreg: u32,
     },
-    /// A random number modulo `modulus`, plus `offset`.
+    /// A random number modulo `modulus`.
     NumgenRandom {
         /// The modulus.
         modulus: u32,
-        /// Added to the result.
-        offset: u32,
         /// Destination register.
         dreg: u32,
     },
@@ -290,19 +287,11 @@ impl Expr {
                 v.write(w);
                 w.end(d);
             }
-            Expr::Lookup {
-                set,
-                set_id,
-                sreg,
-                dreg,
-            } => {
+            Expr::Lookup { set, sreg, dreg } => {
                 w.str(1, set);
                 w.u32(2, *sreg);
                 if let Some(d) = dreg {
                     w.u32(3, *d);
-                }
-                if let Some(id) = set_id {
-                    w.u32(4, *id);
                 }
             }
             Expr::DynsetUpdate { set, sreg } => {
@@ -336,17 +325,10 @@ impl Expr {
                 w.u32(2, 3);
                 w.u32(3, if *saddr { 1 } else { 2 });
             }
-            Expr::NumgenRandom {
-                modulus,
-                offset,
-                dreg,
-            } => {
+            Expr::NumgenRandom { modulus, dreg } => {
                 w.u32(1, *dreg);
                 w.u32(2, *modulus);
                 w.u32(3, 1);
-                if *offset != 0 {
-                    w.u32(4, *offset);
-                }
             }
         }
         w.end(data);

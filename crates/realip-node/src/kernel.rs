@@ -73,13 +73,6 @@ pub fn add_contents(batch: &mut Batch, rs: &Ruleset) {
     }
 }
 
-/// Remove a family's table, if it is there.
-pub fn remove_table(batch: &mut Batch, family: Family, table: &str) {
-    let fam = nf_family(family);
-    batch.add_table(fam, table);
-    batch.del_table(fam, table);
-}
-
 pub(crate) fn add_chain(batch: &mut Batch, fam: NfFamily, table: &str, c: &Chain) {
     let hook = c.hook.map(|h| {
         let hook = match h.hook {
@@ -112,7 +105,6 @@ pub(crate) fn add_affinity_set(batch: &mut Batch, family: Family, table: &str, s
             key_type,
             key_len,
             data: SetData::None,
-            anonymous: false,
             dynamic_timeout_ms: Some(u64::from(s.timeout) * 1000),
             size: None,
             userdata: None,
@@ -136,26 +128,20 @@ pub(crate) fn add_pick_map(batch: &mut Batch, family: Family, table: &str, name:
                 type_id: datatype::concat(&[t, datatype::INET_SERVICE]),
                 len: addr_width(family) + 4,
             },
-            anonymous: false,
             dynamic_timeout_ms: None,
             size: Some(size),
-            userdata: Some(
-                match family {
-                    Family::Ip => ENDPOINTS_TYPEOF_IP,
-                    Family::Ip6 => ENDPOINTS_TYPEOF_IP6,
-                }
-                .to_vec(),
-            ),
+            userdata: Some(pick_typeof(family)),
         },
     );
 }
 
 /// What nft 1.0.6 stores as NFTA_SET_USERDATA for `typeof numgen random
-/// mod 1 : ip daddr . tcp dport` (and `ip6 daddr`): the key's byte order
-/// and the two `typeof` expressions, in libnftnl's TLV format, taken from
-/// `nft --debug=mnl`. With it `nft list` prints the map as the text form
-/// writes it; the kernel ignores it.
-const ENDPOINTS_TYPEOF_IP: [u8; 100] = [
+/// mod 1 : ip daddr . tcp dport`: the key's byte order and the two
+/// `typeof` expressions, in libnftnl's TLV format, taken from `nft
+/// --debug=mnl`. With it `nft list` prints the map as the text form writes
+/// it; the kernel ignores it. For `ip6 daddr` two bytes of the payload
+/// description differ ([`pick_typeof`]).
+const PICK_TYPEOF_IP: [u8; 100] = [
     0x00, 0x04, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x00, 0x00, 0x00, 0x00, 0x03, 0x1a, 0x00, 0x04,
     0x17, 0x00, 0x00, 0x00, 0x01, 0x12, 0x00, 0x04, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x00,
     0x00, 0x00, 0x02, 0x04, 0x00, 0x00, 0x00, 0x00, 0x04, 0x34, 0x00, 0x04, 0x0d, 0x00, 0x00, 0x00,
@@ -164,15 +150,17 @@ const ENDPOINTS_TYPEOF_IP: [u8; 100] = [
     0x01, 0x0c, 0x00, 0x04, 0x08, 0x00, 0x00, 0x00, 0x01, 0x04, 0x02, 0x00, 0x00, 0x00, 0x06, 0x04,
     0x00, 0x00, 0x00, 0x00,
 ];
-const ENDPOINTS_TYPEOF_IP6: [u8; 100] = [
-    0x00, 0x04, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x00, 0x00, 0x00, 0x00, 0x03, 0x1a, 0x00, 0x04,
-    0x17, 0x00, 0x00, 0x00, 0x01, 0x12, 0x00, 0x04, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x00,
-    0x00, 0x00, 0x02, 0x04, 0x00, 0x00, 0x00, 0x00, 0x04, 0x34, 0x00, 0x04, 0x0d, 0x00, 0x00, 0x00,
-    0x01, 0x2c, 0x00, 0x14, 0x00, 0x04, 0x07, 0x00, 0x00, 0x00, 0x01, 0x0c, 0x00, 0x04, 0x0d, 0x00,
-    0x00, 0x00, 0x01, 0x04, 0x09, 0x00, 0x00, 0x00, 0x01, 0x14, 0x00, 0x04, 0x07, 0x00, 0x00, 0x00,
-    0x01, 0x0c, 0x00, 0x04, 0x08, 0x00, 0x00, 0x00, 0x01, 0x04, 0x02, 0x00, 0x00, 0x00, 0x06, 0x04,
-    0x00, 0x00, 0x00, 0x00,
-];
+
+/// The pick maps' userdata for a family: the IPv4 bytes, with the payload
+/// base and offset of `ip6 daddr` in place of `ip daddr`'s.
+fn pick_typeof(family: Family) -> Vec<u8> {
+    let mut ud = PICK_TYPEOF_IP.to_vec();
+    if family == Family::Ip6 {
+        ud[62] = 0x0d;
+        ud[68] = 0x09;
+    }
+    ud
+}
 
 /// A pick map key: the index, host order (as numgen yields it).
 pub(crate) fn pick_key(i: u32) -> Vec<u8> {
@@ -198,7 +186,7 @@ pub(crate) fn add_pick_elements(
             (pick_key(first + i as u32), Some(ElemData::Value(v)))
         })
         .collect();
-    batch.add_elements(nf_family(family), table, map, None, &elements);
+    batch.add_elements(nf_family(family), table, map, &elements);
 }
 
 /// A set of map keys (`cluster-ips`, `cluster-external`,
@@ -215,7 +203,7 @@ pub(crate) fn add_key_set(batch: &mut Batch, family: Family, table: &str, ks: &K
 /// Add keys to a key set.
 pub(crate) fn add_keys(batch: &mut Batch, family: Family, table: &str, set: &str, keys: &[Key]) {
     let elements: Vec<_> = keys.iter().map(|k| (key_bytes(k), None)).collect();
-    batch.add_elements(nf_family(family), table, set, None, &elements);
+    batch.add_elements(nf_family(family), table, set, &elements);
 }
 
 /// Remove keys from a key set.
@@ -252,7 +240,7 @@ fn hairpin_keys(ips: &[IpAddr]) -> Vec<Vec<u8>> {
 /// Add endpoint addresses to the `hairpin` set.
 pub(crate) fn add_hairpin(batch: &mut Batch, family: Family, table: &str, ips: &[IpAddr]) {
     let elements: Vec<_> = hairpin_keys(ips).into_iter().map(|k| (k, None)).collect();
-    batch.add_elements(nf_family(family), table, "hairpin", None, &elements);
+    batch.add_elements(nf_family(family), table, "hairpin", &elements);
 }
 
 /// Remove endpoint addresses from the `hairpin` set.
@@ -295,7 +283,6 @@ fn plain_set(key_type: u32, key_len: u32, name: &str, data: SetData) -> SetSpec 
         key_type,
         key_len,
         data,
-        anonymous: false,
         dynamic_timeout_ms: None,
         size: None,
         userdata: None,
@@ -325,7 +312,7 @@ pub(crate) fn add_map_elements(batch: &mut Batch, family: Family, table: &str, m
         .iter()
         .map(|(k, v)| (key_bytes(k), Some(ElemData::Verdict(verdict(v)))))
         .collect();
-    batch.add_elements(fam, table, m.name, None, &elements);
+    batch.add_elements(fam, table, m.name, &elements);
 }
 
 /// A map key as the registers hold it: each field padded to 4 bytes.
@@ -461,10 +448,6 @@ fn match_exprs(family: Family, m: &Match) -> Vec<Vec<Expr>> {
             })
             .collect()],
         Match::SaddrEq(ip) => vec![addr_eq(saddr_offset(family), *ip)],
-        Match::DaddrIn(ips) => ips
-            .iter()
-            .map(|ip| addr_eq(daddr_offset(family), *ip))
-            .collect(),
         Match::FibSaddrLocal => vec![fib_local(true)],
         Match::SaddrInSet(set) => vec![vec![
             Expr::NetworkHeader {
@@ -474,7 +457,6 @@ fn match_exprs(family: Family, m: &Match) -> Vec<Vec<Expr>> {
             },
             Expr::Lookup {
                 set: set.clone(),
-                set_id: None,
                 sreg: reg::R1,
                 dreg: None,
             },
@@ -496,7 +478,6 @@ fn match_exprs(family: Family, m: &Match) -> Vec<Vec<Expr>> {
                 },
                 Expr::Lookup {
                     set: "hairpin".into(),
-                    set_id: None,
                     sreg: reg::R1,
                     dreg: None,
                 },
@@ -506,7 +487,6 @@ fn match_exprs(family: Family, m: &Match) -> Vec<Vec<Expr>> {
             let mut e = proto_port().to_vec();
             e.push(Expr::Lookup {
                 set: (*set).to_string(),
-                set_id: None,
                 sreg: reg::R1,
                 dreg: None,
             });
@@ -517,7 +497,6 @@ fn match_exprs(family: Family, m: &Match) -> Vec<Vec<Expr>> {
             let mut e = dest_key(family);
             e.push(Expr::Lookup {
                 set: (*set).to_string(),
-                set_id: None,
                 sreg: reg::R1,
                 dreg: None,
             });
@@ -526,7 +505,6 @@ fn match_exprs(family: Family, m: &Match) -> Vec<Vec<Expr>> {
         Match::RandomZero(n) => vec![vec![
             Expr::NumgenRandom {
                 modulus: *n,
-                offset: 0,
                 dreg: reg::R1,
             },
             Expr::Cmp {
@@ -669,7 +647,6 @@ fn local_port_key(family: Family) -> Vec<Expr> {
 fn vmap(set: &str) -> Expr {
     Expr::Lookup {
         set: set.to_string(),
-        set_id: None,
         sreg: reg::R1,
         dreg: Some(reg::VERDICT),
     }
@@ -754,12 +731,10 @@ fn action_exprs(family: Family, a: &Action) -> Vec<Vec<Expr>> {
             },
             Expr::NumgenRandom {
                 modulus: *modulus,
-                offset: 0,
                 dreg: reg::R1,
             },
             Expr::Lookup {
                 set: map.clone(),
-                set_id: None,
                 sreg: reg::R1,
                 dreg: Some(reg::R1),
             },

@@ -180,8 +180,6 @@ pub enum Match {
     SaddrNotIn(Vec<Cidr>),
     /// Source is this address.
     SaddrEq(IpAddr),
-    /// Destination is one of these addresses.
-    DaddrIn(Vec<IpAddr>),
     /// Source is a local address of this node.
     FibSaddrLocal,
     /// Source address is in an affinity set.
@@ -1108,14 +1106,6 @@ impl Ruleset {
             Match::SaddrIn(c) => format!("{f} saddr {}", cidr_list(c)),
             Match::SaddrNotIn(c) => format!("{f} saddr != {}", cidr_list(c)),
             Match::SaddrEq(ip) => format!("{f} saddr {ip}"),
-            Match::DaddrIn(ips) if ips.len() == 1 => format!("{f} daddr {}", ips[0]),
-            Match::DaddrIn(ips) => format!(
-                "{f} daddr {{ {} }}",
-                ips.iter()
-                    .map(|i| i.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
             Match::FibSaddrLocal => "fib saddr type local".into(),
             Match::SaddrInSet(s) => format!("{f} saddr @{s}"),
             Match::CtNew => "ct state new".into(),
