@@ -53,10 +53,10 @@ pub struct Args {
     #[arg(long = "health-port", value_name = "PORT")]
     health_port: Option<u16>,
     /// Time between health-check rounds.
-    #[arg(long = "health-interval", default_value = "2s", value_parser = crate::whoami::parse_duration)]
+    #[arg(long = "health-interval", default_value = "2s", value_parser = crate::parse_duration)]
     health_interval: Duration,
     /// Longest a health check may take.
-    #[arg(long = "health-timeout", default_value = "1s", value_parser = crate::whoami::parse_duration)]
+    #[arg(long = "health-timeout", default_value = "1s", value_parser = crate::parse_duration)]
     health_timeout: Duration,
     /// Passes in a row that bring a backend back.
     #[arg(long, default_value = "2")]
@@ -75,7 +75,7 @@ pub struct Args {
     trusted: Vec<String>,
     /// On SIGTERM: stop accepting, let open TCP connections finish for at
     /// most this long, then exit.
-    #[arg(long, default_value = "10s", value_parser = crate::whoami::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
     grace: Duration,
     /// Serve Prometheus metrics (GET /metrics) here (TCP mode).
     #[arg(long, value_name = "ADDR:PORT")]
@@ -84,10 +84,10 @@ pub struct Args {
     #[arg(long = "max-flows", default_value = "65536")]
     max_flows: usize,
     /// Longest wait for a backend to accept.
-    #[arg(long = "connect-timeout", default_value = "3s", value_parser = crate::whoami::parse_duration)]
+    #[arg(long = "connect-timeout", default_value = "3s", value_parser = crate::parse_duration)]
     connect_timeout: Duration,
     /// Close a connection with no traffic either way for this long.
-    #[arg(long = "idle-timeout", default_value = "300s", value_parser = crate::whoami::parse_duration)]
+    #[arg(long = "idle-timeout", default_value = "300s", value_parser = crate::parse_duration)]
     idle_timeout: Duration,
     /// Log format.
     #[arg(long = "log-format", default_value = "text", value_parser = ["text", "json"])]

@@ -36,6 +36,13 @@ enum Command {
     Lb(lb::Args),
 }
 
+/// A command-line duration, Go style (`10s`, `500ms`, `1h30m`), for every
+/// subcommand's timeouts.
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    realip_whoami::parse_go_duration(s)
+        .ok_or_else(|| format!("{s:?} is not a duration like 10s or 500ms"))
+}
+
 fn main() -> ExitCode {
     let cmd = Cli::command().mut_subcommand("resolve", |c| c.after_long_help(resolve::long_help()));
     let cli = match Cli::from_arg_matches(&cmd.get_matches()) {

@@ -53,10 +53,10 @@ struct AgentArgs {
     #[arg(long, default_value = "0.0.0.0:10256", value_name = "ADDR:PORT")]
     healthz: std::net::SocketAddr,
     /// How often the objects are checked for changes.
-    #[arg(long, default_value = "1s", value_parser = crate::whoami::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = crate::parse_duration)]
     poll: Duration,
     /// How often the tables are replaced whole even without changes.
-    #[arg(long, default_value = "1h", value_parser = crate::whoami::parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = crate::parse_duration)]
     full_sync_period: Duration,
     /// Sync once and exit (no health servers): 0 when the kernel holds the plan.
     #[arg(long)]
@@ -194,36 +194,23 @@ pub fn run(args: Args) -> ExitCode {
                 // The objects were read just now: the proxy state is fresh.
                 let proxy = Arc::new(ProxyHealth::new(Duration::from_secs(3600)));
                 proxy.updated(SystemTime::now());
-                let mut tasks = Vec::new();
-                match tokio::net::TcpListener::bind(healthz).await {
-                    Ok(l) => tasks.push(tokio::spawn(serve(l, Responder::Proxy(proxy.clone())))),
+                let healthz_task = match tokio::net::TcpListener::bind(healthz).await {
+                    Ok(l) => tokio::spawn(serve(l, Responder::Proxy(proxy.clone()))),
                     Err(e) => {
                         eprintln!("realip node: binding {healthz}: {e}");
                         return ExitCode::FAILURE;
                     }
-                }
-                for c in checks {
-                    let addr = std::net::SocketAddr::new(address, c.port);
-                    let state = Arc::new(ServiceHealthState {
-                        namespace: c.service.namespace.clone(),
-                        name: c.service.name.clone(),
-                        local_endpoints: AtomicUsize::new(c.local_endpoints),
-                        proxy: proxy.clone(),
-                    });
-                    match tokio::net::TcpListener::bind(addr).await {
-                        Ok(l) => {
-                            tracing::info!(service = %c.service, %addr, local_endpoints = c.local_endpoints, "health check listening");
-                            tasks.push(tokio::spawn(serve(l, Responder::Service(state))));
-                        }
-                        Err(e) => {
-                            eprintln!("realip node: binding {addr} for {}: {e}", c.service);
-                            return ExitCode::FAILURE;
-                        }
-                    }
+                };
+                let mut servers = HealthServers::new();
+                let failed = update_health(&mut servers, &checks, address, &proxy).await;
+                if let Some(e) = failed.first() {
+                    eprintln!("realip node: {e}");
+                    return ExitCode::FAILURE;
                 }
                 crate::logging::wait_for_signal().await;
-                for t in tasks {
-                    t.abort();
+                healthz_task.abort();
+                for (_, (_, task)) in servers {
+                    task.abort();
                 }
                 ExitCode::SUCCESS
             })
@@ -260,13 +247,16 @@ type HealthServers =
     std::collections::BTreeMap<u16, (Arc<ServiceHealthState>, tokio::task::JoinHandle<()>)>;
 
 /// Bring the health servers in line with the plan: new ports bound, gone
-/// ones stopped, counts updated in place.
+/// ones stopped, counts updated in place. Returns the ports that could not
+/// be bound (the agent retries them at its next sync; `health-check`
+/// gives up).
 async fn update_health(
     servers: &mut HealthServers,
     checks: &[realip_node::plan::HealthCheck],
     address: std::net::IpAddr,
     proxy: &Arc<ProxyHealth>,
-) {
+) -> Vec<String> {
+    let mut failed = Vec::new();
     use std::sync::atomic::Ordering;
     let wanted: std::collections::BTreeSet<u16> = checks.iter().map(|c| c.port).collect();
     servers.retain(|port, (state, task)| {
@@ -302,11 +292,10 @@ async fn update_health(
                 let task = tokio::spawn(serve(l, Responder::Service(state.clone())));
                 servers.insert(c.port, (state, task));
             }
-            Err(e) => {
-                tracing::error!(service = %c.service, %addr, error = %e, "cannot bind the health check port; retrying at the next sync");
-            }
+            Err(e) => failed.push(format!("binding {addr} for {}: {e}", c.service)),
         }
     }
+    failed
 }
 
 /// One load, plan and sync. `Err` leaves the kernel as it was.
@@ -411,7 +400,11 @@ fn agent(args: AgentArgs) -> ExitCode {
                 }
                 match sync_once(&mut syncer, &objects, &node) {
                     Ok(checks) => {
-                        update_health(&mut servers, &checks, args.health_address, &proxy).await;
+                        for e in
+                            update_health(&mut servers, &checks, args.health_address, &proxy).await
+                        {
+                            tracing::error!(error = %e, "health check port not served; retrying at the next sync");
+                        }
                         proxy.updated(SystemTime::now());
                         seen = Some(now);
                     }

@@ -130,7 +130,7 @@ pub struct Args {
     log_format: String,
 
     /// Time in-flight requests get after SIGTERM (Go duration: 10s, 500ms).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
     grace: Duration,
 
     /// Worker threads (default: one per core).
@@ -150,17 +150,12 @@ pub struct Args {
     max_headers: usize,
 
     /// A request head (and a PROXY header, a TLS handshake) must arrive within this time.
-    #[arg(long = "header-timeout", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long = "header-timeout", default_value = "10s", value_parser = crate::parse_duration)]
     header_timeout: Duration,
 
     /// Close connections idle this long.
-    #[arg(long = "idle-timeout", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long = "idle-timeout", default_value = "60s", value_parser = crate::parse_duration)]
     idle_timeout: Duration,
-}
-
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    realip_whoami::parse_go_duration(s)
-        .ok_or_else(|| format!("{s:?} is not a duration like 10s or 500ms"))
 }
 
 fn parse_field(s: &str) -> Result<FieldFormat, String> {
