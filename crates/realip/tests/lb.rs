@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,42 +35,14 @@ fn lb_udp(args: &[&str]) -> Lb {
 /// Start it and wait for its "listening" line, which names the address
 /// under `key`.
 fn start_lb(listen: &[&str], args: &[&str], key: &str) -> Lb {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_realip"))
-        .arg("lb")
-        .args(listen)
-        .args(["--log-format", "json"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start realip lb");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = match rx.recv_timeout(left) {
-            Ok(l) => l,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("realip lb did not report listening ({args:?})");
-            }
-        };
-        if line.contains("\"listening\"") {
-            let addr = field(&line, key).expect("listening address");
-            // Keep draining so the process never blocks on stderr.
-            std::thread::spawn(move || for _ in rx {});
-            return Lb { child, addr };
-        }
-    }
+    let mut all = vec!["lb"];
+    all.extend_from_slice(listen);
+    all.extend_from_slice(args);
+    let (child, line, logs) = spawn_listening(&all);
+    // Keep draining so the process never blocks on stderr.
+    std::thread::spawn(move || for _ in logs {});
+    let addr = field(&line, key).expect("listening address");
+    Lb { child, addr }
 }
 
 async fn realip_via(lb: &Lb, from: &str, headers: &[(&str, &str)]) -> (String, SocketAddr) {
@@ -437,37 +408,20 @@ async fn a_proxy_header_from_a_trusted_lb_is_relayed() {
 async fn metrics_count_connections_and_show_backend_health() {
     let w = whoami(&[]);
     let backend = w.http.to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_realip"))
-        .args([
-            "lb",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--backend",
-            &backend,
-        ])
-        .args([
-            "--metrics",
-            "127.0.0.1:0",
-            "--health",
-            "tcp",
-            "--health-interval",
-            "100ms",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = loop {
-        match lines.next() {
-            Some(Ok(l)) if l.contains("\"listening\"") => break l,
-            Some(_) => {}
-            None => panic!("lb exited"),
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let (child, line, logs) = spawn_listening(&[
+        "lb",
+        "--listen",
+        "127.0.0.1:0",
+        "--backend",
+        &backend,
+        "--metrics",
+        "127.0.0.1:0",
+        "--health",
+        "tcp",
+        "--health-interval",
+        "100ms",
+    ]);
+    std::thread::spawn(move || for _ in logs {});
     let l = Lb {
         addr: field(&line, "tcp").unwrap(),
         child,

@@ -43,16 +43,17 @@ pub fn field(line: &str, key: &str) -> Option<SocketAddr> {
     v["fields"][key].as_str()?.parse().ok()
 }
 
-/// Start whoami on loopback ports the kernel picks; wait for "listening".
-pub fn whoami(args: &[&str]) -> Whoami {
+/// Start `realip ARGS` (with `--log-format json`), collect its stderr
+/// lines, and wait up to 10 s for its "listening" line. Returns the child,
+/// that line, and the rest of the log.
+pub fn spawn_listening(args: &[&str]) -> (Child, String, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_realip"))
-        .arg("whoami")
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
         .args(args)
+        .args(["--log-format", "json"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start realip whoami");
+        .expect("start realip");
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -68,22 +69,30 @@ pub fn whoami(args: &[&str]) -> Whoami {
         let Ok(line) = rx.recv_timeout(left) else {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("whoami did not report listening within 10s (args {args:?})");
+            panic!("realip did not report listening within 10s (args {args:?})");
         };
         if line.contains("\"listening\"") {
-            let Some(http) = field(&line, "http") else {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("no http address in the listening line: {line}");
-            };
-            return Whoami {
-                child,
-                http,
-                tcp: field(&line, "tcp"),
-                udp: field(&line, "udp"),
-                logs: rx,
-            };
+            return (child, line, rx);
         }
+    }
+}
+
+/// Start whoami on loopback ports the kernel picks; wait for "listening".
+pub fn whoami(args: &[&str]) -> Whoami {
+    let mut all = vec!["whoami", "--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let (mut child, line, logs) = spawn_listening(&all);
+    let Some(http) = field(&line, "http") else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("no http address in the listening line: {line}");
+    };
+    Whoami {
+        child,
+        http,
+        tcp: field(&line, "tcp"),
+        udp: field(&line, "udp"),
+        logs,
     }
 }
 
