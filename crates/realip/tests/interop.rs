@@ -81,19 +81,49 @@ fn haproxy(tcp_backend: u16, http_backend: u16) -> (Peer, u16, u16) {
          frontend ft_http\n  mode http\n  bind 127.0.0.1:{http_port}\n  option forwardfor\n  default_backend bk_http\n\
          backend bk_http\n  mode http\n  server w 127.0.0.1:{http_backend}\n"
     );
+    (
+        start_haproxy(dir, &cfg, &[tcp_port, http_port]),
+        tcp_port,
+        http_port,
+    )
+}
+
+/// HAProxy on `cfg`, written into `dir`; ready once `ports` listen.
+fn start_haproxy(dir: PathBuf, cfg: &str, ports: &[u16]) -> Peer {
     let path = dir.join("haproxy.cfg");
     std::fs::write(&path, cfg).unwrap();
-    let mut child = Command::new(find("haproxy"))
+    let cmd = Command::new(find("haproxy"))
         .arg("-db")
         .arg("-f")
         .arg(&path)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()
-        .expect("start haproxy");
-    wait_listening(tcp_port, "haproxy", &mut child);
-    wait_listening(http_port, "haproxy", &mut child);
-    (Peer { child, dir }, tcp_port, http_port)
+        .spawn();
+    started(cmd, "haproxy", dir, ports)
+}
+
+/// nginx on `cfg`, written into `dir` (its prefix); ready once `ports`
+/// listen.
+fn start_nginx(dir: PathBuf, cfg: &str, ports: &[u16]) -> Peer {
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, cfg).unwrap();
+    let cmd = Command::new(find("nginx"))
+        .arg("-c")
+        .arg(&path)
+        .arg("-p")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    started(cmd, "nginx", dir, ports)
+}
+
+fn started(spawned: std::io::Result<Child>, what: &str, dir: PathBuf, ports: &[u16]) -> Peer {
+    let mut child = spawned.unwrap_or_else(|e| panic!("start {what}: {e}"));
+    for &p in ports {
+        wait_listening(p, what, &mut child);
+    }
+    Peer { child, dir }
 }
 
 fn nginx(stream_backend: u16, http_backend: u16) -> (Peer, u16, u16) {
@@ -115,20 +145,11 @@ fn nginx(stream_backend: u16, http_backend: u16) -> (Peer, u16, u16) {
            client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
            server {{\n    listen 127.0.0.1:{http_port};\n    location / {{\n      proxy_pass http://127.0.0.1:{http_backend};\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n    }}\n  }}\n}}\n"
     );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, cfg).unwrap();
-    let mut child = Command::new(find("nginx"))
-        .arg("-c")
-        .arg(&path)
-        .arg("-p")
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nginx");
-    wait_listening(stream_port, "nginx", &mut child);
-    wait_listening(http_port, "nginx", &mut child);
-    (Peer { child, dir }, stream_port, http_port)
+    (
+        start_nginx(dir, &cfg, &[stream_port, http_port]),
+        stream_port,
+        http_port,
+    )
 }
 
 async fn realip_via(port: u16) -> serde_json::Value {
@@ -222,17 +243,7 @@ async fn haproxy_and_nginx_behind_realip_lb_see_the_client() {
          backend bk\n  server w 127.0.0.1:{}\n",
         backend.http.port()
     );
-    std::fs::write(dir.join("haproxy.cfg"), cfg).unwrap();
-    let mut child = Command::new(find("haproxy"))
-        .arg("-db")
-        .arg("-f")
-        .arg(dir.join("haproxy.cfg"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start haproxy");
-    wait_listening(hport, "haproxy", &mut child);
-    let _h = Peer { child, dir };
+    let _h = start_haproxy(dir, &cfg, &[hport]);
     let (_lb1, lb1) = realip_lb(hport, "proxy-v2");
     let v = realip_via(lb1).await;
     assert_eq!(v["realIp"]["ip"], CLIENT, "haproxy behind realip lb: {v}");
@@ -249,18 +260,7 @@ async fn haproxy_and_nginx_behind_realip_lb_see_the_client() {
            server {{\n    listen 127.0.0.1:{nport} proxy_protocol;\n    location / {{\n      proxy_pass http://127.0.0.1:{};\n      proxy_set_header X-Forwarded-For $proxy_protocol_addr;\n    }}\n  }}\n}}\n",
         backend.http.port()
     );
-    std::fs::write(dir.join("nginx.conf"), cfg).unwrap();
-    let mut child = Command::new(find("nginx"))
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .arg("-p")
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nginx");
-    wait_listening(nport, "nginx", &mut child);
-    let _n = Peer { child, dir };
+    let _n = start_nginx(dir, &cfg, &[nport]);
     let (_lb2, lb2) = realip_lb(nport, "proxy-v2");
     let v = realip_via(lb2).await;
     assert_eq!(v["realIp"]["ip"], CLIENT, "nginx behind realip lb: {v}");
