@@ -13,27 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
 rounds=${2:-3}
-for bin in wrk haproxy curl taskset python3; do
-  command -v "$bin" >/dev/null || { echo "bench/lb-l4.sh: $bin is missing (apt-get install wrk haproxy curl util-linux python3)" >&2; exit 2; }
-done
-cargo build --release -q -p realip
-realip=target/release/realip
-dir=$(mktemp -d /tmp/realip-bench-XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT INT TERM
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "bench/lb-l4.sh: nothing listening on $1" >&2; exit 1
-}
+. bench/lib.sh
+need "wrk haproxy curl util-linux python3" wrk haproxy curl taskset python3
+bench_setup
 
 # Backends: one expecting PROXY v2 (behind the proxies), one plain (direct).
 bport=$(port); dport=$(port)

@@ -15,25 +15,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 conns=${1:-3000}
-for bin in iptables-legacy-restore python3; do
-  command -v "$bin" >/dev/null || { echo "bench/node-datapath.sh: $bin is missing (apt-get install iptables python3)" >&2; exit 2; }
-done
-cargo build --release -q -p realip
-realip=$PWD/target/release/realip
-dir=$(mktemp -d /tmp/realip-bench-XXXXXX)
-id=$$
-made=()
-cleanup() {
-  local x
-  # Servers die with their namespace's processes: kill any still there.
-  for x in "${made[@]}"; do ip netns pids "$x" 2>/dev/null | xargs -r kill 2>/dev/null || true; done
-  for x in "${made[@]}"; do ip netns del "$x" 2>/dev/null || true; done
-  made=()
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-ns() { NS="realip-bench-$id-$1"; ip netns add "$NS"; made+=("$NS"); }
+. bench/lib.sh
+need "iptables python3" iptables-legacy-restore python3
+bench_setup
 
 # The client: `conns` connects to ADDR:80, each timed; prints median and
 # p99 in microseconds. Runs inside the namespace.

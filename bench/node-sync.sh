@@ -18,26 +18,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(1000 10000)
-for bin in nft iptables-legacy-restore iptables-nft-restore python3; do
-  command -v "$bin" >/dev/null || { echo "bench/node-sync.sh: $bin is missing (apt-get install nftables iptables python3)" >&2; exit 2; }
-done
+. bench/lib.sh
+need "nftables iptables python3" nft iptables-legacy-restore iptables-nft-restore python3
 [ -x /usr/bin/time ] || { echo "bench/node-sync.sh: /usr/bin/time is missing (apt-get install time)" >&2; exit 2; }
-cargo build --release -q -p realip
-realip=$PWD/target/release/realip
-dir=$(mktemp -d /tmp/realip-bench-XXXXXX)
-id=$$
-made=()
-cleanup() {
-  local x
-  for x in "${made[@]}"; do ip netns del "$x" 2>/dev/null || true; done
-  made=()
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-# Namespaces are made in this shell (not a $(...) subshell) so the trap
-# knows every one of them.
-ns() { NS="realip-bench-$id-$1"; ip netns add "$NS"; made+=("$NS"); }
+bench_setup
 limit=${LIMIT:-600}
 # "seconds peak-KiB" of a command, or ">LIMIT -" when it ran out of time.
 measure() {

@@ -18,28 +18,9 @@ cd "$(dirname "$0")/.."
 secs=${1:-5}
 rounds=${2:-5}
 
-for bin in wrk nginx taskset; do
-  command -v "$bin" >/dev/null || { echo "bench/whoami.sh: $bin is missing (apt-get install wrk nginx util-linux)" >&2; exit 2; }
-done
-cargo build --release -q -p realip
-realip=target/release/realip
-
-dir=$(mktemp -d /tmp/realip-bench-XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT INT TERM
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "bench/whoami.sh: nothing listening on $1" >&2; exit 1
-}
+. bench/lib.sh
+need "wrk nginx util-linux python3" wrk nginx taskset python3
+bench_setup
 
 rport=$(port)
 RUST_LOG=warn taskset -c 0 "$realip" whoami --listen "127.0.0.1:$rport" --threads 1 --trusted loopback >/dev/null 2>"$dir/realip.log" &
