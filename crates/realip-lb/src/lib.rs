@@ -23,11 +23,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod config;
+pub mod forward;
 pub mod health;
+pub mod http;
 pub mod metrics;
 pub mod pool;
+pub mod route;
+pub mod server;
 pub mod tcp;
 pub mod udp;
+pub mod upstream;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};

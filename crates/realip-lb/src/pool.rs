@@ -67,6 +67,43 @@ impl Pool {
         }
     }
 
+    /// Take over what `old` has seen of the backends both pools have (a
+    /// reload that changed the pool keeps a down backend down).
+    pub fn inherit(&self, old: &Pool) {
+        let old_health = old
+            .health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut carried = false;
+        for (b, h) in self.configured.iter().zip(health.iter_mut()) {
+            if let Some(i) = old.configured.iter().position(|o| o.addr == b.addr) {
+                *h = old_health[i].clone();
+                carried = true;
+            }
+        }
+        if carried {
+            self.rebuild(&health);
+        }
+    }
+
+    fn rebuild(&self, health: &[Health]) {
+        // Down backends stay in the pool with weight 0, so Maglev keeps
+        // its table size and the other flows their backends.
+        let now: Vec<Backend> = self
+            .configured
+            .iter()
+            .zip(health.iter())
+            .map(|(b, h)| Backend {
+                addr: b.addr,
+                weight: h.weight(b.weight),
+            })
+            .collect();
+        let schedule = Arc::new(Schedule::new(self.method, now));
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = schedule;
+    }
+
     /// The schedule to pick from now.
     pub fn schedule(&self) -> Arc<Schedule> {
         self.current
@@ -118,19 +155,7 @@ impl Pool {
             }
         }
         if !changes.is_empty() {
-            // Down backends stay in the pool with weight 0, so Maglev keeps
-            // its table size and the other flows their backends.
-            let now: Vec<Backend> = self
-                .configured
-                .iter()
-                .zip(health.iter())
-                .map(|(b, h)| Backend {
-                    addr: b.addr,
-                    weight: h.weight(b.weight),
-                })
-                .collect();
-            let schedule = Arc::new(Schedule::new(self.method, now));
-            *self.current.write().unwrap_or_else(PoisonError::into_inner) = schedule;
+            self.rebuild(&health);
         }
         changes
     }

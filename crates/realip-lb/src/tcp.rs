@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use realip_core::proxy::{OwnedHeader, Version};
+use realip_core::proxy::{OwnedHeader, OwnedTlv, Version};
 use realip_net::IdleTimeout;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -24,6 +24,12 @@ pub enum ClientIp {
     ProxyV1,
     /// A PROXY protocol v2 header before the client's bytes.
     ProxyV2,
+    /// The connection to the backend is made from the client's own
+    /// address (IP_TRANSPARENT, as nginx's `proxy_bind $remote_addr
+    /// transparent` and HAProxy's `usesrc clientip`). The backend's replies
+    /// must be routed back through this host and handed to the socket: see
+    /// [`transparent_connect`].
+    Transparent,
 }
 
 impl std::str::FromStr for ClientIp {
@@ -34,8 +40,9 @@ impl std::str::FromStr for ClientIp {
             "none" => Ok(ClientIp::None),
             "proxy-v1" => Ok(ClientIp::ProxyV1),
             "proxy-v2" => Ok(ClientIp::ProxyV2),
+            "transparent" => Ok(ClientIp::Transparent),
             _ => Err(format!(
-                "{s:?} is not a TCP client-IP mode: none, proxy-v1 or proxy-v2"
+                "{s:?} is not a TCP client-IP mode: none, proxy-v1, proxy-v2 or transparent"
             )),
         }
     }
@@ -57,6 +64,30 @@ pub struct TcpConfig {
     pub connect_timeout: Duration,
     /// A connection with no bytes either way for this long is closed.
     pub idle_timeout: Duration,
+    /// What a PROXY v2 header carries besides the addresses.
+    pub tlvs: ProxyTlvs,
+}
+
+/// TLVs of the PROXY v2 headers sent to backends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxyTlvs {
+    /// A UNIQUE_ID (16 random bytes) per connection, for correlating logs
+    /// along the path.
+    pub unique_id: bool,
+    /// A CRC32C over the header, so a backend can tell corruption.
+    pub crc32c: bool,
+    /// An AUTHORITY: the name the client asked for, as configured here.
+    pub authority: Option<String>,
+}
+
+/// What a TCP listener does; replaced whole on a reload (a connection
+/// keeps the one it was accepted under).
+#[derive(Debug)]
+pub struct TcpSite {
+    /// The backends.
+    pub pool: Arc<Pool>,
+    /// The settings.
+    pub config: TcpConfig,
 }
 
 /// Counters for `/metrics` and the logs.
@@ -94,11 +125,11 @@ impl TcpStats {
 /// [`TcpStats::drain`]).
 pub async fn serve(
     listener: TcpListener,
-    pool: Arc<Pool>,
-    config: TcpConfig,
+    site: watch::Receiver<Arc<TcpSite>>,
     stats: Arc<TcpStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let ids = Arc::new(crate::forward::RequestIds::default());
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -114,10 +145,10 @@ pub async fn serve(
             }
         };
         stats.accepted.fetch_add(1, Ordering::Relaxed);
-        let (pool, config, stats) = (pool.clone(), config.clone(), stats.clone());
+        let (site, stats, ids) = (site.borrow().clone(), stats.clone(), ids.clone());
         stats.open.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            if let Err(e) = connection(client, peer, &pool, &config, &stats).await {
+            if let Err(e) = connection(client, peer, &site.pool, &site.config, &stats, &ids).await {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(%peer, error = %e, "connection failed");
             }
@@ -126,40 +157,53 @@ pub async fn serve(
     }
 }
 
+/// Relay: when `mode` is on, read the PROXY header of the upstream LB (a
+/// `trusted` peer; anyone else is refused) and return the client and the
+/// address it dialled, as the header names them, with the bytes read past
+/// it. Otherwise the socket's own addresses and nothing.
+pub(crate) async fn accept_proxy(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    mode: realip_net::ProxyMode,
+    trusted: &realip_core::TrustSet,
+) -> std::io::Result<(SocketAddr, SocketAddr, bytes::Bytes)> {
+    if !mode.is_on() {
+        return Ok((peer, local, bytes::Bytes::new()));
+    }
+    if !trusted.contains(peer.ip()) {
+        return Err(std::io::Error::other(
+            "PROXY header expected from a peer that is not trusted; closed",
+        ));
+    }
+    let h = realip_net::read_proxy_header(stream, mode, realip_net::ProxyLimits::default())
+        .await
+        .map_err(|e| std::io::Error::other(format!("PROXY header: {e}")))?;
+    Ok(match (h.claim(), h.header.addresses.destination()) {
+        (realip_core::ProxyClaim::Source(src), Some(dst)) => (src, dst, h.rest),
+        // LOCAL or UNKNOWN: the upstream LB speaks for itself.
+        _ => (peer, local, h.rest),
+    })
+}
+
 async fn connection(
     client: TcpStream,
     peer: SocketAddr,
     pool: &Pool,
     config: &TcpConfig,
     stats: &TcpStats,
+    ids: &crate::forward::RequestIds,
 ) -> std::io::Result<()> {
     let mut client = client;
-    let mut local = client.local_addr()?;
-    // Relay: the upstream LB's header names the client (and the address
-    // it dialled); the bytes read past it go on to the backend.
-    let mut peer = peer;
-    let mut rest = bytes::Bytes::new();
-    if config.accept_proxy.is_on() {
-        if !config.trusted.contains(peer.ip()) {
-            return Err(std::io::Error::other(
-                "PROXY header expected from a peer that is not trusted; closed",
-            ));
-        }
-        let h = realip_net::read_proxy_header(
-            &mut client,
-            config.accept_proxy,
-            realip_net::ProxyLimits::default(),
-        )
-        .await
-        .map_err(|e| std::io::Error::other(format!("PROXY header: {e}")))?;
-        if let (realip_core::ProxyClaim::Source(src), Some(dst)) =
-            (h.claim(), h.header.addresses.destination())
-        {
-            peer = src;
-            local = dst;
-        }
-        rest = h.rest;
-    }
+    let local = client.local_addr()?;
+    let (peer, local, rest) = accept_proxy(
+        &mut client,
+        peer,
+        local,
+        config.accept_proxy,
+        &config.trusted,
+    )
+    .await?;
     // The schedule of now; a health change later does not move this
     // connection.
     let schedule = pool.schedule();
@@ -167,27 +211,43 @@ async fn connection(
         .pick(peer, local)
         .ok_or_else(|| std::io::Error::other("no backend is up"))?;
     let target = picked.backend().addr;
-    let mut backend =
-        match tokio::time::timeout(config.connect_timeout, TcpStream::connect(target)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(std::io::Error::other(format!("backend {target}: {e}"))),
-            Err(_) => {
-                return Err(std::io::Error::other(format!(
-                    "backend {target}: no answer within {:?}",
-                    config.connect_timeout
-                )))
-            }
-        };
+    let connect = async {
+        if config.client_ip == ClientIp::Transparent {
+            transparent_connect(peer.ip(), target).await
+        } else {
+            TcpStream::connect(target).await
+        }
+    };
+    let mut backend = match tokio::time::timeout(config.connect_timeout, connect).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(std::io::Error::other(format!("backend {target}: {e}"))),
+        Err(_) => {
+            return Err(std::io::Error::other(format!(
+                "backend {target}: no answer within {:?}",
+                config.connect_timeout
+            )))
+        }
+    };
     let _ = client.set_nodelay(true);
     let _ = backend.set_nodelay(true);
     let version = match config.client_ip {
-        ClientIp::None => None,
+        ClientIp::None | ClientIp::Transparent => None,
         ClientIp::ProxyV1 => Some(Version::V1),
         ClientIp::ProxyV2 => Some(Version::V2),
     };
     if let Some(v) = version {
-        let header = OwnedHeader::tcp(v, peer, local)
-            .encode(false)
+        let mut h = OwnedHeader::tcp(v, peer, local);
+        if v == Version::V2 {
+            if let Some(a) = &config.tlvs.authority {
+                h.tlvs.push(OwnedTlv::Authority(a.clone()));
+            }
+            if config.tlvs.unique_id {
+                h.tlvs
+                    .push(OwnedTlv::UniqueId(ids.next().as_bytes().to_vec()));
+            }
+        }
+        let header = h
+            .encode(v == Version::V2 && config.tlvs.crc32c)
             .map_err(std::io::Error::other)?;
         backend.write_all(&header).await?;
     }
@@ -206,4 +266,43 @@ async fn connection(
     stats.bytes_down.fetch_add(down, Ordering::Relaxed);
     drop(picked);
     Ok(())
+}
+
+/// Connect to `backend` from `client`'s address, which is not one of this
+/// host's: IP_TRANSPARENT lets the socket bind it (CAP_NET_ADMIN), the port
+/// is the kernel's choice. For the backend's replies to come back, the
+/// backend's route to the client must go through this host, and this host
+/// must deliver packets for the client's address locally instead of
+/// forwarding them:
+///
+/// ```text
+/// nft add table ip realip-tproxy
+/// nft add chain ip realip-tproxy pre '{ type filter hook prerouting priority mangle; }'
+/// nft add rule ip realip-tproxy pre socket transparent 1 meta mark set 1
+/// ip rule add fwmark 1 lookup 100
+/// ip route add local 0.0.0.0/0 dev lo table 100
+/// ```
+///
+/// (the `socket transparent` match finds the established transparent
+/// socket a reply belongs to). `realip lab` and the tests set this up in
+/// their namespaces.
+pub async fn transparent_connect(
+    client: std::net::IpAddr,
+    backend: SocketAddr,
+) -> std::io::Result<TcpStream> {
+    let socket = match backend {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // On an IPv6 socket too: Linux passes SOL_IP options of TCP/UDP
+    // sockets to the IPv4 code, which sets the same flag IPV6_TRANSPARENT
+    // does.
+    nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::IpTransparent, &true)
+        .map_err(|e| std::io::Error::other(format!("IP_TRANSPARENT (needs CAP_NET_ADMIN): {e}")))?;
+    // The client's address may be reused by many of its connections at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::new(client, 0)).map_err(|e| {
+        std::io::Error::other(format!("binding the client's address {client}: {e}"))
+    })?;
+    socket.connect(backend).await
 }

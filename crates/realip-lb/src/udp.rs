@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -26,6 +27,35 @@ pub struct UdpConfig {
     pub max_flows: usize,
 }
 
+/// What a UDP listener does; replaced whole on a reload (a flow keeps the
+/// backend it was given).
+#[derive(Debug)]
+pub struct UdpSite {
+    /// The backends.
+    pub pool: Arc<Pool>,
+    /// The settings.
+    pub config: UdpConfig,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct UdpStats {
+    /// Datagrams from clients passed to backends.
+    pub datagrams_up: AtomicU64,
+    /// Datagrams from backends passed to clients.
+    pub datagrams_down: AtomicU64,
+    /// Bytes from clients (payload, without PROXY headers).
+    pub bytes_up: AtomicU64,
+    /// Bytes to clients.
+    pub bytes_down: AtomicU64,
+    /// Flows opened.
+    pub flows_opened: AtomicU64,
+    /// Flows now.
+    pub flows_open: AtomicU64,
+    /// Datagrams dropped: flow table full, no backend up, send failed.
+    pub dropped: AtomicU64,
+}
+
 /// Largest datagram handled (the UDP maximum).
 const MAX_DATAGRAM: usize = 65_535;
 
@@ -34,8 +64,8 @@ type Flows = Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>>;
 /// Serve `socket` until `shutdown` turns true.
 pub async fn serve(
     socket: UdpSocket,
-    pool: Arc<Pool>,
-    config: UdpConfig,
+    site: watch::Receiver<Arc<UdpSite>>,
+    stats: Arc<UdpStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let socket = Arc::new(socket);
@@ -62,14 +92,28 @@ pub async fn serve(
             .unwrap_or_else(PoisonError::into_inner)
             .get(&client)
             .cloned();
+        let site = site.borrow().clone();
         let upstream = match existing {
             Some(u) => u,
-            None => match open_flow(&socket, &pool, &flows, client, local, &config).await {
+            None => match open_flow(
+                &socket,
+                &site.pool,
+                &flows,
+                client,
+                local,
+                &site.config,
+                &stats,
+            )
+            .await
+            {
                 Some(u) => u,
-                None => continue,
+                None => {
+                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
             },
         };
-        let datagram = if config.proxy_v2 {
+        let datagram = if site.config.proxy_v2 {
             let header = OwnedHeader {
                 version: Version::V2,
                 command: Command::Proxy,
@@ -91,8 +135,15 @@ pub async fn serve(
         } else {
             buf[..n].to_vec()
         };
-        if let Err(e) = upstream.send(&datagram).await {
-            tracing::info!(%client, error = %e, "udp send to backend failed");
+        match upstream.send(&datagram).await {
+            Ok(_) => {
+                stats.datagrams_up.fetch_add(1, Ordering::Relaxed);
+                stats.bytes_up.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                stats.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%client, error = %e, "udp send to backend failed");
+            }
         }
     }
 }
@@ -106,6 +157,7 @@ async fn open_flow(
     client: SocketAddr,
     local: SocketAddr,
     config: &UdpConfig,
+    stats: &Arc<UdpStats>,
 ) -> Option<Arc<UdpSocket>> {
     if flows.lock().unwrap_or_else(PoisonError::into_inner).len() >= config.max_flows {
         tracing::warn!(%client, max = config.max_flows, "udp flow table full; datagram dropped");
@@ -135,19 +187,26 @@ async fn open_flow(
         .unwrap_or_else(PoisonError::into_inner)
         .insert(client, upstream.clone());
     tracing::info!(%client, %backend, "udp flow");
-    let (listener, flows, up, idle) = (
+    stats.flows_opened.fetch_add(1, Ordering::Relaxed);
+    stats.flows_open.fetch_add(1, Ordering::Relaxed);
+    let (listener, flows, up, idle, stats) = (
         listener.clone(),
         flows.clone(),
         upstream.clone(),
         config.idle_timeout,
+        stats.clone(),
     );
     tokio::spawn(async move {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         // Until no reply for the idle timeout, or the backend refuses: the
         // flow ends; the client's next datagram opens another.
         while let Ok(Ok(n)) = tokio::time::timeout(idle, up.recv(&mut buf)).await {
-            let _ = listener.send_to(&buf[..n], client).await;
+            if listener.send_to(&buf[..n], client).await.is_ok() {
+                stats.datagrams_down.fetch_add(1, Ordering::Relaxed);
+                stats.bytes_down.fetch_add(n as u64, Ordering::Relaxed);
+            }
         }
+        stats.flows_open.fetch_sub(1, Ordering::Relaxed);
         // Only this flow: a newer one for the same client stays.
         let mut table = flows.lock().unwrap_or_else(PoisonError::into_inner);
         if table.get(&client).is_some_and(|u| Arc::ptr_eq(u, &up)) {

@@ -28,16 +28,7 @@ mod tls;
 pub use http_server::parse_go_duration;
 pub use realip_core::field::FieldFormat;
 
-/// Files for TLS.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    /// PEM certificate chain.
-    pub cert: std::path::PathBuf,
-    /// PEM private key.
-    pub key: std::path::PathBuf,
-    /// PEM CA bundle: when set, client certificates are required (mTLS).
-    pub cacert: Option<std::path::PathBuf>,
-}
+pub use realip_net::tls::TlsFiles;
 
 /// Limits that keep one client from hurting the others.
 #[derive(Debug, Clone, Copy)]

@@ -1,45 +1,90 @@
-//! `realip lb`: the seeds' cloud load balancer. So far the L4 TCP role.
+//! `realip lb`: the seeds' cloud load balancer and ingress. One listener
+//! from flags, or any number from `--config FILE` (reloaded on SIGHUP).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
+use realip_lb::config::{
+    Addr, BackendSpec, CheckField, ClientIpField, Config, Dur, HeaderField, HealthSpec,
+    ListenerSpec, MethodField, Mode, PoolSpec, ProxyModeField, RouteSpec, TlsSpec, XffField,
+};
+use realip_lb::forward::Header;
 use realip_lb::health::Check;
-use realip_lb::pool::{Checks, Pool};
-use realip_lb::tcp::{ClientIp, TcpConfig, TcpStats};
-use realip_lb::udp::UdpConfig;
+use realip_lb::server::Running;
 use realip_lb::{Backend, Method};
 
 #[derive(Debug, clap::Args)]
 #[command(
-    about = "The cloud load balancer in front of the nodes (so far: L4 TCP and UDP)",
-    long_about = "The seeds' cloud load balancer, L4 TCP and UDP so far: accept on --listen, pick a backend by \
---schedule, tell it who the client is by --client-ip, copy both ways. none: the backend sees this \
-process's address, the seeds' problem; proxy-v1 / proxy-v2: a PROXY protocol header with the client's \
-address goes first (haproxy's send-proxy / send-proxy-v2). Schedules: round-robin, \
-weighted-round-robin, least-connections, source-hash (the same client, the same backend; ULB's \
-vserver-method source), maglev (consistent: a backend going away moves few other flows). Backends \
-take ADDR:PORT or ADDR:PORT=WEIGHT. --health checks each backend every --health-interval: --fall \
-failures in a row take it out, --rise passes bring it back; connections in flight keep their backend. \
-SIGTERM stops accepting and lets open connections finish within --grace. \
---mode udp keeps a flow per client address (its own socket to its backend, forgotten after \
---idle-timeout without a reply, at most --max-flows); with proxy-v2 every datagram carries the header. \
-The HTTP mode and the config file come next."
+    about = "The cloud load balancer and ingress in front of the nodes: HTTP, TCP and UDP",
+    long_about = "The seeds' cloud load balancer (ULB, SLB, CLB) and ingress controller. \
+One listener from flags, or any number of listeners and pools from --config FILE (YAML; --check \
+validates it and exits; SIGHUP reloads it in place: a bad file is refused with its line and the \
+running configuration stays; connections in flight are not dropped).
+
+--mode http: a reverse proxy (HTTP/1.1, h2c, and h2 over TLS with --tls-cert/--tls-key) with pooled \
+keep-alive connections to the backends. It adds the forwarding headers nginx-ingress adds \
+(X-Forwarded-For, X-Real-IP, X-Forwarded-Proto/Host/Port, X-Original-Uri, X-Scheme, X-Request-Id; \
+choose with --header, or --client-ip none for none). From a peer that is not --trusted every \
+forwarding header is removed and the chain restarts at the peer; from a trusted one the chain is kept \
+and the client resolved from it. No backend up: 503; a backend unreachable: 502 after trying \
+--retries others; no answer in --response-timeout: 504.
+
+--mode tcp: --client-ip none (the backend sees this process: the seeds' problem), proxy-v1, \
+proxy-v2 (haproxy's send-proxy / send-proxy-v2), or transparent (IP_TRANSPARENT: the backend sees \
+the client's own address; the backend's route to the client must go through this host, which must \
+deliver those replies locally: `socket transparent 1 meta mark set 1`, `ip rule add fwmark 1 lookup \
+100`, `ip route add local 0.0.0.0/0 dev lo table 100`). --accept-proxy relays a PROXY header from a \
+--trusted LB in front. --mode udp keeps a flow per client address (forgotten after --idle-timeout, \
+at most --max-flows); with proxy-v2 every datagram carries the header.
+
+Schedules: round-robin, weighted-round-robin, least-connections, source-hash (ULB's vserver-method \
+source), maglev (consistent: removing a backend moves few other flows). --backend ADDR:PORT[=WEIGHT]. \
+--health checks every --health-interval: --fall failures take a backend out, --rise passes bring it \
+back; a kube-proxy health answer's localEndpoints (or X-Load-Balancing-Endpoint-Weight) becomes the \
+node's weight, so every pod of a Local Service gets an equal share. SIGTERM stops accepting and lets \
+open connections finish within --grace. --metrics serves Prometheus text."
 )]
 pub struct Args {
-    /// What to balance: tcp or udp (http comes next).
-    #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp"])]
+    /// A YAML file of listeners and pools (see the README); the other
+    /// listener flags are then not allowed.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "backends"])]
+    config: Option<std::path::PathBuf>,
+    /// With --config: check the file, print what it defines, and exit (0
+    /// good, 2 refused).
+    #[arg(long, requires = "config")]
+    check: bool,
+    /// What to balance: http, tcp or udp.
+    #[arg(long, default_value = "tcp", value_parser = ["http", "tcp", "udp"])]
     mode: String,
     /// Where to listen.
-    #[arg(long, value_name = "ADDR:PORT")]
-    listen: SocketAddr,
+    #[arg(long, value_name = "ADDR:PORT", required_unless_present = "config")]
+    listen: Option<SocketAddr>,
     /// A backend, ADDR:PORT or ADDR:PORT=WEIGHT (repeatable).
-    #[arg(long = "backend", value_name = "ADDR:PORT[=WEIGHT]", required = true, value_parser = parse_backend)]
+    #[arg(long = "backend", value_name = "ADDR:PORT[=WEIGHT]", required_unless_present = "config", value_parser = realip_lb::config::parse_backend)]
     backends: Vec<Backend>,
-    /// How the backend learns the client: none, proxy-v1 or proxy-v2.
-    #[arg(long = "client-ip", default_value = "none")]
-    client_ip: ClientIp,
+    /// How the backend learns the client. tcp: none, proxy-v1, proxy-v2 or
+    /// transparent; udp: none or proxy-v2; http: xff (the forwarding
+    /// headers, the default) or none.
+    #[arg(long = "client-ip", value_name = "MODE")]
+    client_ip: Option<String>,
+    /// HTTP: a forwarding header to add (repeatable; default all of
+    /// nginx-ingress's: x-forwarded-for, x-real-ip, x-forwarded-proto,
+    /// x-forwarded-host, x-forwarded-port, x-original-uri, x-scheme,
+    /// x-request-id; forwarded is also available).
+    #[arg(long = "header", value_name = "NAME")]
+    headers: Vec<Header>,
+    /// HTTP: X-Forwarded-For gets the peer appended (append) or only the
+    /// resolved client (client).
+    #[arg(long, default_value = "append")]
+    xff: realip_lb::forward::XffMode,
+    /// HTTP: terminate TLS with this PEM certificate chain (h2 and
+    /// HTTP/1.1 by ALPN).
+    #[arg(long = "tls-cert", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// HTTP: the PEM private key of --tls-cert.
+    #[arg(long = "tls-key", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// round-robin, weighted-round-robin, least-connections, source-hash or maglev.
     #[arg(long, default_value = "round-robin")]
     schedule: Method,
@@ -64,20 +109,21 @@ pub struct Args {
     /// Failures in a row that take a backend out.
     #[arg(long, default_value = "3")]
     fall: u32,
-    /// TCP: expect a PROXY header (off, v1, v2, any) from an LB in front
-    /// of this one and pass its client on (relay). Only --trusted peers
-    /// may send one; a connection without a valid header is closed.
+    /// TCP and HTTP: expect a PROXY header (off, v1, v2, any) from an LB
+    /// in front of this one and pass its client on (relay). Only --trusted
+    /// peers may send one; a connection without a valid header is closed.
     #[arg(long = "accept-proxy", default_value = "off", value_name = "MODE")]
     accept_proxy: realip_net::ProxyMode,
-    /// Who may send a PROXY header: CIDRs or presets (loopback, private,
-    /// any). Nothing is trusted by default.
+    /// Who may speak for the client (a PROXY header; HTTP forwarding
+    /// headers): CIDRs or presets (loopback, private, any). Nothing is
+    /// trusted by default.
     #[arg(long, value_name = "CIDR|PRESET")]
     trusted: Vec<String>,
-    /// On SIGTERM: stop accepting, let open TCP connections finish for at
+    /// On SIGTERM: stop accepting, let open connections finish for at
     /// most this long, then exit.
     #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
     grace: Duration,
-    /// Serve Prometheus metrics (GET /metrics) here (TCP mode).
+    /// Serve Prometheus metrics (GET /metrics) here.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<SocketAddr>,
     /// UDP: most flows at once.
@@ -86,32 +132,154 @@ pub struct Args {
     /// Longest wait for a backend to accept.
     #[arg(long = "connect-timeout", default_value = "3s", value_parser = crate::parse_duration)]
     connect_timeout: Duration,
-    /// Close a connection with no traffic either way for this long.
+    /// TCP: close a connection with no traffic either way for this long;
+    /// UDP: forget a flow.
     #[arg(long = "idle-timeout", default_value = "300s", value_parser = crate::parse_duration)]
     idle_timeout: Duration,
+    /// HTTP: longest wait for a backend's response head (504 after).
+    #[arg(long = "response-timeout", default_value = "60s", value_parser = crate::parse_duration)]
+    response_timeout: Duration,
+    /// HTTP: other backends tried when one cannot be reached.
+    #[arg(long, default_value = "2")]
+    retries: u32,
     /// Log format.
     #[arg(long = "log-format", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
 }
 
-fn parse_backend(s: &str) -> Result<Backend, String> {
-    let (addr, weight) = match s.split_once('=') {
-        Some((a, w)) => (
-            a,
-            w.parse::<u32>()
-                .map_err(|_| format!("{w:?} is not a weight (a whole number)"))?,
-        ),
-        None => (s, 1),
+/// The configuration the one-listener flags describe.
+fn from_flags(a: &Args) -> Result<Config, String> {
+    let mode = match a.mode.as_str() {
+        "http" => Mode::Http,
+        "udp" => Mode::Udp,
+        _ => Mode::Tcp,
     };
-    let addr = addr
-        .parse()
-        .map_err(|_| format!("{addr:?} is not ADDR:PORT"))?;
-    Ok(Backend { addr, weight })
+    let listen = a.listen.ok_or("--listen is required without --config")?;
+    let pool = PoolSpec {
+        schedule: MethodField(a.schedule),
+        backends: a.backends.iter().cloned().map(BackendSpec).collect(),
+        health: a.health.clone().map(|c| HealthSpec {
+            check: CheckField(c),
+            port: a.health_port,
+            interval: Dur(a.health_interval),
+            timeout: Dur(a.health_timeout),
+            rise: a.rise,
+            fall: a.fall,
+        }),
+    };
+    let mut l = ListenerSpec {
+        name: Some(a.mode.clone()),
+        mode,
+        listen: Addr(listen),
+        trusted: a.trusted.clone(),
+        accept_proxy: a
+            .accept_proxy
+            .is_on()
+            .then_some(ProxyModeField(a.accept_proxy)),
+        pool: None,
+        client_ip: None,
+        proxy_v2: None,
+        routes: Vec::new(),
+        headers: None,
+        xff: None,
+        strategy: Vec::new(),
+        tls: None,
+        connect_timeout: Some(Dur(a.connect_timeout)),
+        idle_timeout: Some(Dur(a.idle_timeout)),
+        header_timeout: None,
+        response_timeout: None,
+        max_header_bytes: None,
+        max_connections: None,
+        retries: None,
+    };
+    match mode {
+        Mode::Http => {
+            l.routes = vec![RouteSpec {
+                host: None,
+                path: "/".into(),
+                pool: "default".into(),
+            }];
+            l.headers = match a.client_ip.as_deref() {
+                None | Some("xff") if a.headers.is_empty() => None,
+                None | Some("xff") => Some(a.headers.iter().copied().map(HeaderField).collect()),
+                Some("none") => Some(Vec::new()),
+                Some(other) => {
+                    return Err(format!(
+                        "--client-ip {other} is not an HTTP mode: xff (forwarding headers) or none"
+                    ))
+                }
+            };
+            l.xff = Some(XffField(a.xff));
+            l.tls = match (&a.tls_cert, &a.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsSpec {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            };
+            l.response_timeout = Some(Dur(a.response_timeout));
+            l.retries = Some(a.retries);
+        }
+        Mode::Tcp | Mode::Udp => {
+            if !a.headers.is_empty() || a.tls_cert.is_some() {
+                return Err("--header and --tls-cert are for --mode http".into());
+            }
+            l.pool = Some("default".into());
+            l.client_ip = a
+                .client_ip
+                .as_deref()
+                .map(|c| c.parse().map(ClientIpField))
+                .transpose()?;
+            if mode == Mode::Udp {
+                l.max_connections = Some(a.max_flows);
+            }
+        }
+    }
+    let config = Config {
+        pools: [("default".to_string(), pool)].into_iter().collect(),
+        listeners: vec![l],
+        metrics: a.metrics.map(Addr),
+        grace: Dur(a.grace),
+    };
+    Ok(config)
+}
+
+fn load(path: &std::path::Path) -> Result<Config, String> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
+    Config::parse(&name, &text).map_err(|e| e.to_string())
 }
 
 /// Run `realip lb`.
 pub fn run(args: Args) -> ExitCode {
     crate::logging::init(&args.log_format);
+    let config = match &args.config {
+        Some(path) => load(path),
+        // The same checks a file gets (udp with proxy-v1, ...).
+        None => from_flags(&args).and_then(|c| c.checked().map(|()| c)),
+    };
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("realip lb: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check {
+        let pools: Vec<_> = config.pools.keys().map(String::as_str).collect();
+        let listeners: Vec<_> = config
+            .listeners
+            .iter()
+            .map(|l| format!("{} on {}", l.display_name(), l.listen.0))
+            .collect();
+        crate::logging::print_out(&format!(
+            "ok: {} listener(s): {}; pools: {}\n",
+            listeners.len(),
+            listeners.join(", "),
+            pools.join(", ")
+        ));
+        return ExitCode::SUCCESS;
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -122,108 +290,81 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let trusted = match realip_core::TrustSet::parse(args.trusted.iter().map(String::as_str)) {
-        Ok(t) => t,
+    rt.block_on(serve(config, args.config))
+}
+
+async fn serve(config: Config, path: Option<std::path::PathBuf>) -> ExitCode {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut running = match Running::start(&config).await {
+        Ok(r) => r,
         Err(e) => {
-            eprintln!("realip lb: --trusted: {e}");
+            eprintln!("realip lb: {e}");
             return ExitCode::from(2);
         }
     };
-    if args.mode == "udp" && args.client_ip == ClientIp::ProxyV1 {
-        eprintln!("realip lb: PROXY v1 has no datagram form; use none or proxy-v2 with --mode udp");
-        return ExitCode::from(2);
+    announce(&running);
+    let mut grace = config.grace.0;
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        eprintln!("realip lb: cannot install signal handlers");
+        return ExitCode::FAILURE;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let Some(path) = &path else {
+                    tracing::warn!("SIGHUP without --config: nothing to reload");
+                    continue;
+                };
+                match load(path) {
+                    Err(e) => tracing::error!(error = %e, "reload refused; the running configuration stays"),
+                    Ok(new) => match running.apply(&new).await {
+                        Ok(()) => {
+                            grace = new.grace.0;
+                            tracing::info!(file = %path.display(), "reloaded");
+                        }
+                        Err(e) => tracing::error!(error = %e, "reload refused; the running configuration stays"),
+                    },
+                }
+            }
+            _ = term.recv() => { tracing::info!("SIGTERM"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT"); break; }
+        }
     }
-    rt.block_on(async move {
-        let pool = Arc::new(Pool::new(args.schedule, args.backends));
-        let tcp_stats = Arc::new(TcpStats::default());
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let server = if args.mode == "udp" {
-            let socket = match tokio::net::UdpSocket::bind(args.listen).await {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("realip lb: binding {}: {e}", args.listen);
-                    return ExitCode::from(2);
-                }
-            };
-            let local = socket.local_addr().map_or(args.listen, |a| a);
-            tracing::info!(udp = %local, backends = pool.backends().len(), "listening");
-            let config = UdpConfig {
-                proxy_v2: args.client_ip == ClientIp::ProxyV2,
-                idle_timeout: args.idle_timeout,
-                max_flows: args.max_flows,
-            };
-            tokio::spawn(realip_lb::udp::serve(
-                socket,
-                pool.clone(),
-                config,
-                stop_rx.clone(),
-            ))
-        } else {
-            let listener = match tokio::net::TcpListener::bind(args.listen).await {
-                Ok(l) => l,
-                Err(e) => {
-                    eprintln!("realip lb: binding {}: {e}", args.listen);
-                    return ExitCode::from(2);
-                }
-            };
-            let local = listener.local_addr().map_or(args.listen, |a| a);
-            let stats = tcp_stats.clone();
-            let metrics = match args.metrics {
-                Some(addr) => match tokio::net::TcpListener::bind(addr).await {
-                    Ok(l) => {
-                        let at = l.local_addr().map_or(addr, |a| a);
-                        tokio::spawn(realip_lb::metrics::serve(l, stats.clone(), pool.clone()));
-                        Some(at)
-                    }
-                    Err(e) => {
-                        eprintln!("realip lb: binding {addr}: {e}");
-                        return ExitCode::from(2);
-                    }
-                },
-                None => None,
-            };
-            tracing::info!(
-                tcp = %local,
-                metrics = %metrics.map_or("-".to_string(), |m| m.to_string()),
-                backends = pool.backends().len(),
-                "listening"
-            );
-            let config = TcpConfig {
-                client_ip: args.client_ip,
-                accept_proxy: args.accept_proxy,
-                trusted,
-                connect_timeout: args.connect_timeout,
-                idle_timeout: args.idle_timeout,
-            };
-            tokio::spawn(realip_lb::tcp::serve(
-                listener,
-                pool.clone(),
-                config,
-                stats,
-                stop_rx.clone(),
-            ))
-        };
-        if let Some(check) = args.health {
-            tokio::spawn(realip_lb::pool::run_checks(
-                pool.clone(),
-                Checks {
-                    check,
-                    interval: args.health_interval,
-                    timeout: args.health_timeout,
-                    rise: args.rise,
-                    fall: args.fall,
-                    port: args.health_port,
-                },
-                stop_rx,
-            ));
-        }
-        crate::logging::wait_for_signal().await;
-        let _ = stop_tx.send(true);
-        let _ = server.await;
-        let left = tcp_stats.drain(args.grace).await;
-        if left > 0 {
-            tracing::warn!(open = left, grace = ?args.grace, "closing connections still open after the grace time");
-        }
-        ExitCode::SUCCESS
-    })
+    let left = running.stop(grace).await;
+    if left > 0 {
+        tracing::warn!(
+            open = left,
+            ?grace,
+            "closing connections still open after the grace time"
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// One line that names every address: `http=`, `tcp=`, `udp=` (the
+/// first of each), `metrics=`, and all listeners.
+fn announce(running: &Running) {
+    let (listeners, metrics) = running.addresses();
+    let first = |m: &str| {
+        listeners
+            .iter()
+            .find(|(_, mode, _)| *mode == m)
+            .map_or("-".to_string(), |(_, _, a)| a.to_string())
+    };
+    let all: Vec<_> = listeners
+        .iter()
+        .map(|(n, m, a)| format!("{n}={m}://{a}"))
+        .collect();
+    tracing::info!(
+        http = %first("http"),
+        tcp = %first("tcp"),
+        udp = %first("udp"),
+        metrics = %metrics.map_or("-".to_string(), |m| m.to_string()),
+        listeners = %all.join(" "),
+        "listening"
+    );
 }

@@ -39,8 +39,7 @@ enum Command {
 /// A command-line duration, Go style (`10s`, `500ms`, `1h30m`), for every
 /// subcommand's timeouts.
 pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    realip_whoami::parse_go_duration(s)
-        .ok_or_else(|| format!("{s:?} is not a duration like 10s or 500ms"))
+    realip_lb::config::parse_duration(s)
 }
 
 fn main() -> ExitCode {

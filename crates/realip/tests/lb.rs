@@ -432,15 +432,18 @@ async fn metrics_count_connections_and_show_backend_health() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (s, _, page) = get_from("127.0.0.1", metrics, "/metrics", &[]).await;
     assert_eq!(s, 200);
-    assert!(page.contains("realip_lb_connections_total 1\n"), "{page}");
+    assert!(
+        page.contains("realip_lb_connections_total{listener=\"tcp\"} 1\n"),
+        "{page}"
+    );
     assert!(
         page.contains(&format!(
-            "realip_lb_backend_up{{backend=\"{backend}\"}} 1\n"
+            "realip_lb_backend_up{{pool=\"default\",backend=\"{backend}\"}} 1\n"
         )),
         "{page}"
     );
     assert!(
-        page.contains("realip_lb_health_check_seconds{backend="),
+        page.contains("realip_lb_health_check_seconds{pool=\"default\",backend="),
         "{page}"
     );
     let (s, _, _) = get_from("127.0.0.1", metrics, "/other", &[]).await;

@@ -1,0 +1,538 @@
+//! What the L7 proxy does to a request's forwarding headers on its way to a
+//! backend (pure: no I/O). The ingress role in the seeds: nginx-ingress
+//! sets X-Forwarded-For, X-Real-IP, X-Forwarded-Host/Port/Proto,
+//! X-Original-Uri, X-Scheme and X-Request-Id.
+//!
+//! The rule nginx and HAProxy leave to configuration: a forwarding header
+//! from a peer that is not trusted is never passed on. Every one of them
+//! is removed and the chain restarts at the peer; from a trusted peer the
+//! chain is kept, the client is resolved from it with realip-core, and
+//! this hop is appended.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, FORWARDED, HOST};
+use realip_core::Resolver;
+use realip_http::HttpHeaders;
+
+/// One header the proxy can add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Header {
+    /// X-Forwarded-For: the chain, with this hop's peer appended (or only
+    /// the resolved client, see [`XffMode`]).
+    XForwardedFor,
+    /// X-Real-IP: the resolved client.
+    XRealIp,
+    /// RFC 7239 Forwarded: `for=PEER;proto=SCHEME;host=HOST` appended.
+    Forwarded,
+    /// X-Forwarded-Proto: http or https (a trusted peer's is kept).
+    XForwardedProto,
+    /// X-Forwarded-Host: the Host the client asked for (a trusted peer's is kept).
+    XForwardedHost,
+    /// X-Forwarded-Port: the port the client connected to (a trusted peer's is kept).
+    XForwardedPort,
+    /// X-Original-Uri: the request target as received.
+    XOriginalUri,
+    /// X-Scheme: http or https.
+    XScheme,
+    /// X-Request-Id: a valid one from a trusted peer is kept, otherwise a
+    /// new one (32 hex digits, as nginx's `$request_id`).
+    XRequestId,
+}
+
+impl Header {
+    /// Every header, in the order they are listed in help texts.
+    pub const ALL: [Header; 9] = [
+        Header::XForwardedFor,
+        Header::XRealIp,
+        Header::Forwarded,
+        Header::XForwardedProto,
+        Header::XForwardedHost,
+        Header::XForwardedPort,
+        Header::XOriginalUri,
+        Header::XScheme,
+        Header::XRequestId,
+    ];
+
+    /// Its name, lower case.
+    pub fn name(self) -> &'static str {
+        match self {
+            Header::XForwardedFor => "x-forwarded-for",
+            Header::XRealIp => "x-real-ip",
+            Header::Forwarded => "forwarded",
+            Header::XForwardedProto => "x-forwarded-proto",
+            Header::XForwardedHost => "x-forwarded-host",
+            Header::XForwardedPort => "x-forwarded-port",
+            Header::XOriginalUri => "x-original-uri",
+            Header::XScheme => "x-scheme",
+            Header::XRequestId => "x-request-id",
+        }
+    }
+
+    fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
+impl std::str::FromStr for Header {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Header::ALL
+            .into_iter()
+            .find(|h| h.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                let names: Vec<_> = Header::ALL.iter().map(|h| h.name()).collect();
+                format!("{s:?} is not a forwarding header: {}", names.join(", "))
+            })
+    }
+}
+
+/// What X-Forwarded-For carries on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XffMode {
+    /// The chain (from a trusted peer) with the peer appended: nginx's
+    /// `$proxy_add_x_forwarded_for`, HAProxy's `option forwardfor`.
+    #[default]
+    Append,
+    /// Only the resolved client: the backend need not trust anyone but us.
+    Client,
+}
+
+impl std::str::FromStr for XffMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "append" => Ok(XffMode::Append),
+            "client" => Ok(XffMode::Client),
+            _ => Err(format!(
+                "{s:?} is not an X-Forwarded-For mode: append or client"
+            )),
+        }
+    }
+}
+
+/// The set of headers a listener adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderSet(u16);
+
+impl HeaderSet {
+    /// No header added (forwarding headers from untrusted peers are still
+    /// removed).
+    pub const NONE: HeaderSet = HeaderSet(0);
+
+    /// What nginx-ingress sets: everything but Forwarded.
+    pub fn ingress() -> Self {
+        Header::ALL
+            .into_iter()
+            .filter(|h| *h != Header::Forwarded)
+            .collect()
+    }
+
+    /// Whether `h` is in the set.
+    pub fn has(self, h: Header) -> bool {
+        self.0 & h.bit() != 0
+    }
+}
+
+impl FromIterator<Header> for HeaderSet {
+    fn from_iter<I: IntoIterator<Item = Header>>(iter: I) -> Self {
+        HeaderSet(iter.into_iter().fold(0, |acc, h| acc | h.bit()))
+    }
+}
+
+/// The headers a peer that is not trusted may not send on: every header
+/// above, plus X-Original-Forwarded-For (nginx-ingress's copy of the
+/// incoming chain).
+const STRIPPED: [&str; 10] = [
+    "x-forwarded-for",
+    "x-real-ip",
+    "forwarded",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-original-uri",
+    "x-scheme",
+    "x-request-id",
+    "x-original-forwarded-for",
+];
+
+/// How one listener rewrites requests.
+#[derive(Debug, Clone)]
+pub struct Forwarding {
+    /// Headers added.
+    pub headers: HeaderSet,
+    /// What X-Forwarded-For carries.
+    pub xff: XffMode,
+    /// Who may speak for the client, and how the client is read from a
+    /// trusted peer's headers.
+    pub resolver: Resolver,
+}
+
+/// What the proxy knows about the request besides its headers.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    /// The TCP peer (or the client a trusted PROXY header named).
+    pub peer: SocketAddr,
+    /// The address the client connected to.
+    pub local: SocketAddr,
+    /// `https` when TLS was terminated here.
+    pub scheme: &'a str,
+    /// The host the client asked for (Host, or the h2 `:authority`).
+    pub host: Option<&'a str>,
+    /// The request target as received (path and query).
+    pub target: &'a str,
+}
+
+/// The outcome, for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewritten {
+    /// The client this hop believes in.
+    pub client: IpAddr,
+    /// Whether the peer was trusted (its headers were kept).
+    pub peer_trusted: bool,
+}
+
+impl Forwarding {
+    /// Rewrite `headers` for the backend.
+    pub fn apply(
+        &self,
+        headers: &mut HeaderMap,
+        facts: &RequestFacts<'_>,
+        ids: &RequestIds,
+    ) -> Rewritten {
+        let peer_trusted = self.resolver.trusted().contains(facts.peer.ip());
+        let client = if peer_trusted {
+            let evidence = HttpHeaders(headers);
+            let req = realip_core::Request::new(facts.peer, &evidence);
+            self.resolver
+                .resolve(&req)
+                .map_or(facts.peer.ip(), |c| c.ip)
+        } else {
+            // The chain restarts here: nothing the peer said about earlier
+            // hops is passed on.
+            for name in STRIPPED {
+                headers.remove(name);
+            }
+            facts.peer.ip()
+        };
+        let set = self.headers;
+        if set.has(Header::XForwardedFor) {
+            match self.xff {
+                XffMode::Append => realip_http::append_xff(headers, facts.peer.ip()),
+                XffMode::Client => {
+                    headers.insert(HeaderName::from_static("x-forwarded-for"), ip_value(client));
+                }
+            }
+        }
+        if set.has(Header::XRealIp) {
+            headers.insert(HeaderName::from_static("x-real-ip"), ip_value(client));
+        }
+        if set.has(Header::Forwarded) {
+            append_forwarded(headers, facts);
+        }
+        let keep = |h: &HeaderMap, name: &str| peer_trusted && h.contains_key(name);
+        if set.has(Header::XForwardedProto) && !keep(headers, "x-forwarded-proto") {
+            headers.insert(
+                HeaderName::from_static("x-forwarded-proto"),
+                HeaderValue::from_static(scheme_static(facts.scheme)),
+            );
+        }
+        if set.has(Header::XForwardedHost) && !keep(headers, "x-forwarded-host") {
+            if let Some(v) = facts.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+                headers.insert(HeaderName::from_static("x-forwarded-host"), v);
+            }
+        }
+        if set.has(Header::XForwardedPort) && !keep(headers, "x-forwarded-port") {
+            headers.insert(
+                HeaderName::from_static("x-forwarded-port"),
+                HeaderValue::from(facts.local.port()),
+            );
+        }
+        if set.has(Header::XOriginalUri) {
+            if let Ok(v) = HeaderValue::from_str(facts.target) {
+                headers.insert(HeaderName::from_static("x-original-uri"), v);
+            }
+        }
+        if set.has(Header::XScheme) {
+            headers.insert(
+                HeaderName::from_static("x-scheme"),
+                HeaderValue::from_static(scheme_static(facts.scheme)),
+            );
+        }
+        if set.has(Header::XRequestId) {
+            let valid = peer_trusted
+                && {
+                    let mut all = headers.get_all("x-request-id").iter();
+                    matches!((all.next(), all.next()), (Some(v), None) if valid_request_id(v.as_bytes()))
+                };
+            if !valid {
+                headers.insert(HeaderName::from_static("x-request-id"), ids.next());
+            }
+        }
+        Rewritten {
+            client,
+            peer_trusted,
+        }
+    }
+}
+
+fn scheme_static(scheme: &str) -> &'static str {
+    if scheme == "https" {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    // An address's text is always a valid header value.
+    HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+/// Append `for=PEER;proto=SCHEME;host=HOST` as its own element, merging
+/// earlier instances into one header (RFC 7239 §4: IPv6 and ports are
+/// quoted, `[v6]`).
+fn append_forwarded(headers: &mut HeaderMap, facts: &RequestFacts<'_>) {
+    let mut out = String::new();
+    for v in headers.get_all(FORWARDED) {
+        if let Ok(s) = v.to_str() {
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            out.push_str(s);
+        }
+    }
+    if !out.is_empty() {
+        out.push_str(", ");
+    }
+    match facts.peer.ip() {
+        IpAddr::V4(ip) => {
+            let _ = write!(out, "for={ip}");
+        }
+        IpAddr::V6(ip) => {
+            let _ = write!(out, "for=\"[{ip}]\"");
+        }
+    }
+    let _ = write!(out, ";proto={}", scheme_static(facts.scheme));
+    if let Some(h) = facts.host {
+        // A token can hold a host name but not every byte a Host header
+        // can; quote unless it is plain.
+        if h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        {
+            let _ = write!(out, ";host={h}");
+        } else if h
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        {
+            let _ = write!(out, ";host=\"{h}\"");
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&out) {
+        headers.insert(FORWARDED, v);
+    }
+}
+
+/// Whether an incoming X-Request-Id is kept: 1 to 128 bytes of letters,
+/// digits, `-`, `_`, `.` (UUIDs, nginx's hex ids, Envoy's).
+pub fn valid_request_id(v: &[u8]) -> bool {
+    (1..=128).contains(&v.len())
+        && v.iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Request ids: 128 bits, 32 hex digits, unique per process and not
+/// guessable from the previous one (a keyed SipHash of a counter, keyed by
+/// the OS's randomness through `RandomState`).
+#[derive(Debug)]
+pub struct RequestIds {
+    keys: [std::hash::RandomState; 2],
+    counter: AtomicU64,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        RequestIds {
+            keys: [std::hash::RandomState::new(), std::hash::RandomState::new()],
+            counter: AtomicU64::new(0),
+        }
+    }
+}
+
+impl RequestIds {
+    /// The next id.
+    pub fn next(&self) -> HeaderValue {
+        use std::hash::BuildHasher;
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let (a, b) = (self.keys[0].hash_one(n), self.keys[1].hash_one(n));
+        let mut s = String::with_capacity(32);
+        let _ = write!(s, "{a:016x}{b:016x}");
+        HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("0"))
+    }
+}
+
+/// The host a request asked for: the h2 `:authority` (in the URI) or the
+/// Host header.
+pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+    uri.authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get(HOST).and_then(|v| v.to_str().ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use realip_core::{Strategy, TrustSet};
+
+    fn fwd(trusted: &[&str], set: HeaderSet, xff: XffMode) -> Forwarding {
+        Forwarding {
+            headers: set,
+            xff,
+            resolver: realip_core::Resolver::new(
+                TrustSet::parse(trusted.iter().copied()).unwrap(),
+                vec!["rightmost-trusted-range".parse::<Strategy>().unwrap()],
+            ),
+        }
+    }
+
+    fn facts(peer: &str) -> RequestFacts<'static> {
+        RequestFacts {
+            peer: peer.parse().unwrap(),
+            local: "127.0.0.1:8443".parse().unwrap(),
+            scheme: "https",
+            host: Some("shop.example"),
+            target: "/a?b=1",
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(*n, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn an_untrusted_peer_restarts_the_chain() {
+        let f = fwd(&["10.0.0.0/8"], HeaderSet::ingress(), XffMode::Append);
+        let mut h = headers(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-real-ip", "1.2.3.4"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil"),
+            ("x-request-id", "forged"),
+            ("x-original-forwarded-for", "1.2.3.4"),
+        ]);
+        let ids = RequestIds::default();
+        let mut fx = facts("9.9.9.9:1234");
+        fx.scheme = "http";
+        let r = f.apply(&mut h, &fx, &ids);
+        assert_eq!(r.client.to_string(), "9.9.9.9");
+        assert!(!r.peer_trusted);
+        assert_eq!(h["x-forwarded-for"], "9.9.9.9");
+        assert_eq!(h["x-real-ip"], "9.9.9.9");
+        assert!(h.get("forwarded").is_none());
+        assert!(h.get("x-original-forwarded-for").is_none());
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "shop.example");
+        assert_eq!(h["x-forwarded-port"], "8443");
+        assert_eq!(h["x-original-uri"], "/a?b=1");
+        assert_eq!(h["x-scheme"], "http");
+        assert_ne!(h["x-request-id"], "forged");
+        assert_eq!(h["x-request-id"].len(), 32);
+        for n in STRIPPED {
+            assert!(h.get_all(n).iter().count() <= 1, "{n}");
+        }
+    }
+
+    #[test]
+    fn a_trusted_peer_keeps_the_chain_and_names_the_client() {
+        let f = fwd(&["10.0.0.0/8"], HeaderSet::ingress(), XffMode::Append);
+        let mut h = headers(&[
+            ("x-forwarded-for", "2.2.2.2, 3.3.3.3"),
+            ("x-forwarded-for", "10.0.0.7"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "front.example"),
+            ("x-request-id", "abc-123"),
+        ]);
+        let r = f.apply(&mut h, &facts("10.0.0.5:555"), &RequestIds::default());
+        assert_eq!(r.client.to_string(), "3.3.3.3");
+        assert_eq!(h["x-forwarded-for"], "2.2.2.2, 3.3.3.3, 10.0.0.7, 10.0.0.5");
+        assert_eq!(h["x-real-ip"], "3.3.3.3");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "front.example");
+        assert_eq!(h["x-request-id"], "abc-123");
+        let mut h = headers(&[("x-forwarded-for", "3.3.3.3")]);
+        let f = fwd(&["10.0.0.0/8"], HeaderSet::ingress(), XffMode::Client);
+        f.apply(&mut h, &facts("10.0.0.5:555"), &RequestIds::default());
+        assert_eq!(h["x-forwarded-for"], "3.3.3.3");
+    }
+
+    #[test]
+    fn request_ids_are_checked_and_unique() {
+        let f = fwd(
+            &["any"],
+            [Header::XRequestId].into_iter().collect(),
+            XffMode::Append,
+        );
+        let ids = RequestIds::default();
+        for bad in ["", "has space", "two\u{7f}"] {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(bad) {
+                h.insert("x-request-id", v);
+            }
+            f.apply(&mut h, &facts("10.0.0.5:1"), &ids);
+            assert_eq!(h["x-request-id"].len(), 32, "{bad:?}");
+        }
+        let mut h = headers(&[("x-request-id", "a"), ("x-request-id", "b")]);
+        f.apply(&mut h, &facts("10.0.0.5:1"), &ids);
+        assert_eq!(h.get_all("x-request-id").iter().count(), 1);
+        assert_eq!(h["x-request-id"].len(), 32);
+        let a = ids.next();
+        assert_ne!(a, ids.next());
+        assert!(!valid_request_id(&[b'a'; 129]));
+        // Only the headers asked for are added.
+        assert!(h.get("x-forwarded-for").is_none());
+    }
+
+    #[test]
+    fn forwarded_elements_are_appended_and_quoted() {
+        let f = fwd(
+            &["::1"],
+            [Header::Forwarded].into_iter().collect(),
+            XffMode::Append,
+        );
+        let mut h = headers(&[("forwarded", "for=192.0.2.60;proto=http")]);
+        let r = f.apply(&mut h, &facts("[::1]:9"), &RequestIds::default());
+        assert_eq!(r.client.to_string(), "::1");
+        assert_eq!(
+            h["forwarded"],
+            "for=192.0.2.60;proto=http, for=\"[::1]\";proto=https;host=shop.example"
+        );
+        let mut fx = facts("127.0.0.9:9");
+        fx.host = Some("shop.example:8443");
+        let mut h = HeaderMap::new();
+        f.apply(&mut h, &fx, &RequestIds::default());
+        assert_eq!(
+            h["forwarded"],
+            "for=127.0.0.9;proto=https;host=\"shop.example:8443\""
+        );
+    }
+
+    #[test]
+    fn header_names_parse() {
+        assert_eq!("X-Real-IP".parse::<Header>(), Ok(Header::XRealIp));
+        assert!("x-nope"
+            .parse::<Header>()
+            .unwrap_err()
+            .contains("x-request-id"));
+        assert!(HeaderSet::ingress().has(Header::XScheme));
+        assert!(!HeaderSet::ingress().has(Header::Forwarded));
+    }
+}

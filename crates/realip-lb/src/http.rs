@@ -1,0 +1,451 @@
+//! The L7 proxy: the seeds' HTTP load balancer (ULB7, SLB layer 7) and
+//! ingress controller. HTTP/1.1, h2 (TLS, by ALPN) and h2c (prior
+//! knowledge) in; HTTP/1.1 with pooled connections out. Requests are
+//! routed by host and path prefix ([`crate::route`]), their forwarding
+//! headers rewritten ([`crate::forward`]), and sent to a backend the
+//! route's pool schedules.
+//!
+//! Errors, as nginx and HAProxy answer them: no route 404, a malformed
+//! request 400 and an oversized head 431 (hyper's), no backend up 503, a
+//! backend that cannot be reached or breaks off 502, no response head
+//! within the response timeout 504. A request that never reached a
+//! backend is retried on another one whatever its method; one that did is
+//! retried only when it is idempotent and has no body.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::{Either, Empty, Full};
+use hyper::body::{Body, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+use crate::forward::{request_host, Forwarding, RequestFacts, RequestIds};
+use crate::pool::Pool;
+use crate::route::Routes;
+use crate::tcp::TcpStats;
+use crate::upstream::{PooledBody, SendError, UpBody, Upstream};
+
+/// What an HTTP listener does; replaced whole on a reload (connections
+/// read it per request, so a reload applies to the next request).
+pub struct Site {
+    /// Where requests go.
+    pub routes: Routes<Arc<Pool>>,
+    /// How forwarding headers are rewritten.
+    pub forwarding: Forwarding,
+    /// TLS termination, when set (h2 and HTTP/1.1 by ALPN).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Expect a PROXY header from a trusted LB in front (relay).
+    pub accept_proxy: realip_net::ProxyMode,
+    /// Limits and timeouts.
+    pub limits: HttpLimits,
+}
+
+impl std::fmt::Debug for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Site")
+            .field("routes", &self.routes)
+            .field("forwarding", &self.forwarding)
+            .field("tls", &self.tls.is_some())
+            .field("accept_proxy", &self.accept_proxy)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// Limits of an HTTP listener.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Largest request head (431 past it).
+    pub max_header_bytes: usize,
+    /// Longest wait for a request head, and for a TLS handshake.
+    pub header_timeout: Duration,
+    /// Longest wait for a backend's response head (504 past it).
+    pub response_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Other backends tried after one fails.
+    pub retries: u32,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_header_bytes: 64 * 1024,
+            header_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            retries: 2,
+        }
+    }
+}
+
+/// Request counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct HttpStats {
+    /// Responses sent, by status class (1xx .. 5xx).
+    pub responses: [AtomicU64; 5],
+    /// Requests sent again to another backend.
+    pub retries: AtomicU64,
+    /// Requests no backend answered (502, 503, 504).
+    pub upstream_failures: AtomicU64,
+}
+
+impl HttpStats {
+    fn count(&self, status: StatusCode) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.responses[class].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The response body: a backend's, or one of ours.
+pub type RespBody = Either<PooledBody, Full<Bytes>>;
+
+/// Everything a listener's connections share.
+#[derive(Debug)]
+pub struct Shared {
+    /// The current site; a reload sends a new one.
+    pub site: watch::Receiver<Arc<Site>>,
+    /// Connection counters (shared with L4 for `/metrics` and draining).
+    pub conns: Arc<TcpStats>,
+    /// Request counters.
+    pub stats: Arc<HttpStats>,
+    /// Idle backend connections.
+    pub upstream: Arc<Upstream>,
+    /// X-Request-Id source.
+    pub ids: RequestIds,
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    scheme: &'static str,
+}
+
+/// Serve `listener` until `shutdown`; then stop accepting and ask open
+/// connections to finish the request in flight and close (see
+/// [`TcpStats::drain`]).
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let cap = Arc::new(Semaphore::new(shared.site.borrow().limits.max_connections));
+    loop {
+        // At the cap, stop accepting: the kernel's backlog holds the rest
+        // (HAProxy's maxconn).
+        let permit = tokio::select! {
+            p = cap.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = shutdown.wait_for(|&v| v) => return,
+        };
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.wait_for(|&v| v) => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        shared.conns.accepted.fetch_add(1, Ordering::Relaxed);
+        shared.conns.open.fetch_add(1, Ordering::Relaxed);
+        let (shared, shutdown) = (shared.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = connection(stream, peer, shared.clone(), shutdown).await {
+                shared.conns.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%peer, error = %e, "connection failed");
+            }
+            shared.conns.open.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let site = shared.site.borrow().clone();
+    let local = stream.local_addr()?;
+    let mut stream = stream;
+    let (peer, local, rest) = crate::tcp::accept_proxy(
+        &mut stream,
+        peer,
+        local,
+        site.accept_proxy,
+        site.forwarding.resolver.trusted(),
+    )
+    .await?;
+    let io = realip_net::Rewind::new(rest, stream);
+    let limits = site.limits;
+    match &site.tls {
+        None => {
+            let conn = Conn {
+                shared,
+                peer,
+                local,
+                scheme: "http",
+            };
+            serve_http(io, conn, limits, shutdown).await;
+        }
+        Some(tls) => {
+            let tls_stream = tokio::time::timeout(limits.header_timeout, tls.accept(io))
+                .await
+                .map_err(|_| std::io::Error::other("TLS handshake timed out"))?
+                .map_err(|e| std::io::Error::other(format!("TLS handshake: {e}")))?;
+            let conn = Conn {
+                shared,
+                peer,
+                local,
+                scheme: "https",
+            };
+            serve_http(tls_stream, conn, limits, shutdown).await;
+        }
+    }
+    Ok(())
+}
+
+async fn serve_http<I>(io: I, conn: Conn, limits: HttpLimits, mut shutdown: watch::Receiver<bool>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = conn.peer;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(realip_net::ConnTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256);
+    let conn = Arc::new(conn);
+    let svc = hyper::service::service_fn(move |req| {
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(handle(req, &conn).await) }
+    });
+    let served = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(served);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            r = served.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "connection closed on a bad request or I/O error");
+                }
+                return;
+            }
+            _ = shutdown.wait_for(|&v| v), if !draining => {
+                served.as_mut().graceful_shutdown();
+                draining = true;
+            }
+        }
+    }
+}
+
+fn ours(status: StatusCode, text: &'static str) -> Response<RespBody> {
+    let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(
+        text.as_bytes(),
+    ))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+async fn handle(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
+    let stats = &conn.shared.stats;
+    let resp = proxy(req, conn).await;
+    stats.count(resp.status());
+    resp
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
+const HOP_BY_HOP: [header::HeaderName; 6] = [
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+];
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // Names listed in Connection are hop-by-hop too.
+    let listed: Vec<header::HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| header::HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in listed {
+        h.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        h.remove(n);
+    }
+    h.remove("keep-alive");
+    h.remove("proxy-connection");
+}
+
+async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
+    let site = conn.shared.site.borrow().clone();
+    let (mut parts, body) = req.into_parts();
+    let host = request_host(&parts.uri, &parts.headers).map(str::to_owned);
+    let path = parts.uri.path().to_owned();
+    let Some(route) = site.routes.find(host.as_deref(), &path) else {
+        return ours(StatusCode::NOT_FOUND, "no route for this host and path\n");
+    };
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
+    if parts.headers.contains_key(header::CONNECTION) || parts.headers.contains_key(header::TE) {
+        strip_hop_by_hop(&mut parts.headers);
+    }
+    // h2 carries the host in :authority; HTTP/1.1 to the backend needs Host.
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(v) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
+            parts.headers.insert(header::HOST, v);
+        }
+    }
+    let facts = RequestFacts {
+        peer: conn.peer,
+        local: conn.local,
+        scheme: conn.scheme,
+        host: host.as_deref(),
+        target: &target,
+    };
+    let rewritten = site
+        .forwarding
+        .apply(&mut parts.headers, &facts, &conn.shared.ids);
+    parts.uri = match target.parse() {
+        Ok(u) => u,
+        Err(_) => return ours(StatusCode::BAD_REQUEST, "bad request target\n"),
+    };
+    parts.version = Version::HTTP_11;
+    let bodiless = body.is_end_stream();
+    let replayable = bodiless && is_idempotent(&parts.method);
+    let body: UpBody = if bodiless {
+        Either::Right(Empty::new())
+    } else {
+        Either::Left(body)
+    };
+    let copy = replayable.then(|| {
+        (
+            parts.method.clone(),
+            parts.uri.clone(),
+            parts.headers.clone(),
+        )
+    });
+    let mut req = Request::from_parts(parts, body);
+
+    let pool = &route.target;
+    let schedule = pool.schedule();
+    let client = SocketAddr::new(rewritten.client, conn.peer.port());
+    let Some(first) = schedule.pick(client, conn.local) else {
+        conn.shared
+            .stats
+            .upstream_failures
+            .fetch_add(1, Ordering::Relaxed);
+        return ours(StatusCode::SERVICE_UNAVAILABLE, "no backend is up\n");
+    };
+    let mut tried = vec![first.backend().addr];
+    // Held until the response head: least connections counts it.
+    let _held = first;
+    let retries = site.limits.retries as usize;
+    loop {
+        let backend = *tried.last().unwrap_or(&conn.local);
+        let sent = tokio::time::timeout(
+            site.limits.response_timeout,
+            conn.shared.upstream.send(backend, req),
+        )
+        .await;
+        let next = match sent {
+            Ok(Ok(resp)) => {
+                let (mut parts, body) = resp.into_parts();
+                if parts.headers.contains_key(header::CONNECTION) {
+                    strip_hop_by_hop(&mut parts.headers);
+                }
+                parts.headers.remove(header::TRANSFER_ENCODING);
+                parts.headers.remove("keep-alive");
+                return Response::from_parts(parts, Either::Left(body));
+            }
+            Err(_) => {
+                conn.shared
+                    .stats
+                    .upstream_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%backend, timeout = ?site.limits.response_timeout, "no response head in time");
+                return ours(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "the backend did not answer in time\n",
+                );
+            }
+            Ok(Err(SendError::NotSent(back, why))) => {
+                tracing::info!(%backend, error = %why, "request not sent; trying another backend");
+                Some(*back)
+            }
+            Ok(Err(SendError::Failed(why))) => {
+                tracing::info!(%backend, error = %why, "backend failed the request");
+                copy.as_ref().map(|(m, u, h)| {
+                    let mut r = Request::new(Either::Right(Empty::new()));
+                    *r.method_mut() = m.clone();
+                    *r.uri_mut() = u.clone();
+                    *r.headers_mut() = h.clone();
+                    r
+                })
+            }
+        };
+        let another = schedule
+            .backends()
+            .iter()
+            .find(|b| b.weight > 0 && !tried.contains(&b.addr))
+            .map(|b| b.addr);
+        match (next, another) {
+            (Some(r), Some(b)) if tried.len() <= retries => {
+                conn.shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+                req = r;
+                tried.push(b);
+            }
+            _ => {
+                conn.shared
+                    .stats
+                    .upstream_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                return ours(
+                    StatusCode::BAD_GATEWAY,
+                    "the backend could not be reached or broke off\n",
+                );
+            }
+        }
+    }
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}

@@ -1,0 +1,252 @@
+//! HTTP/1.1 connections to backends, kept open and reused (the
+//! `keepalive` of an nginx upstream, HAProxy's connection reuse).
+//!
+//! A connection goes back to its backend's idle list when the response
+//! body it carried has been read to the end; one dropped half-way is
+//! closed (its state is unknown). The idle list is capped per backend and
+//! connections idle too long, or closed by the backend, are not reused.
+//!
+//! Sending tells the caller whether the request reached the backend:
+//! [`SendError::NotSent`] hands the request back (connect failed, or a
+//! pooled connection turned out closed before a byte was written), so it
+//! can be retried on another backend whatever its method.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{Either, Empty};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// A request body on its way to a backend: the client's, or none (a
+/// bodiless request is sent with an empty body, so it can be rebuilt
+/// for a retry).
+pub type UpBody = Either<Incoming, Empty<Bytes>>;
+
+/// Settings of the connection pool.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    /// Idle connections kept per backend.
+    pub max_idle: usize,
+    /// An idle connection older than this is closed, not reused.
+    pub idle_timeout: Duration,
+    /// Longest wait for a backend to accept.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        PoolLimits {
+            max_idle: 128,
+            idle_timeout: Duration::from_secs(50),
+            connect_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+struct Idle {
+    sender: SendRequest<UpBody>,
+    since: Instant,
+}
+
+/// Idle connections to every backend.
+pub struct Upstream {
+    limits: PoolLimits,
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a request got no response.
+#[derive(Debug)]
+pub enum SendError {
+    /// It never left: here it is back, with why.
+    NotSent(Box<Request<UpBody>>, String),
+    /// It was (or may have been) written, and no response came.
+    Failed(String),
+}
+
+impl Upstream {
+    /// An empty pool.
+    pub fn new(limits: PoolLimits) -> Arc<Self> {
+        Arc::new(Upstream {
+            limits,
+            idle: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn take_idle(&self, backend: SocketAddr) -> Option<SendRequest<UpBody>> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = idle.get_mut(&backend)?;
+        while let Some(i) = list.pop() {
+            if i.since.elapsed() < self.limits.idle_timeout && !i.sender.is_closed() {
+                return Some(i.sender);
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, backend: SocketAddr, sender: SendRequest<UpBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = idle.entry(backend).or_default();
+        if list.len() < self.limits.max_idle {
+            list.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    async fn connect(&self, backend: SocketAddr) -> Result<SendRequest<UpBody>, String> {
+        let stream =
+            match tokio::time::timeout(self.limits.connect_timeout, TcpStream::connect(backend))
+                .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(format!("connecting to {backend}: {e}")),
+                Err(_) => {
+                    return Err(format!(
+                        "connecting to {backend}: no answer within {:?}",
+                        self.limits.connect_timeout
+                    ))
+                }
+            };
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("{backend}: {e}"))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%backend, error = %e, "backend connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Send `req` to `backend` on an idle connection, or a new one.
+    pub async fn send(
+        self: &Arc<Self>,
+        backend: SocketAddr,
+        req: Request<UpBody>,
+    ) -> Result<Response<PooledBody>, SendError> {
+        let mut req = req;
+        // Pooled connections first; one that proves closed before the
+        // request is written gives the request back, and the next is tried.
+        while let Some(mut sender) = self.take_idle(backend) {
+            // Back in the pool as soon as the last body byte was read, a
+            // connection may need a moment to be ready for the next request.
+            if !matches!(
+                tokio::time::timeout(Duration::from_secs(1), sender.ready()).await,
+                Ok(Ok(()))
+            ) {
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok(self.wrap(backend, sender, resp)),
+                Err(mut e) => match e.take_message() {
+                    Some(back) => req = back,
+                    None => return Err(SendError::Failed(format!("{backend}: {}", e.error()))),
+                },
+            }
+        }
+        let mut sender = match self.connect(backend).await {
+            Ok(s) => s,
+            Err(why) => return Err(SendError::NotSent(Box::new(req), why)),
+        };
+        match sender.try_send_request(req).await {
+            Ok(resp) => Ok(self.wrap(backend, sender, resp)),
+            Err(mut e) => match e.take_message() {
+                Some(back) => Err(SendError::NotSent(
+                    Box::new(back),
+                    format!("{backend}: {}", e.error()),
+                )),
+                None => Err(SendError::Failed(format!("{backend}: {}", e.error()))),
+            },
+        }
+    }
+
+    fn wrap(
+        self: &Arc<Self>,
+        backend: SocketAddr,
+        sender: SendRequest<UpBody>,
+        resp: Response<Incoming>,
+    ) -> Response<PooledBody> {
+        let (parts, body) = resp.into_parts();
+        let done = body.is_end_stream();
+        let mut pooled = PooledBody {
+            inner: body,
+            home: Some((self.clone(), backend, sender)),
+        };
+        if done {
+            pooled.release();
+        }
+        Response::from_parts(parts, pooled)
+    }
+}
+
+/// A backend's response body; at its end the connection goes back to the
+/// pool.
+pub struct PooledBody {
+    inner: Incoming,
+    home: Option<(Arc<Upstream>, SocketAddr, SendRequest<UpBody>)>,
+}
+
+impl std::fmt::Debug for PooledBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledBody").finish_non_exhaustive()
+    }
+}
+
+impl PooledBody {
+    fn release(&mut self) {
+        if let Some((up, backend, sender)) = self.home.take() {
+            up.put_idle(backend, sender);
+        }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.release(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.release(),
+            // An error leaves the connection in an unknown state: dropped.
+            Poll::Ready(Some(Err(_))) => self.home = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
