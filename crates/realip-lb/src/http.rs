@@ -312,6 +312,10 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
     let site = conn.shared.site.borrow().clone();
     let (mut parts, body) = req.into_parts();
+    // Two Host headers make the route ambiguous (RFC 9112 §3.2: 400).
+    if parts.headers.get_all(header::HOST).iter().nth(1).is_some() {
+        return ours(StatusCode::BAD_REQUEST, "more than one Host header\n");
+    }
     let host = request_host(&parts.uri, &parts.headers).map(str::to_owned);
     let path = parts.uri.path().to_owned();
     let Some(route) = site.routes.find(host.as_deref(), &path) else {

@@ -152,10 +152,10 @@ where
         .await
         .expect("h1 handshake");
     tokio::spawn(conn);
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "whoami.test");
+    let mut req = http::Request::builder().method(method).uri(path);
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req = req.header("host", "whoami.test");
+    }
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -228,4 +228,87 @@ pub fn netns_supported(extra: Result<(), String>) -> bool {
             false
         }
     }
+}
+
+/// A test CA, a server certificate for whoami.test (cert.pem, key.pem,
+/// ca.pem in `dir`) and a client certificate.
+pub struct Pki {
+    pub dir: std::path::PathBuf,
+    pub ca_pem: String,
+    pub client_chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    pub client_key: rustls_pki_types::PrivateKeyDer<'static>,
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Make the PKI.
+pub fn pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let dir = scratch("tls");
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "realip test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let srv_key = KeyPair::generate().unwrap();
+    let srv = CertificateParams::new(vec!["whoami.test".to_string()])
+        .unwrap()
+        .signed_by(&srv_key, &ca, &ca_key)
+        .unwrap();
+    let cli_key = KeyPair::generate().unwrap();
+    let mut cli_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    cli_params
+        .distinguished_name
+        .push(DnType::CommonName, "client-a");
+    let cli = cli_params.signed_by(&cli_key, &ca, &ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), srv.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), srv_key.serialize_pem()).unwrap();
+    Pki {
+        dir,
+        ca_pem: ca.pem(),
+        client_chain: vec![cli.der().clone()],
+        client_key: rustls_pki_types::PrivateKeyDer::try_from(cli_key.serialize_der()).unwrap(),
+    }
+}
+
+/// TLS to `dst` as whoami.test, trusting the test CA, offering `alpn`.
+pub async fn tls_connect(
+    pki: &Pki,
+    dst: std::net::SocketAddr,
+    client_cert: bool,
+    alpn: &[&[u8]],
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use rustls_pki_types::pem::PemObject;
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let b = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut cfg = if client_cert {
+        b.with_client_auth_cert(pki.client_chain.clone(), pki.client_key.clone_key())
+            .unwrap()
+    } else {
+        b.with_no_client_auth()
+    };
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = connect_from("127.0.0.1", dst).await;
+    let name = rustls_pki_types::ServerName::try_from("whoami.test").unwrap();
+    let s = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await?;
+    // TLS 1.3 reports a rejected client certificate only on the first read.
+    Ok(s)
 }

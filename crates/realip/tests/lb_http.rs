@@ -1,0 +1,446 @@
+//! `realip lb --mode http` and `--config`, end to end on loopback: clients
+//! bound to their own 127.0.0.x addresses, the real binary as the proxy,
+//! `realip whoami` backends that show which headers arrived and whom they
+//! resolved.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Child;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+
+struct Lb {
+    child: Child,
+    http: SocketAddr,
+    line: String,
+    logs: std::sync::mpsc::Receiver<String>,
+}
+
+impl Drop for Lb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lb_http(args: &[&str]) -> Lb {
+    let mut all = vec!["lb", "--mode", "http", "--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    start(&all)
+}
+
+fn start(args: &[&str]) -> Lb {
+    let (child, line, logs) = spawn_listening(args);
+    let http = field(&line, "http").expect("http address");
+    Lb {
+        child,
+        http,
+        line,
+        logs,
+    }
+}
+
+/// GET `path` through the lb from `src`; whoami's `/api` JSON.
+async fn api(lb: SocketAddr, src: &str, path: &str, headers: &[(&str, &str)]) -> serde_json::Value {
+    let (status, _, body) = get_from(src, lb, path, headers).await;
+    assert_eq!(status, 200, "{body}");
+    json(&body)
+}
+
+fn header<'a>(v: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
+    v["headers"][name]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn forged_headers_from_an_untrusted_client_never_reach_the_backend() {
+    // whoami trusts only the lb (127.0.0.1).
+    let w = whoami(&["--trusted", "127.0.0.1/32"]);
+    let l = lb_http(&["--backend", &w.http.to_string()]);
+    let v = api(
+        l.http,
+        "127.0.0.2",
+        "/api?x=1",
+        &[
+            ("X-Forwarded-For", "198.51.100.66"),
+            ("X-Real-IP", "198.51.100.66"),
+            ("Forwarded", "for=198.51.100.66"),
+            ("X-Forwarded-Host", "evil.example"),
+            ("X-Request-Id", "forged-id"),
+        ],
+    )
+    .await;
+    assert_eq!(v["realIp"]["ip"], "127.0.0.2", "{v}");
+    assert_eq!(header(&v, "X-Forwarded-For"), ["127.0.0.2"]);
+    assert_eq!(header(&v, "X-Real-Ip"), ["127.0.0.2"]);
+    assert!(header(&v, "Forwarded").is_empty(), "{v}");
+    assert_eq!(header(&v, "X-Forwarded-Host"), ["whoami.test"]);
+    assert_eq!(header(&v, "X-Forwarded-Proto"), ["http"]);
+    assert_eq!(header(&v, "X-Forwarded-Port"), [l.http.port().to_string()]);
+    assert_eq!(header(&v, "X-Original-Uri"), ["/api?x=1"]);
+    assert_eq!(header(&v, "X-Scheme"), ["http"]);
+    let id = header(&v, "X-Request-Id");
+    assert_eq!(id.len(), 1);
+    assert_ne!(id[0], "forged-id");
+    assert_eq!(id[0].len(), 32);
+    // The backend saw the lb's address as its peer: the headers carried
+    // the client.
+    assert!(v["remoteAddr"].as_str().unwrap().starts_with("127.0.0.1:"));
+}
+
+#[tokio::test]
+async fn a_trusted_upstream_chain_is_kept_and_resolved() {
+    // 127.0.0.3 plays an L7 LB in front; the lb trusts it.
+    let w = whoami(&["--trusted", "127.0.0.0/24"]);
+    let l = lb_http(&[
+        "--backend",
+        &w.http.to_string(),
+        "--trusted",
+        "127.0.0.3/32",
+        "--header",
+        "x-forwarded-for",
+        "--header",
+        "x-real-ip",
+        "--header",
+        "forwarded",
+        "--header",
+        "x-request-id",
+    ]);
+    let v = api(
+        l.http,
+        "127.0.0.3",
+        "/api",
+        &[
+            ("X-Forwarded-For", "203.0.113.7"),
+            ("Forwarded", "for=203.0.113.7;proto=https"),
+            ("X-Request-Id", "kept-0123"),
+        ],
+    )
+    .await;
+    assert_eq!(header(&v, "X-Forwarded-For"), ["203.0.113.7, 127.0.0.3"]);
+    assert_eq!(header(&v, "X-Real-Ip"), ["203.0.113.7"]);
+    assert_eq!(
+        header(&v, "Forwarded"),
+        ["for=203.0.113.7;proto=https, for=127.0.0.3;proto=http;host=whoami.test"]
+    );
+    assert_eq!(header(&v, "X-Request-Id"), ["kept-0123"]);
+    assert_eq!(v["realIp"]["ip"], "203.0.113.7");
+    // Only the headers asked for.
+    assert!(header(&v, "X-Scheme").is_empty(), "{v}");
+    // --client-ip none adds nothing, and still strips an untrusted peer's.
+    let l = lb_http(&["--backend", &w.http.to_string(), "--client-ip", "none"]);
+    let v = api(
+        l.http,
+        "127.0.0.2",
+        "/api",
+        &[("X-Forwarded-For", "1.2.3.4")],
+    )
+    .await;
+    assert!(header(&v, "X-Forwarded-For").is_empty(), "{v}");
+    assert_eq!(v["realIp"]["ip"], "127.0.0.1", "the seeds' problem: {v}");
+}
+
+#[tokio::test]
+async fn h2c_and_tls_h2_reach_an_http11_backend() {
+    let pki = pki();
+    let d = pki.dir.to_str().unwrap().to_string();
+    let w = whoami(&["--trusted", "127.0.0.1/32"]);
+    let backend = w.http.to_string();
+    // h2c, prior knowledge.
+    let l = lb_http(&["--backend", &backend]);
+    let (status, body) = h2_over(connect_from("127.0.0.4", l.http).await, "/api", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let v = json(&body);
+    assert_eq!(v["realIp"]["ip"], "127.0.0.4");
+    // HTTP/1.1 to the backend needs Host: made from :authority.
+    assert_eq!(header(&v, "Host"), ["whoami.test"]);
+    assert_eq!(header(&v, "X-Forwarded-Host"), ["whoami.test"]);
+    // TLS, h2 by ALPN, and HTTP/1.1 by ALPN.
+    let l = lb_http(&[
+        "--backend",
+        &backend,
+        "--tls-cert",
+        &format!("{d}/cert.pem"),
+        "--tls-key",
+        &format!("{d}/key.pem"),
+    ]);
+    let s = tls_connect(&pki, l.http, false, &[b"h2"]).await.unwrap();
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (status, body) = h2_over(s, "/api", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let v = json(&body);
+    assert_eq!(v["realIp"]["ip"], "127.0.0.1");
+    assert_eq!(header(&v, "X-Forwarded-Proto"), ["https"]);
+    assert_eq!(header(&v, "X-Scheme"), ["https"]);
+    let s = tls_connect(&pki, l.http, false, &[b"http/1.1"])
+        .await
+        .unwrap();
+    let (status, _, body) = http1_over(s, "POST", "/api", &[], "a body").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["method"], "POST");
+}
+
+#[tokio::test]
+async fn dead_backends_get_502_503_and_retries_hide_one() {
+    let w = whoami(&["--name", "alive"]);
+    // A port nothing listens on (bound, then closed).
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let l = lb_http(&[
+        "--backend",
+        &dead.to_string(),
+        "--backend",
+        &w.http.to_string(),
+    ]);
+    for _ in 0..6 {
+        let v = api(l.http, "127.0.0.2", "/api", &[]).await;
+        assert_eq!(v["name"], "alive");
+    }
+    // A POST with a body that never reached the dead backend is retried too.
+    for _ in 0..4 {
+        let (s, _, body) = http1_over(
+            connect_from("127.0.0.2", l.http).await,
+            "POST",
+            "/api",
+            &[],
+            "x=1",
+        )
+        .await;
+        assert_eq!(s, 200, "{body}");
+    }
+    let l = lb_http(&["--backend", &dead.to_string(), "--retries", "0"]);
+    let (s, _, _) = get_from("127.0.0.2", l.http, "/api", &[]).await;
+    assert_eq!(s, 502);
+    // Every backend down by health check: 503.
+    let l = lb_http(&[
+        "--backend",
+        &dead.to_string(),
+        "--health",
+        "tcp",
+        "--health-interval",
+        "50ms",
+        "--fall",
+        "1",
+    ]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (s, _, body) = get_from("127.0.0.2", l.http, "/api", &[]).await;
+    assert_eq!((s, body.as_str()), (503, "no backend is up\n"));
+}
+
+#[tokio::test]
+async fn a_malformed_request_gets_400_and_a_slow_backend_504() {
+    let w = whoami(&[]);
+    let l = lb_http(&[
+        "--backend",
+        &w.http.to_string(),
+        "--response-timeout",
+        "300ms",
+    ]);
+    let mut c = connect_from("127.0.0.2", l.http).await;
+    let out = raw_exchange(
+        &mut c,
+        b"GET / HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n",
+    )
+    .await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let mut c = connect_from("127.0.0.2", l.http).await;
+    let out = raw_exchange(&mut c, big.as_bytes()).await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+    let mut c = connect_from("127.0.0.2", l.http).await;
+    let out = raw_exchange(
+        &mut c,
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    let (s, _, _) = get_from("127.0.0.2", l.http, "/clientip?wait=1s", &[]).await;
+    assert_eq!(s, 504);
+}
+
+fn write_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    let p = dir.join("lb.yaml");
+    // Write then rename: a reload never reads half a file.
+    let tmp = dir.join("lb.yaml.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, &p).unwrap();
+    p
+}
+
+fn routed(a: &str, b: &str, port: u16) -> String {
+    format!(
+        "\
+pools:
+  a: {{backends: [\"{a}\"]}}
+  b: {{backends: [\"{b}\"]}}
+listeners:
+  - name: ingress
+    mode: http
+    listen: 127.0.0.1:{port}
+    routes:
+      - {{host: shop.test, path: /, pool: a}}
+      - {{path: /api, pool: b}}
+metrics: 127.0.0.1:0
+"
+    )
+}
+
+#[tokio::test]
+async fn config_routes_by_host_and_path_and_check_names_bad_lines() {
+    let (a, b) = (whoami(&["--name", "a"]), whoami(&["--name", "b"]));
+    let dir = scratch("lbcfg");
+    let path = write_config(&dir, &routed(&a.http.to_string(), &b.http.to_string(), 0));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_realip"))
+        .args(["lb", "--config", path.to_str().unwrap(), "--check"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .starts_with("ok: 1 listener(s): ingress on 127.0.0.1:0"));
+    let l = start(&["lb", "--config", path.to_str().unwrap()]);
+    let name = |host: &'static str, path: &'static str| {
+        let lb = l.http;
+        async move {
+            let (s, _, body) = get_from("127.0.0.2", lb, path, &[("Host", host)]).await;
+            // whoami's text page names the backend on its first line.
+            let name = body.lines().find_map(|l| l.strip_prefix("Name: "));
+            (s, name.unwrap_or(&body).to_string())
+        }
+    };
+    assert_eq!(name("shop.test", "/api/x").await, (200, "a".into()));
+    assert_eq!(name("other.test", "/api/x").await, (200, "b".into()));
+    assert_eq!(name("other.test", "/apix").await.0, 404);
+    let metrics = field(&l.line, "metrics").unwrap();
+    let (_, _, page) = get_from("127.0.0.1", metrics, "/metrics", &[]).await;
+    assert!(
+        page.contains("realip_lb_http_responses_total{listener=\"ingress\",code=\"2xx\"} 2\n"),
+        "{page}"
+    );
+    assert!(
+        page.contains("realip_lb_http_responses_total{listener=\"ingress\",code=\"4xx\"} 1\n"),
+        "{page}"
+    );
+    // A bad file: refused with its file, line and reason.
+    let bad = routed(&a.http.to_string(), &b.http.to_string(), 0).replace("pool: b}", "pool: c}");
+    let path = write_config(&dir, &bad);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_realip"))
+        .args(["lb", "--config", path.to_str().unwrap(), "--check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:10: no pool is named \"c\"", path.display())),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_reload_under_load_fails_no_request() {
+    let (a, b) = (whoami(&["--name", "a"]), whoami(&["--name", "b"]));
+    let dir = scratch("lbreload");
+    // A fixed port, so the reload keeps the same listener: pick a free one.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let path = write_config(
+        &dir,
+        &routed(&a.http.to_string(), &a.http.to_string(), port),
+    );
+    let mut l = start(&["lb", "--config", path.to_str().unwrap()]);
+    let lb = l.http;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let seen_b = Arc::new(AtomicU64::new(0));
+    let mut load = Vec::new();
+    // Eight clients, each on a keep-alive connection, plus new connections.
+    for i in 0..8 {
+        let (stop, ok, failed, seen_b) = (stop.clone(), ok.clone(), failed.clone(), seen_b.clone());
+        load.push(tokio::spawn(async move {
+            use http_body_util::{BodyExt, Empty};
+            while !stop.load(Ordering::Relaxed) {
+                let io = hyper_util::rt::TokioIo::new(connect_from("127.0.0.2", lb).await);
+                let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+                tokio::spawn(conn);
+                for _ in 0..(20 + i) {
+                    let req = http::Request::builder()
+                        .uri("/api")
+                        .header("host", "shop.test")
+                        .body(Empty::<bytes::Bytes>::new())
+                        .unwrap();
+                    match send.send_request(req).await {
+                        Ok(r) if r.status() == 200 => {
+                            let body = r.into_body().collect().await.map(|b| b.to_bytes());
+                            match body {
+                                Ok(b) => {
+                                    ok.fetch_add(1, Ordering::Relaxed);
+                                    if json(&String::from_utf8_lossy(&b))["name"] == "b" {
+                                        seen_b.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                                Err(_) => {
+                                    failed.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                        _ => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = nix::unistd::Pid::from_raw(l.child.id() as i32);
+    // A bad file first: refused, the old one keeps serving.
+    write_config(&dir, "listeners: [\n");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Then pool a moves to backend b.
+    write_config(
+        &dir,
+        &routed(&b.http.to_string(), &b.http.to_string(), port),
+    );
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = seen_b.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.await.unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert_eq!(failed, 0, "{ok} succeeded");
+    assert!(ok > 500, "{ok}");
+    assert!(
+        seen_b.load(Ordering::Relaxed) > before,
+        "the reload took effect"
+    );
+    let logs: Vec<String> = l.logs.try_iter().collect();
+    let refused = logs
+        .iter()
+        .find(|l| l.contains("reload refused"))
+        .expect("refused line");
+    assert!(refused.contains("lb.yaml:"), "{refused}");
+    assert!(logs.iter().any(|l| l.contains("\"reloaded\"")), "{logs:?}");
+    let _ = l.child.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+}
