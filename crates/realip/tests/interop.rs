@@ -208,22 +208,12 @@ async fn nginx_stream_proxy_protocol_and_xff() {
 
 /// `realip lb` in TCP mode on a free loopback port, in front of `backend`.
 fn realip_lb(backend: u16, client_ip: &str) -> (Peer, u16) {
-    let dir = scratch("lb");
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_realip"))
-        .args(["lb", "--listen", &format!("127.0.0.1:{port}")])
-        .args([
-            "--backend",
-            &format!("127.0.0.1:{backend}"),
-            "--client-ip",
-            client_ip,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start realip lb");
-    wait_listening(port, "realip lb", &mut child);
-    (Peer { child, dir }, port)
+    realip_lb_with(&[
+        "--backend",
+        &format!("127.0.0.1:{backend}"),
+        "--client-ip",
+        client_ip,
+    ])
 }
 
 /// Behind realip lb's PROXY v2: HAProxy (`accept-proxy`, then `option
@@ -264,4 +254,58 @@ async fn haproxy_and_nginx_behind_realip_lb_see_the_client() {
     let (_lb2, lb2) = realip_lb(nport, "proxy-v2");
     let v = realip_via(lb2).await;
     assert_eq!(v["realIp"]["ip"], CLIENT, "nginx behind realip lb: {v}");
+}
+
+/// The L7 side: nginx behind `realip lb --mode http` reads the client with
+/// its realip module (`set_real_ip_from` + `real_ip_header
+/// X-Forwarded-For`); the same nginx behind `realip lb`'s PROXY v2 reads
+/// it from `$proxy_protocol_addr`. Both name the same client. nginx trusts
+/// all of 127/8, the client included, so a forged X-Forwarded-For passed
+/// on by the lb would win there: it must have been stripped.
+#[tokio::test]
+async fn nginx_realip_module_behind_realip_lb_http_and_proxy_v2_agree() {
+    let dir = scratch("nginx-l7");
+    let (xport, pport) = (free_port(), free_port());
+    let d = dir.display();
+    let cfg = format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\n\
+         pid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+         events {{ worker_connections 256; }}\n\
+         http {{\n  access_log off;\n\
+           client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+           server {{\n    listen 127.0.0.1:{xport};\n    set_real_ip_from 127.0.0.0/8;\n    real_ip_header X-Forwarded-For;\n    real_ip_recursive on;\n    location / {{ return 200 \"$remote_addr\"; }}\n  }}\n\
+           server {{\n    listen 127.0.0.1:{pport} proxy_protocol;\n    location / {{ return 200 \"$proxy_protocol_addr\"; }}\n  }}\n}}\n"
+    );
+    let _n = start_nginx(dir, &cfg, &[xport, pport]);
+    let lb_http = realip_lb_with(&["--mode", "http", "--backend", &format!("127.0.0.1:{xport}")]);
+    let lb_pp = realip_lb_with(&[
+        "--backend",
+        &format!("127.0.0.1:{pport}"),
+        "--client-ip",
+        "proxy-v2",
+    ]);
+    let mut seen = Vec::new();
+    for (_, port) in [&lb_http, &lb_pp] {
+        let dst = format!("127.0.0.1:{port}").parse().unwrap();
+        let (status, _, body) =
+            get_from(CLIENT, dst, "/", &[("X-Forwarded-For", "198.51.100.9")]).await;
+        assert_eq!(status, 200, "{body}");
+        seen.push(body);
+    }
+    assert_eq!(seen, [CLIENT, CLIENT]);
+}
+
+/// `realip lb` with `args` on a free loopback port.
+fn realip_lb_with(args: &[&str]) -> (Peer, u16) {
+    let dir = scratch("lb");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_realip"))
+        .args(["lb", "--listen", &format!("127.0.0.1:{port}")])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start realip lb");
+    wait_listening(port, "realip lb", &mut child);
+    (Peer { child, dir }, port)
 }
