@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, FORWARDED, HOST};
-use realip_core::Resolver;
+use realip_core::{Headers, Resolver};
 use realip_http::HttpHeaders;
 
 /// One header the proxy can add.
@@ -196,7 +196,124 @@ pub struct Rewritten {
     pub peer_trusted: bool,
 }
 
+/// What to do to a request's headers: remove every forwarding header
+/// when the peer is not trusted, then set these (each replacing any
+/// header of its name).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The client this hop believes in.
+    pub client: IpAddr,
+    /// Whether the peer was trusted (its forwarding headers are kept).
+    pub peer_trusted: bool,
+    /// Headers to set, replacing their namesakes.
+    pub set: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Plan {
+    /// Whether a header the request carries is left out of what goes on:
+    /// a forwarding header from an untrusted peer, or one the plan sets.
+    pub fn drops(&self, name: &[u8]) -> bool {
+        (!self.peer_trusted
+            && STRIPPED
+                .iter()
+                .any(|s| s.as_bytes().eq_ignore_ascii_case(name)))
+            || self
+                .set
+                .iter()
+                .any(|(n, _)| n.as_str().as_bytes().eq_ignore_ascii_case(name))
+    }
+}
+
 impl Forwarding {
+    /// Work out the rewrite from the request's headers (an `http`
+    /// HeaderMap or raw parsed headers alike).
+    pub fn plan<H: Headers + ?Sized>(
+        &self,
+        headers: &H,
+        facts: &RequestFacts<'_>,
+        ids: &RequestIds,
+    ) -> Plan {
+        let peer_trusted = self.resolver.trusted().contains(facts.peer.ip());
+        let client = if peer_trusted {
+            let req = realip_core::Request::new(facts.peer, headers);
+            self.resolver
+                .resolve(&req)
+                .map_or(facts.peer.ip(), |c| c.ip)
+        } else {
+            // The chain restarts here: nothing the peer said about earlier
+            // hops is passed on.
+            facts.peer.ip()
+        };
+        let present = |name: &str| peer_trusted && headers.values(name).next().is_some();
+        let set_list = self.headers;
+        let mut set = Vec::with_capacity(9);
+        if set_list.has(Header::XForwardedFor) {
+            let v = match self.xff {
+                XffMode::Append => {
+                    let mut joined = Vec::with_capacity(64);
+                    if peer_trusted {
+                        for v in headers.values("x-forwarded-for") {
+                            joined.extend_from_slice(v);
+                            joined.extend_from_slice(b", ");
+                        }
+                    }
+                    let _ = write!(ByteWriter(&mut joined), "{}", facts.peer.ip());
+                    HeaderValue::from_bytes(&joined).unwrap_or_else(|_| ip_value(facts.peer.ip()))
+                }
+                XffMode::Client => ip_value(client),
+            };
+            set.push((HeaderName::from_static("x-forwarded-for"), v));
+        }
+        if set_list.has(Header::XRealIp) {
+            set.push((HeaderName::from_static("x-real-ip"), ip_value(client)));
+        }
+        if set_list.has(Header::Forwarded) {
+            set.push((FORWARDED, forwarded_value(headers, peer_trusted, facts)));
+        }
+        if set_list.has(Header::XForwardedProto) && !present("x-forwarded-proto") {
+            set.push((
+                HeaderName::from_static("x-forwarded-proto"),
+                HeaderValue::from_static(scheme_static(facts.scheme)),
+            ));
+        }
+        if set_list.has(Header::XForwardedHost) && !present("x-forwarded-host") {
+            if let Some(v) = facts.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+                set.push((HeaderName::from_static("x-forwarded-host"), v));
+            }
+        }
+        if set_list.has(Header::XForwardedPort) && !present("x-forwarded-port") {
+            set.push((
+                HeaderName::from_static("x-forwarded-port"),
+                HeaderValue::from(facts.local.port()),
+            ));
+        }
+        if set_list.has(Header::XOriginalUri) {
+            if let Ok(v) = HeaderValue::from_str(facts.target) {
+                set.push((HeaderName::from_static("x-original-uri"), v));
+            }
+        }
+        if set_list.has(Header::XScheme) {
+            set.push((
+                HeaderName::from_static("x-scheme"),
+                HeaderValue::from_static(scheme_static(facts.scheme)),
+            ));
+        }
+        if set_list.has(Header::XRequestId) {
+            let valid = peer_trusted && {
+                let mut all = headers.values("x-request-id");
+                matches!((all.next(), all.next()), (Some(v), None) if valid_request_id(v))
+            };
+            if !valid {
+                set.push((HeaderName::from_static("x-request-id"), ids.next()));
+            }
+        }
+        Plan {
+            client,
+            peer_trusted,
+            set,
+        }
+    }
+
     /// Rewrite `headers` for the backend.
     pub fn apply(
         &self,
@@ -204,79 +321,29 @@ impl Forwarding {
         facts: &RequestFacts<'_>,
         ids: &RequestIds,
     ) -> Rewritten {
-        let peer_trusted = self.resolver.trusted().contains(facts.peer.ip());
-        let client = if peer_trusted {
-            let evidence = HttpHeaders(headers);
-            let req = realip_core::Request::new(facts.peer, &evidence);
-            self.resolver
-                .resolve(&req)
-                .map_or(facts.peer.ip(), |c| c.ip)
-        } else {
-            // The chain restarts here: nothing the peer said about earlier
-            // hops is passed on.
+        let plan = self.plan(&HttpHeaders(headers), facts, ids);
+        if !plan.peer_trusted {
             for name in STRIPPED {
                 headers.remove(name);
             }
-            facts.peer.ip()
-        };
-        let set = self.headers;
-        if set.has(Header::XForwardedFor) {
-            match self.xff {
-                XffMode::Append => realip_http::append_xff(headers, facts.peer.ip()),
-                XffMode::Client => {
-                    headers.insert(HeaderName::from_static("x-forwarded-for"), ip_value(client));
-                }
-            }
         }
-        if set.has(Header::XRealIp) {
-            headers.insert(HeaderName::from_static("x-real-ip"), ip_value(client));
-        }
-        if set.has(Header::Forwarded) {
-            append_forwarded(headers, facts);
-        }
-        let keep = |h: &HeaderMap, name: &str| peer_trusted && h.contains_key(name);
-        if set.has(Header::XForwardedProto) && !keep(headers, "x-forwarded-proto") {
-            headers.insert(
-                HeaderName::from_static("x-forwarded-proto"),
-                HeaderValue::from_static(scheme_static(facts.scheme)),
-            );
-        }
-        if set.has(Header::XForwardedHost) && !keep(headers, "x-forwarded-host") {
-            if let Some(v) = facts.host.and_then(|h| HeaderValue::from_str(h).ok()) {
-                headers.insert(HeaderName::from_static("x-forwarded-host"), v);
-            }
-        }
-        if set.has(Header::XForwardedPort) && !keep(headers, "x-forwarded-port") {
-            headers.insert(
-                HeaderName::from_static("x-forwarded-port"),
-                HeaderValue::from(facts.local.port()),
-            );
-        }
-        if set.has(Header::XOriginalUri) {
-            if let Ok(v) = HeaderValue::from_str(facts.target) {
-                headers.insert(HeaderName::from_static("x-original-uri"), v);
-            }
-        }
-        if set.has(Header::XScheme) {
-            headers.insert(
-                HeaderName::from_static("x-scheme"),
-                HeaderValue::from_static(scheme_static(facts.scheme)),
-            );
-        }
-        if set.has(Header::XRequestId) {
-            let valid = peer_trusted
-                && {
-                    let mut all = headers.get_all("x-request-id").iter();
-                    matches!((all.next(), all.next()), (Some(v), None) if valid_request_id(v.as_bytes()))
-                };
-            if !valid {
-                headers.insert(HeaderName::from_static("x-request-id"), ids.next());
-            }
+        for (n, v) in plan.set {
+            headers.insert(n, v);
         }
         Rewritten {
-            client,
-            peer_trusted,
+            client: plan.client,
+            peer_trusted: plan.peer_trusted,
         }
+    }
+}
+
+/// `write!` into a byte vector.
+struct ByteWriter<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for ByteWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
     }
 }
 
@@ -293,21 +360,22 @@ fn ip_value(ip: IpAddr) -> HeaderValue {
     HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
-/// Append `for=PEER;proto=SCHEME;host=HOST` as its own element, merging
-/// earlier instances into one header (RFC 7239 §4: IPv6 and ports are
-/// quoted, `[v6]`).
-fn append_forwarded(headers: &mut HeaderMap, facts: &RequestFacts<'_>) {
+/// The Forwarded header with `for=PEER;proto=SCHEME;host=HOST` appended
+/// as its own element to a trusted peer's (RFC 7239 §4: IPv6 and ports
+/// are quoted, `[v6]`).
+fn forwarded_value<H: Headers + ?Sized>(
+    headers: &H,
+    peer_trusted: bool,
+    facts: &RequestFacts<'_>,
+) -> HeaderValue {
     let mut out = String::new();
-    for v in headers.get_all(FORWARDED) {
-        if let Ok(s) = v.to_str() {
-            if !out.is_empty() {
+    if peer_trusted {
+        for v in headers.values("forwarded") {
+            if let Ok(s) = std::str::from_utf8(v) {
+                out.push_str(s);
                 out.push_str(", ");
             }
-            out.push_str(s);
         }
-    }
-    if !out.is_empty() {
-        out.push_str(", ");
     }
     match facts.peer.ip() {
         IpAddr::V4(ip) => {
@@ -332,9 +400,7 @@ fn append_forwarded(headers: &mut HeaderMap, facts: &RequestFacts<'_>) {
             let _ = write!(out, ";host=\"{h}\"");
         }
     }
-    if let Ok(v) = HeaderValue::from_str(&out) {
-        headers.insert(FORWARDED, v);
-    }
+    HeaderValue::from_str(&out).unwrap_or_else(|_| HeaderValue::from_static("for=unknown"))
 }
 
 /// Whether an incoming X-Request-Id is kept: 1 to 128 bytes of letters,

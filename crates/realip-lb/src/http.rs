@@ -102,7 +102,11 @@ pub struct HttpStats {
 
 impl HttpStats {
     fn count(&self, status: StatusCode) {
-        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.count_code(status.as_u16());
+    }
+
+    pub(crate) fn count_code(&self, code: u16) {
+        let class = usize::from(code / 100).clamp(1, 5) - 1;
         self.responses[class].fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -119,17 +123,21 @@ pub struct Shared {
     pub conns: Arc<TcpStats>,
     /// Request counters.
     pub stats: Arc<HttpStats>,
-    /// Idle backend connections.
+    /// Idle backend connections (the hyper path).
     pub upstream: Arc<Upstream>,
+    /// Idle backend connections (the HTTP/1.x fast path).
+    pub raw: crate::upstream::RawPool,
     /// X-Request-Id source.
     pub ids: RequestIds,
 }
 
-struct Conn {
-    shared: Arc<Shared>,
-    peer: SocketAddr,
-    local: SocketAddr,
-    scheme: &'static str,
+/// One client connection.
+pub(crate) struct Conn {
+    pub(crate) shared: Arc<Shared>,
+    /// The client (or the one a trusted PROXY header named).
+    pub(crate) peer: SocketAddr,
+    pub(crate) local: SocketAddr,
+    pub(crate) scheme: &'static str,
 }
 
 /// Serve `listener` until `shutdown`; then stop accepting and ask open
@@ -202,7 +210,7 @@ async fn connection(
                 local,
                 scheme: "http",
             };
-            serve_http(io, conn, limits, shutdown).await;
+            serve_http(io, conn, limits, false, shutdown).await;
         }
         Some(tls) => {
             let tls_stream = tokio::time::timeout(limits.header_timeout, tls.accept(io))
@@ -215,13 +223,36 @@ async fn connection(
                 local,
                 scheme: "https",
             };
-            serve_http(tls_stream, conn, limits, shutdown).await;
+            let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            serve_http(tls_stream, conn, limits, h2, shutdown).await;
         }
     }
     Ok(())
 }
 
-async fn serve_http<I>(io: I, conn: Conn, limits: HttpLimits, mut shutdown: watch::Receiver<bool>)
+/// HTTP/1.x goes through the fast path ([`crate::h1proxy`]) until a
+/// request needs hyper; h2 (by ALPN or the h2c preface) goes to hyper.
+async fn serve_http<I>(
+    mut io: I,
+    conn: Conn,
+    limits: HttpLimits,
+    alpn_h2: bool,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if alpn_h2 {
+        return serve_hyper(io, conn, limits, shutdown).await;
+    }
+    match crate::h1proxy::serve(&mut io, &conn, limits, &mut shutdown).await {
+        crate::h1proxy::Outcome::Closed => {}
+        crate::h1proxy::Outcome::Handoff(read) => {
+            serve_hyper(realip_net::Rewind::new(read, io), conn, limits, shutdown).await
+        }
+    }
+}
+
+async fn serve_hyper<I>(io: I, conn: Conn, limits: HttpLimits, mut shutdown: watch::Receiver<bool>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -231,7 +262,9 @@ where
         .http1()
         .timer(realip_net::ConnTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        // Small heads: one flat buffer and one write(2) beat writev.
+        .writev(false);
     builder
         .http2()
         .timer(TokioTimer::new())

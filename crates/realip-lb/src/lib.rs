@@ -23,8 +23,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod chunked;
 pub mod config;
 pub mod forward;
+pub mod h1proxy;
 pub mod health;
 pub mod http;
 pub mod metrics;

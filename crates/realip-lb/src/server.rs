@@ -217,6 +217,7 @@ impl Running {
                         conns,
                         stats,
                         upstream: self.upstream.clone(),
+                        raw: crate::upstream::RawPool::new(PoolLimits::default()),
                         ids: RequestIds::default(),
                     });
                     tokio::spawn(crate::http::serve(t, shared, stop_rx));

@@ -130,6 +130,7 @@ impl Upstream {
             };
         let _ = stream.set_nodelay(true);
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .writev(false)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("{backend}: {e}"))?;
@@ -248,5 +249,102 @@ impl Body for PooledBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// Idle raw connections to backends, for the HTTP/1.1 fast path (which
+/// writes and reads the wire format itself).
+pub struct RawPool {
+    limits: PoolLimits,
+    idle: Mutex<HashMap<SocketAddr, Vec<(TcpStream, Instant)>>>,
+}
+
+impl std::fmt::Debug for RawPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawPool")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connection to a backend, and whether it came from the pool (a reused
+/// connection may have been closed by the backend meanwhile).
+#[derive(Debug)]
+pub struct RawConn {
+    /// The stream.
+    pub stream: TcpStream,
+    /// Taken from the pool, not freshly connected.
+    pub reused: bool,
+}
+
+impl RawPool {
+    /// An empty pool.
+    pub fn new(limits: PoolLimits) -> Self {
+        RawPool {
+            limits,
+            idle: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The limits it was made with.
+    pub fn limits(&self) -> PoolLimits {
+        self.limits
+    }
+
+    /// An idle connection to `backend`, if one is left that the backend
+    /// has not closed.
+    pub fn take(&self, backend: SocketAddr) -> Option<RawConn> {
+        loop {
+            let (stream, since) = {
+                let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+                idle.get_mut(&backend)?.pop()?
+            };
+            let idle_for = since.elapsed();
+            if idle_for >= self.limits.idle_timeout {
+                continue;
+            }
+            // A connection idle a while may have been closed by the
+            // backend's keep-alive timeout: look (one non-blocking read)
+            // before using it. A hot one is used as is; if it turns out
+            // closed, the caller retries when that is safe.
+            if idle_for > Duration::from_millis(500) {
+                let mut probe = [0u8; 1];
+                match stream.try_read(&mut probe) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    _ => continue,
+                }
+            }
+            return Some(RawConn {
+                stream,
+                reused: true,
+            });
+        }
+    }
+
+    /// Give back a connection whose last response was read to its end.
+    pub fn put(&self, backend: SocketAddr, stream: TcpStream) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = idle.entry(backend).or_default();
+        if list.len() < self.limits.max_idle {
+            list.push((stream, Instant::now()));
+        }
+    }
+
+    /// A new connection to `backend`, within the connect timeout.
+    pub async fn connect(&self, backend: SocketAddr) -> Result<RawConn, String> {
+        match tokio::time::timeout(self.limits.connect_timeout, TcpStream::connect(backend)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                Ok(RawConn {
+                    stream,
+                    reused: false,
+                })
+            }
+            Ok(Err(e)) => Err(format!("connecting to {backend}: {e}")),
+            Err(_) => Err(format!(
+                "connecting to {backend}: no answer within {:?}",
+                self.limits.connect_timeout
+            )),
+        }
     }
 }

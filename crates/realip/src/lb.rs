@@ -142,6 +142,9 @@ pub struct Args {
     /// HTTP: other backends tried when one cannot be reached.
     #[arg(long, default_value = "2")]
     retries: u32,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
     /// Log format.
     #[arg(long = "log-format", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -280,10 +283,7 @@ pub fn run(args: Args) -> ExitCode {
         ));
         return ExitCode::SUCCESS;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match crate::runtime(args.threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("realip lb: starting the runtime: {e}");

@@ -220,17 +220,7 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // One thread: a current-thread runtime, with no cross-thread wakeups.
-    let mut rt = match args.threads {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n.max(1));
-            b
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
-    };
-    let rt = match rt.enable_all().build() {
+    let rt = match crate::runtime(args.threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("realip whoami: starting the runtime: {e}");

@@ -444,3 +444,155 @@ async fn a_reload_under_load_fails_no_request() {
     let _ = l.child.kill();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A scripted HTTP/1.1 backend: answers every request on a connection
+/// with `reply(n)` (n counts requests on that connection), then closes if
+/// `close_after` says so. Returns its address and a count of connections.
+async fn scripted(
+    reply: fn(usize, &str) -> Vec<u8>,
+    close_after: fn(usize) -> bool,
+) -> (SocketAddr, Arc<AtomicU64>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let conns = Arc::new(AtomicU64::new(0));
+    let counted = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            counted.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut n = 0;
+                loop {
+                    let mut chunk = [0u8; 4096];
+                    let Ok(Ok(r)) =
+                        tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk)).await
+                    else {
+                        return;
+                    };
+                    if r == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..r]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                        buf.drain(..end + 4);
+                        n += 1;
+                        if s.write_all(&reply(n, &head)).await.is_err() {
+                            return;
+                        }
+                        if close_after(n) {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, conns)
+}
+
+/// Send raw requests on one keep-alive connection and read `want` bytes of
+/// answers (or until the proxy closes).
+async fn raw_until(c: &mut tokio::net::TcpStream, send: &[u8], until: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    c.write_all(send).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    while !String::from_utf8_lossy(&out).contains(until) {
+        match tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn the_http1_fast_path_frames_bodies_and_reuses_backend_connections() {
+    // Chunked answers with a trailer, on a kept-alive backend connection.
+    let (b, conns) = scripted(
+        |n, head| {
+            let xff = head
+                .lines()
+                .find_map(|l| l.strip_prefix("x-forwarded-for: "))
+                .unwrap_or("none")
+                .to_string();
+            let body = format!("{n}:{xff}");
+            let head_only = head.starts_with("HEAD ");
+            let mut r =
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nKeep-Alive: timeout=5\r\n\r\n"
+                    .to_string();
+            if !head_only {
+                r += &format!("{:x}\r\n{body}\r\n0\r\nX-Trailer: t\r\n\r\n", body.len());
+            }
+            r.into_bytes()
+        },
+        |_| false,
+    )
+    .await;
+    let l = lb_http(&["--backend", &b.to_string()]);
+    let mut c = connect_from("127.0.0.5", l.http).await;
+    // Three pipelined requests in one write.
+    let req = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+    let out = raw_until(&mut c, req.repeat(3).as_bytes(), "3:127.0.0.5").await;
+    assert_eq!(out.matches("HTTP/1.1 200 OK\r\n").count(), 3, "{out}");
+    assert!(out.contains("transfer-encoding: chunked\r\n"), "{out}");
+    assert!(
+        !out.to_ascii_lowercase().contains("keep-alive: timeout"),
+        "hop-by-hop kept: {out}"
+    );
+    assert!(
+        out.contains("1:127.0.0.5\r\n0\r\nX-Trailer: t\r\n\r\n"),
+        "{out}"
+    );
+    // One backend connection carried them all, and carries the next client's.
+    let mut c2 = connect_from("127.0.0.6", l.http).await;
+    let out = raw_until(&mut c2, b"HEAD /h HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "0\r\nX-Trailer").await;
+    assert!(out.contains("5:127.0.0.6"), "{out}");
+    // A HEAD answer keeps the framing header it describes.
+    assert!(
+        out.starts_with("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nHTTP/1.1 200"),
+        "{out}"
+    );
+    assert!(out.contains("connection: close\r\n"), "{out}");
+    assert_eq!(conns.load(Ordering::Relaxed), 1);
+
+    // A backend that closes after every answer without saying so: the
+    // pooled connection is found dead and the request retried on a new one.
+    let (b, conns) = scripted(
+        |n, _| format!("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n{}", n % 10).into_bytes(),
+        |_| true,
+    )
+    .await;
+    let l = lb_http(&["--backend", &b.to_string()]);
+    for _ in 0..5 {
+        let (s, _, body) = get_from("127.0.0.2", l.http, "/", &[]).await;
+        assert_eq!((s, body.as_str()), (200, "1"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(conns.load(Ordering::Relaxed), 5);
+
+    // A large Content-Length body, an HTTP/1.0 client with keep-alive.
+    let w = whoami(&[]);
+    let l = lb_http(&["--backend", &w.http.to_string()]);
+    let mut c = connect_from("127.0.0.2", l.http).await;
+    let out = raw_until(
+        &mut c,
+        b"GET /data?size=300&unit=KB HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+        "\r\n\r\n",
+    )
+    .await;
+    assert!(
+        out.starts_with("HTTP/1.0 200"),
+        "{}",
+        &out[..out.len().min(300)]
+    );
+    assert!(
+        out.contains("connection: keep-alive\r\n"),
+        "{}",
+        &out[..300]
+    );
+    let (s, _, body) = get_from("127.0.0.2", l.http, "/data?size=300&unit=KB", &[]).await;
+    assert_eq!((s, body.len()), (200, 300 * 1024));
+}
