@@ -1,7 +1,11 @@
-//! realip-lb: the seeds' cloud load balancer. So far: scheduling and
-//! health verdicts (pure), pools with health checks ([`pool`]), and the L4
-//! proxies: TCP ([`tcp`]: `none`, `proxy-v1`, `proxy-v2`) and UDP ([`udp`]:
-//! `none`, `proxy-v2` per datagram, a flow table with idle timeouts).
+//! realip-lb: the seeds' cloud load balancer and ingress. Scheduling and
+//! health verdicts (pure), pools with health checks ([`pool`]), the L4
+//! proxies, TCP ([`tcp`]: `none`, `proxy-v1`, `proxy-v2` with TLVs,
+//! `transparent`) and UDP ([`udp`]: a flow table, PROXY v2 per datagram),
+//! the L7 proxy ([`http`], with its HTTP/1.x fast path [`h1proxy`], routes
+//! [`route`] and the forwarding-header plan [`forward`]), the YAML
+//! configuration ([`config`]) and running it with in-place reloads
+//! ([`server`]).
 //!
 //! [`Schedule`] picks a backend for a request or a flow by the configured
 //! [`Method`]: round robin, smooth weighted round robin (nginx's), least
@@ -15,9 +19,10 @@
 //! check reports `localEndpoints: N` is weighted N, so each pod behind a
 //! Local Service gets an equal share; weight 0 takes a backend out.
 //!
-//! What it must not do: I/O outside [`pool`], [`metrics`], [`tcp`] and
-//! [`udp`], a wait
-//! without a deadline,
+//! What it must not do: I/O outside [`pool`], [`metrics`], [`tcp`],
+//! [`udp`], [`http`], [`h1proxy`], [`upstream`] and [`server`] (the
+//! planning parts, [`config`], [`route`], [`forward`], [`chunked`] and the
+//! scheduler, stay pure), a wait without a deadline,
 //! or a pick whose cost grows with the number of backends for Maglev and
 //! source hash (both are table or hash lookups).
 #![forbid(unsafe_code)]
