@@ -289,7 +289,8 @@ pub struct TlsSpec {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyV2Spec {
-    /// A UNIQUE_ID TLV (16 random bytes) per connection.
+    /// A UNIQUE_ID TLV per connection: 32 hex digits (128 bits, as
+    /// X-Request-Id).
     #[serde(default)]
     pub unique_id: bool,
     /// A CRC32C TLV over the header.

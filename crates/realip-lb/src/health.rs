@@ -171,20 +171,43 @@ mod tests {
 pub enum Check {
     /// A TCP connect within the timeout passes.
     Tcp,
-    /// `GET PATH` answering 2xx within the timeout passes; the answer may
-    /// carry a weight ([`reported_weight`]). Any path of a kube-proxy
-    /// healthCheckNodePort works.
-    Http(String),
+    /// `GET path` answering `expect` (any 2xx when `None`) within the
+    /// timeout passes; the answer may carry a weight
+    /// ([`reported_weight`]). Any path of a kube-proxy healthCheckNodePort
+    /// works.
+    Http {
+        /// The path (and query).
+        path: String,
+        /// The one status that passes.
+        expect: Option<u16>,
+    },
 }
 
 impl std::str::FromStr for Check {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("{s:?} is not a health check: tcp, http:/PATH (2xx passes) or http:CODE:/PATH")
+        };
         match s.split_once(':') {
             None if s == "tcp" => Ok(Check::Tcp),
-            Some(("http", path)) if path.starts_with('/') => Ok(Check::Http(path.to_string())),
-            _ => Err(format!("{s:?} is not a health check: tcp or http:/PATH")),
+            Some(("http", path)) if path.starts_with('/') => Ok(Check::Http {
+                path: path.to_string(),
+                expect: None,
+            }),
+            Some(("http", rest)) => {
+                let (code, path) = rest.split_once(':').ok_or_else(bad)?;
+                let code: u16 = code.parse().map_err(|_| bad())?;
+                if !(100..600).contains(&code) || !path.starts_with('/') {
+                    return Err(bad());
+                }
+                Ok(Check::Http {
+                    path: path.to_string(),
+                    expect: Some(code),
+                })
+            }
+            _ => Err(bad()),
         }
     }
 }
@@ -210,9 +233,9 @@ async fn probe_inner(check: &Check, addr: std::net::SocketAddr) -> Probe {
     let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
         return Probe::Fail;
     };
-    let path = match check {
+    let (path, expect) = match check {
         Check::Tcp => return Probe::Pass(None),
-        Check::Http(p) => p,
+        Check::Http { path, expect } => (path, *expect),
     };
     let req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: realip-lb\r\n\r\n");
     if s.write_all(req.as_bytes()).await.is_err() {
@@ -226,11 +249,11 @@ async fn probe_inner(check: &Check, addr: std::net::SocketAddr) -> Probe {
             Ok(n) => buf.extend_from_slice(&chunk[..n.min(MAX_ANSWER - buf.len())]),
         }
     }
-    judge(&buf)
+    judge(&buf, expect)
 }
 
 /// A health answer's verdict: 2xx passes, with the weight it reports.
-fn judge(answer: &[u8]) -> Probe {
+fn judge(answer: &[u8], expect: Option<u16>) -> Probe {
     let text = String::from_utf8_lossy(answer);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.split("\r\n");
@@ -239,7 +262,11 @@ fn judge(answer: &[u8]) -> Probe {
         .and_then(|l| l.split(' ').nth(1))
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    if !(200..300).contains(&status) {
+    let passes = match expect {
+        Some(code) => status == code,
+        None => (200..300).contains(&status),
+    };
+    if !passes {
         return Probe::Fail;
     }
     let headers = lines
@@ -254,21 +281,42 @@ mod probe_tests {
 
     #[test]
     fn answers_are_judged_by_status_and_weight() {
-        assert_eq!(judge(b"HTTP/1.1 200 OK\r\n\r\n"), Probe::Pass(None));
+        assert_eq!(judge(b"HTTP/1.1 200 OK\r\n\r\n", None), Probe::Pass(None));
         assert_eq!(
-            judge(b"HTTP/1.1 200 OK\r\nX-Load-Balancing-Endpoint-Weight: 2\r\n\r\n{}"),
+            judge(
+                b"HTTP/1.1 200 OK\r\nX-Load-Balancing-Endpoint-Weight: 2\r\n\r\n{}",
+                None
+            ),
             Probe::Pass(Some(2))
         );
         assert_eq!(
-            judge(b"HTTP/1.1 503 Service Unavailable\r\n\r\n"),
+            judge(b"HTTP/1.1 503 Service Unavailable\r\n\r\n", None),
             Probe::Fail
         );
-        assert_eq!(judge(b"garbage"), Probe::Fail);
-        assert_eq!(judge(b""), Probe::Fail);
+        assert_eq!(judge(b"garbage", None), Probe::Fail);
+        // An expected status: that one only.
+        assert_eq!(
+            judge(b"HTTP/1.1 204 No Content\r\n\r\n", Some(204)),
+            Probe::Pass(None)
+        );
+        assert_eq!(judge(b"HTTP/1.1 200 OK\r\n\r\n", Some(204)), Probe::Fail);
+        assert_eq!(
+            "http:204:/ready?x=1".parse::<Check>(),
+            Ok(Check::Http {
+                path: "/ready?x=1".into(),
+                expect: Some(204)
+            })
+        );
+        assert!("http:99:/x".parse::<Check>().is_err());
+        assert!("http:200:x".parse::<Check>().is_err());
+        assert_eq!(judge(b"", None), Probe::Fail);
         assert_eq!("tcp".parse::<Check>(), Ok(Check::Tcp));
         assert_eq!(
             "http:/healthz".parse::<Check>(),
-            Ok(Check::Http("/healthz".into()))
+            Ok(Check::Http {
+                path: "/healthz".into(),
+                expect: None
+            })
         );
         assert!("http:healthz".parse::<Check>().is_err());
     }

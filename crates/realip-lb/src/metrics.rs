@@ -95,7 +95,7 @@ pub fn render(view: &View) -> String {
     f.head(
         "realip_lb_bytes_total",
         "counter",
-        "Bytes relayed by L4 listeners, by direction.",
+        "Bytes between clients and this LB (TCP and HTTP listeners), by direction: up is from the client.",
     );
     for (name, c) in &tcp {
         f.line(

@@ -394,6 +394,7 @@ fn build_site(
                     connect_timeout: l.connect_timeout.map_or(Duration::from_secs(3), |t| t.0),
                     idle_timeout: l.idle_timeout.map_or(Duration::from_secs(300), |t| t.0),
                     tlvs,
+                    max_connections: l.max_connections.unwrap_or(10_000),
                 },
             }))
         }

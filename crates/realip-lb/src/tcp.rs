@@ -66,12 +66,15 @@ pub struct TcpConfig {
     pub idle_timeout: Duration,
     /// What a PROXY v2 header carries besides the addresses.
     pub tlvs: ProxyTlvs,
+    /// Connections served at once; more wait in the listen backlog (set
+    /// when the listener starts; a reload does not change it).
+    pub max_connections: usize,
 }
 
 /// TLVs of the PROXY v2 headers sent to backends.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProxyTlvs {
-    /// A UNIQUE_ID (16 random bytes) per connection, for correlating logs
+    /// A UNIQUE_ID (32 hex digits, 128 bits) per connection, for correlating logs
     /// along the path.
     pub unique_id: bool,
     /// A CRC32C over the header, so a backend can tell corruption.
@@ -130,7 +133,15 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let ids = Arc::new(crate::forward::RequestIds::default());
+    let cap = Arc::new(tokio::sync::Semaphore::new(
+        site.borrow().config.max_connections,
+    ));
     loop {
+        // At the cap, stop accepting: the kernel's backlog holds the rest.
+        let permit = tokio::select! {
+            p = cap.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = shutdown.wait_for(|&v| v) => return,
+        };
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = shutdown.wait_for(|&v| v) => return,
@@ -153,6 +164,7 @@ pub async fn serve(
                 tracing::info!(%peer, error = %e, "connection failed");
             }
             stats.open.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
         });
     }
 }

@@ -88,10 +88,11 @@ pub struct Args {
     /// round-robin, weighted-round-robin, least-connections, source-hash or maglev.
     #[arg(long, default_value = "round-robin")]
     schedule: Method,
-    /// Health check per backend: tcp (connect) or http:/PATH (2xx passes;
-    /// a kube-proxy answer's localEndpoints or X-Load-Balancing-Endpoint-Weight
-    /// becomes the backend's weight). Without it every backend is up.
-    #[arg(long, value_name = "tcp|http:/PATH")]
+    /// Health check per backend: tcp (connect), http:/PATH (2xx passes) or
+    /// http:CODE:/PATH (CODE passes); a kube-proxy answer's localEndpoints
+    /// or X-Load-Balancing-Endpoint-Weight becomes the backend's weight.
+    /// Without it every backend is up.
+    #[arg(long, value_name = "tcp|http:/PATH|http:CODE:/PATH")]
     health: Option<Check>,
     /// Check this port of each backend's address instead of the backend's
     /// own (a node's healthCheckNodePort).
@@ -139,6 +140,10 @@ pub struct Args {
     /// HTTP: longest wait for a backend's response head (504 after).
     #[arg(long = "response-timeout", default_value = "60s", value_parser = crate::parse_duration)]
     response_timeout: Duration,
+    /// TCP and HTTP: connections served at once (more wait in the listen
+    /// backlog); UDP: see --max-flows.
+    #[arg(long = "max-connections", default_value = "10000")]
+    max_connections: usize,
     /// HTTP: other backends tried when one cannot be reached.
     #[arg(long, default_value = "2")]
     retries: u32,
@@ -192,7 +197,7 @@ fn from_flags(a: &Args) -> Result<Config, String> {
         header_timeout: None,
         response_timeout: None,
         max_header_bytes: None,
-        max_connections: None,
+        max_connections: Some(a.max_connections),
         retries: None,
     };
     match mode {

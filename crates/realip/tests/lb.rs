@@ -58,7 +58,14 @@ async fn every_tcp_client_ip_mode_end_to_end() {
     // PROXY v2 and v1: the backend trusts the LB (127.0.0.1) and learns
     // the client from the header.
     for (mode, accept) in [("proxy-v2", "v2"), ("proxy-v1", "v1")] {
-        let w = whoami(&["--proxy-protocol", accept, "--trusted", "127.0.0.1/32"]);
+        let w = whoami(&[
+            "--listen",
+            "127.0.0.10:0",
+            "--proxy-protocol",
+            accept,
+            "--trusted",
+            "127.0.0.1/32",
+        ]);
         let backend = w.http.to_string();
         let l = lb(&["--backend", &backend, "--client-ip", mode]);
         let (realip, me) = realip_via(&l, "127.0.0.2", &[]).await;
@@ -70,17 +77,24 @@ async fn every_tcp_client_ip_mode_end_to_end() {
         assert_eq!(realip, me.to_string(), "{mode} with a forged header");
     }
     // none: the seeds' problem, the backend sees the LB.
-    let w = whoami(&["--trusted", "127.0.0.1/32"]);
+    let w = whoami(&["--listen", "127.0.0.11:0", "--trusted", "127.0.0.1/32"]);
     let backend = w.http.to_string();
     let l = lb(&["--backend", &backend, "--client-ip", "none"]);
     let (realip, _) = realip_via(&l, "127.0.0.2", &[]).await;
     assert!(realip.starts_with("127.0.0.1:"), "{realip}");
+    // transparent: the backend's socket peer is the client's own address
+    // (on loopback every 127/8 address is local; the namespace test in
+    // lb_transparent.rs shows the reply routing a real network needs).
+    let l = lb(&["--backend", &backend, "--client-ip", "transparent"]);
+    let (realip, me) = realip_via(&l, "127.0.0.7", &[("X-Forwarded-For", "198.51.100.66")]).await;
+    assert!(realip.starts_with("127.0.0.7:"), "{realip}");
+    assert_ne!(realip, me.to_string(), "the port is the lb's own");
 }
 
 #[tokio::test]
 async fn schedules_spread_and_stick() {
-    let a = whoami(&["--name", "a"]);
-    let b = whoami(&["--name", "b"]);
+    let a = whoami(&["--listen", "127.0.0.10:0", "--name", "a"]);
+    let b = whoami(&["--listen", "127.0.0.11:0", "--name", "b"]);
     let (ba, bb) = (a.http.to_string(), b.http.to_string());
     let name_via = |l: &Lb, from: &'static str| {
         let addr = l.addr;
@@ -149,8 +163,8 @@ async fn a_dead_backend_fails_the_connection_not_the_lb() {
 
 #[tokio::test]
 async fn a_failing_backend_is_taken_out_and_put_back() {
-    let a = whoami(&["--name", "a"]);
-    let b = whoami(&["--name", "b"]);
+    let a = whoami(&["--listen", "127.0.0.10:0", "--name", "a"]);
+    let b = whoami(&["--listen", "127.0.0.11:0", "--name", "b"]);
     let (ba, bb) = (a.http.to_string(), b.http.to_string());
     let l = lb(&[
         "--backend",
@@ -483,4 +497,68 @@ async fn sigterm_lets_open_connections_finish() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn proxy_v2_tlvs_from_the_config_file() {
+    use realip_core::proxy::{self, Parsed, Tlv};
+    use tokio::io::AsyncReadExt;
+    // The backend reads the raw header itself, to see every TLV.
+    let backend = tokio::net::TcpListener::bind("127.0.0.10:0").await.unwrap();
+    let baddr = backend.local_addr().unwrap();
+    let dir = scratch("lbtlv");
+    let path = dir.join("lb.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "pools:\n  p: {{backends: [\"{baddr}\"]}}\nlisteners:\n  - mode: tcp\n    listen: 127.0.0.1:0\n    pool: p\n    client_ip: proxy-v2\n    proxy_v2: {{unique_id: true, crc32c: true, authority: shop.example}}\n"
+        ),
+    )
+    .unwrap();
+    let (child, line, logs) = spawn_listening(&["lb", "--config", path.to_str().unwrap()]);
+    std::thread::spawn(move || for _ in logs {});
+    let l = Lb {
+        addr: field(&line, "tcp").unwrap(),
+        child,
+    };
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let client = connect_from("127.0.0.3", l.addr).await;
+        let me = client.local_addr().unwrap();
+        let (mut s, _) = tokio::time::timeout(Duration::from_secs(5), backend.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut buf = vec![0u8; 512];
+        let mut n = 0;
+        let header = loop {
+            let r = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf[n..]))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(r > 0, "closed before a whole header");
+            n += r;
+            // A wrong CRC32C fails the parse.
+            match proxy::parse(&buf[..n], &proxy::ParseConfig::default()).unwrap() {
+                Parsed::Complete(h) => break h,
+                Parsed::Incomplete { .. } => continue,
+            }
+        };
+        assert_eq!(header.addresses.source(), Some(me));
+        let tlvs: Vec<Tlv> = header.tlvs().collect();
+        assert!(tlvs.contains(&Tlv::Authority("shop.example")), "{tlvs:?}");
+        assert!(tlvs.iter().any(|t| matches!(t, Tlv::Crc32c(_))), "{tlvs:?}");
+        let id = tlvs
+            .iter()
+            .find_map(|t| match t {
+                Tlv::UniqueId(v) => Some(v.to_vec()),
+                _ => None,
+            })
+            .expect("a UNIQUE_ID");
+        assert_eq!(id.len(), 32);
+        ids.push(id);
+        drop(client);
+    }
+    assert_ne!(ids[0], ids[1], "one id per connection");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -61,7 +61,7 @@ fn header<'a>(v: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
 #[tokio::test]
 async fn forged_headers_from_an_untrusted_client_never_reach_the_backend() {
     // whoami trusts only the lb (127.0.0.1).
-    let w = whoami(&["--trusted", "127.0.0.1/32"]);
+    let w = whoami(&["--listen", "127.0.0.10:0", "--trusted", "127.0.0.1/32"]);
     let l = lb_http(&["--backend", &w.http.to_string()]);
     let v = api(
         l.http,
@@ -301,7 +301,10 @@ metrics: 127.0.0.1:0
 
 #[tokio::test]
 async fn config_routes_by_host_and_path_and_check_names_bad_lines() {
-    let (a, b) = (whoami(&["--name", "a"]), whoami(&["--name", "b"]));
+    let (a, b) = (
+        whoami(&["--listen", "127.0.0.10:0", "--name", "a"]),
+        whoami(&["--listen", "127.0.0.11:0", "--name", "b"]),
+    );
     let dir = scratch("lbcfg");
     let path = write_config(&dir, &routed(&a.http.to_string(), &b.http.to_string(), 0));
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_realip"))
@@ -352,7 +355,10 @@ async fn config_routes_by_host_and_path_and_check_names_bad_lines() {
 
 #[tokio::test]
 async fn a_reload_under_load_fails_no_request() {
-    let (a, b) = (whoami(&["--name", "a"]), whoami(&["--name", "b"]));
+    let (a, b) = (
+        whoami(&["--listen", "127.0.0.10:0", "--name", "a"]),
+        whoami(&["--listen", "127.0.0.11:0", "--name", "b"]),
+    );
     let dir = scratch("lbreload");
     // A fixed port, so the reload keeps the same listener: pick a free one.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -78,8 +78,12 @@ pub fn spawn_listening(args: &[&str]) -> (Child, String, mpsc::Receiver<String>)
 }
 
 /// Start whoami on loopback ports the kernel picks; wait for "listening".
+/// `args` may name its own `--listen` (a distinct 127.0.0.x per backend).
 pub fn whoami(args: &[&str]) -> Whoami {
-    let mut all = vec!["whoami", "--listen", "127.0.0.1:0"];
+    let mut all = vec!["whoami"];
+    if !args.contains(&"--listen") {
+        all.extend_from_slice(&["--listen", "127.0.0.1:0"]);
+    }
     all.extend_from_slice(args);
     let (mut child, line, logs) = spawn_listening(&all);
     let Some(http) = field(&line, "http") else {
