@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use realip_core::proxy::{OwnedHeader, OwnedTlv, Version};
-use realip_net::IdleTimeout;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -247,6 +246,7 @@ async fn connection(
         ClientIp::ProxyV1 => Some(Version::V1),
         ClientIp::ProxyV2 => Some(Version::V2),
     };
+    let mut prefix = Vec::new();
     if let Some(v) = version {
         let mut h = OwnedHeader::tcp(v, peer, local);
         if v == Version::V2 {
@@ -258,22 +258,30 @@ async fn connection(
                     .push(OwnedTlv::UniqueId(ids.next().as_bytes().to_vec()));
             }
         }
-        let header = h
+        prefix = h
             .encode(v == Version::V2 && config.tlvs.crc32c)
             .map_err(std::io::Error::other)?;
-        backend.write_all(&header).await?;
     }
-    if !rest.is_empty() {
-        backend.write_all(&rest).await?;
+    prefix.extend_from_slice(&rest);
+    // The client has usually sent its first bytes while the backend
+    // connection was being made: they go out with the header, in one send.
+    let mut first = [0u8; 16 * 1024];
+    let (client_done, early) = match client.try_read(&mut first) {
+        Ok(0) => (true, 0),
+        Ok(n) => {
+            prefix.extend_from_slice(&first[..n]);
+            (false, n)
+        }
+        Err(_) => (false, 0),
+    };
+    stats
+        .bytes_up
+        .fetch_add((rest.len() + early) as u64, Ordering::Relaxed);
+    if !prefix.is_empty() {
+        backend.write_all(&prefix).await?;
     }
     tracing::info!(%peer, backend = %target, "connected");
-    let mut client = IdleTimeout::new(client, config.idle_timeout);
-    let mut backend = IdleTimeout::new(backend, config.idle_timeout);
-    // 64 KiB buffers: tokio's default 8 KiB costs a syscall pair per 8 KiB
-    // of bulk data (bench/lb-l4.sh).
-    let (up, down) =
-        tokio::io::copy_bidirectional_with_sizes(&mut client, &mut backend, 1 << 16, 1 << 16)
-            .await?;
+    let (up, down) = relay(&mut client, &mut backend, client_done, config.idle_timeout).await?;
     stats.bytes_up.fetch_add(up, Ordering::Relaxed);
     stats.bytes_down.fetch_add(down, Ordering::Relaxed);
     drop(picked);
@@ -317,4 +325,152 @@ pub async fn transparent_connect(
         std::io::Error::other(format!("binding the client's address {client}: {e}"))
     })?;
     socket.connect(backend).await
+}
+
+/// One direction of a relay: bytes read from one socket and not yet
+/// written to the other. The buffer starts small (a short request costs
+/// 8 KiB, not the 64 KiB bulk transfers want) and grows once a read fills it.
+struct Half {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    read_done: bool,
+    shut: bool,
+    moved: u64,
+}
+
+const SMALL_BUF: usize = 8 * 1024;
+const BULK_BUF: usize = 64 * 1024;
+
+impl Half {
+    fn new(read_done: bool) -> Self {
+        Half {
+            buf: vec![0; SMALL_BUF],
+            start: 0,
+            end: 0,
+            read_done,
+            shut: false,
+            moved: 0,
+        }
+    }
+
+    /// Move bytes until the reader ends (then shut the writer) or either
+    /// side would block. Sets `progress` when a byte moved.
+    fn poll(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        mut r: std::pin::Pin<&mut tokio::net::tcp::ReadHalf<'_>>,
+        mut w: std::pin::Pin<&mut tokio::net::tcp::WriteHalf<'_>>,
+        progress: &mut bool,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        use tokio::io::{AsyncRead, AsyncWrite};
+        loop {
+            if self.start < self.end {
+                match w.as_mut().poll_write(cx, &self.buf[self.start..self.end]) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        self.start += n;
+                        self.moved += n as u64;
+                        *progress = true;
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            if self.read_done {
+                if !self.shut {
+                    match w.as_mut().poll_shutdown(cx) {
+                        Poll::Ready(_) => self.shut = true,
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                return Poll::Ready(Ok(()));
+            }
+            self.start = 0;
+            self.end = 0;
+            let mut rb = tokio::io::ReadBuf::new(&mut self.buf);
+            match r.as_mut().poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    if n == 0 {
+                        self.read_done = true;
+                    } else {
+                        if n == self.buf.len() && self.buf.len() < BULK_BUF {
+                            self.buf.resize(BULK_BUF, 0);
+                        }
+                        self.end = n;
+                        *progress = true;
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// Copy both ways until both directions have ended (each end passed on as
+/// a half-close) or nothing moves for `idle`; returns the bytes moved up
+/// (client to backend) and down. One timer serves both directions.
+async fn relay(
+    client: &mut TcpStream,
+    backend: &mut TcpStream,
+    client_done: bool,
+    idle: Duration,
+) -> std::io::Result<(u64, u64)> {
+    use std::task::Poll;
+    let (mut cr, mut cw) = client.split();
+    let (mut br, mut bw) = backend.split();
+    let mut up = Half::new(client_done);
+    let mut down = Half::new(false);
+    let (mut up_done, mut down_done) = (false, false);
+    let sleep = tokio::time::sleep(idle);
+    tokio::pin!(sleep);
+    std::future::poll_fn(|cx| {
+        let mut progress = false;
+        if !up_done {
+            match up.poll(
+                cx,
+                std::pin::Pin::new(&mut cr),
+                std::pin::Pin::new(&mut bw),
+                &mut progress,
+            ) {
+                Poll::Ready(Ok(())) => up_done = true,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        if !down_done {
+            match down.poll(
+                cx,
+                std::pin::Pin::new(&mut br),
+                std::pin::Pin::new(&mut cw),
+                &mut progress,
+            ) {
+                Poll::Ready(Ok(())) => down_done = true,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        if up_done && down_done {
+            return Poll::Ready(Ok(()));
+        }
+        if progress {
+            // Pushing a deadline later is an atomic store, not timer work.
+            sleep.as_mut().reset(tokio::time::Instant::now() + idle);
+        }
+        match std::future::Future::poll(sleep.as_mut(), cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no traffic for {idle:?}"),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await?;
+    Ok((up.moved, down.moved))
 }
