@@ -1,11 +1,16 @@
 //! realip-lab: the whole cluster on one machine, in network namespaces.
 //!
 //! [`topology`] plans the hosts (pure) and builds them, guaranteeing
-//! teardown. Scenarios and reports build on it.
+//! teardown. [`scenario`] holds the seeds' paths as data (pure), [`run`]
+//! runs one on the real kernel and checks what whoami reported, and
+//! [`report`] prints the table, the JSON and the HTML report (pure).
 //!
 //! What it must not do: touch the host's own network namespace, reach any
 //! address outside the namespaces it made, or leave namespaces behind.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod report;
+pub mod run;
+pub mod scenario;
 pub mod topology;

@@ -425,10 +425,29 @@ fn unregister(name: &str) {
     }
 }
 
-/// On SIGINT, SIGTERM or SIGHUP, delete every namespace this process made,
-/// then exit with 128 + the signal: Ctrl-C never leaves a lab behind.
+/// Processes started in the lab, stopped by the signal handler before the
+/// namespaces go (a namespace outlives its deletion while a process is in it).
+static PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Record a process started inside the lab, for Ctrl-C cleanup.
+pub fn register_pid(pid: u32) {
+    if let Ok(mut p) = PIDS.lock() {
+        p.push(pid);
+    }
+}
+
+/// Forget a process that has been stopped.
+pub fn unregister_pid(pid: u32) {
+    if let Ok(mut p) = PIDS.lock() {
+        p.retain(|&x| x != pid);
+    }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP, stop the processes started in the lab and
+/// delete every namespace this process made, then exit with 128 + the
+/// signal: Ctrl-C never leaves a lab behind.
 /// Installed once, by the first [`Lab::build`].
-fn ensure_signal_cleanup() {
+pub(crate) fn ensure_signal_cleanup() {
     SIGNALS.call_once(|| {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
@@ -436,6 +455,15 @@ fn ensure_signal_cleanup() {
         };
         std::thread::spawn(move || {
             if let Some(sig) = signals.forever().next() {
+                let pids = PIDS.lock().map(|p| p.clone()).unwrap_or_default();
+                for pid in pids {
+                    if let Ok(pid) = i32::try_from(pid) {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
                 let names = LIVE.lock().map(|l| l.clone()).unwrap_or_default();
                 for n in names.iter().rev() {
                     let _ = Command::new("ip").args(["netns", "del", n]).output();

@@ -1,0 +1,332 @@
+//! Scenarios as data (pure): the topology, what runs on which host, the
+//! probes and what the seeds say each probe will show. The built-in ones
+//! are YAML files embedded in the binary (`scenarios/*.yaml`); a user's
+//! file has the same form.
+//!
+//! ```yaml
+//! name: nodeport-local
+//! title: "NodePort, externalTrafficPolicy: Local"
+//! seed: 001_fcd58f5af6a77e51.txt
+//! pods: [1, 0]                  # pods per node; each runs whoami
+//! whoami: [--trusted, 10.0.0.0/8]
+//! objects: |                     # what `realip node` programs on every node
+//!   apiVersion: v1
+//!   kind: Service
+//!   ...
+//! router:                        # realip lb on the router (the cloud LB)
+//!   lb: [--listen, 203.0.113.1:80, --backend, 10.0.0.11:30080]
+//!   tproxy: true                 # reply routing for --client-ip transparent
+//! programs:                      # a pod that runs something else
+//!   pod/1/0: [lb, --mode, http, ...]
+//! probes:
+//!   - name: via node-1 (endpoint here)
+//!     from: client               # client, router, node/N, pod/N/J
+//!     to: 10.0.0.11:30081
+//!     send: http                 # http, health, tcp-field, udp-field
+//!     hops: [client 203.0.113.7, node-1 10.0.0.11, pod 10.244.1.10]
+//!     predicts: the pod sees the client
+//!     expect: {peer: 203.0.113.7}
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// A scenario.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name (`realip lab run NAME`).
+    pub name: String,
+    /// One line for the table and the report.
+    pub title: String,
+    /// The seed article it reproduces, if any.
+    #[serde(default)]
+    pub seed: Option<String>,
+    /// Pods per node, node-1 first.
+    pub pods: Vec<usize>,
+    /// Extra arguments for every pod's whoami.
+    #[serde(default)]
+    pub whoami: Vec<String>,
+    /// Kubernetes objects (Nodes are added from the topology when absent).
+    #[serde(default)]
+    pub objects: String,
+    /// The cloud LB on the router.
+    #[serde(default)]
+    pub router: Option<RouterSpec>,
+    /// Pods that run another program instead of whoami: `pod/N/J` to
+    /// realip arguments (`{pod}` becomes the pod's IP).
+    #[serde(default)]
+    pub programs: BTreeMap<String, Vec<String>>,
+    /// The probes, in order.
+    pub probes: Vec<Probe>,
+}
+
+/// The LB on the router.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterSpec {
+    /// `realip lb` arguments.
+    #[serde(default)]
+    pub lb: Vec<String>,
+    /// Or a `realip lb --config` file's text.
+    #[serde(default)]
+    pub config: Option<String>,
+    /// Install the reply routing `--client-ip transparent` needs.
+    #[serde(default)]
+    pub tproxy: bool,
+    /// Wait this long after the LB starts (its first health checks):
+    /// `400ms`, `1s`.
+    #[serde(default)]
+    pub settle: Option<String>,
+}
+
+/// `250ms` or `2s`.
+pub fn parse_millis(s: &str) -> Option<u64> {
+    if let Some(ms) = s.strip_suffix("ms") {
+        ms.parse().ok()
+    } else {
+        s.strip_suffix('s')?.parse::<u64>().ok()?.checked_mul(1000)
+    }
+}
+
+/// What a probe sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Send {
+    /// `GET path` and whoami's `/api` JSON back.
+    Http,
+    /// `GET path`, the raw status and body back (a health check).
+    Health,
+    /// TCP: the client's IPv4 as a 4-byte field, then `WHO`.
+    TcpField,
+    /// UDP: the same in one datagram.
+    UdpField,
+}
+
+/// One probe: requests from a host to an address, and what must be seen.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Probe {
+    /// What it shows.
+    pub name: String,
+    /// Where it runs: `client`, `router`, `node/N`, `pod/N/J`.
+    pub from: String,
+    /// `ADDR:PORT`.
+    pub to: String,
+    /// What it sends.
+    #[serde(default = "default_send")]
+    pub send: Send,
+    /// The request path (http, health).
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// Extra request headers (http).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// How many requests, each on a new connection (shares need many).
+    #[serde(default = "default_count")]
+    pub count: usize,
+    /// The path for the table and the diagram: each hop as `LABEL ADDR`;
+    /// the last hop's source is filled in from what the pod saw.
+    #[serde(default)]
+    pub hops: Vec<String>,
+    /// What the seeds say will happen.
+    pub predicts: String,
+    /// What is checked against what whoami reported.
+    pub expect: Expect,
+}
+
+fn default_send() -> Send {
+    Send::Http
+}
+fn default_path() -> String {
+    "/api".to_string()
+}
+fn default_count() -> usize {
+    1
+}
+
+/// Expectations; each one set is checked.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// The pod's socket peer IP (getpeername).
+    #[serde(default)]
+    pub peer: Option<String>,
+    /// The client whoami resolved.
+    #[serde(default)]
+    pub client: Option<String>,
+    /// Request headers as whoami received them: each must contain the text.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Request headers that must not contain the text (or be absent).
+    #[serde(default)]
+    pub absent: BTreeMap<String, String>,
+    /// The connection times out (nothing answers).
+    #[serde(default)]
+    pub timeout: bool,
+    /// The HTTP status (health).
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Text the body must contain (health).
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Per-pod shares in percent, in `pod/N/J` order of the scenario's
+    /// pods, each within `tolerance` points.
+    #[serde(default)]
+    pub shares: Option<Shares>,
+}
+
+/// Expected shares of the requests per pod.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shares {
+    /// Pod name (`pod/N/J`) to percent.
+    pub want: BTreeMap<String, f64>,
+    /// Allowed difference, in points.
+    pub tolerance: f64,
+}
+
+/// A scenario that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {reason}")]
+pub struct ScenarioError {
+    /// The file (or built-in name).
+    pub file: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The built-in scenarios, in order.
+pub const BUILTIN: [(&str, &str); 13] = [
+    ("clusterip", include_str!("../scenarios/01-clusterip.yaml")),
+    ("nodeport-cluster", include_str!("../scenarios/02-nodeport-cluster.yaml")),
+    ("nodeport-local", include_str!("../scenarios/03-nodeport-local.yaml")),
+    ("l4-lb-cluster", include_str!("../scenarios/04-l4-lb-cluster.yaml")),
+    ("l4-lb-local", include_str!("../scenarios/05-l4-lb-local.yaml")),
+    ("l7-lb", include_str!("../scenarios/06-l7-lb.yaml")),
+    ("ingress", include_str!("../scenarios/07-ingress.yaml")),
+    ("lb-to-pods", include_str!("../scenarios/08-lb-to-pods.yaml")),
+    ("proxy-protocol", include_str!("../scenarios/09-proxy-protocol.yaml")),
+    ("client-field", include_str!("../scenarios/10-client-field.yaml")),
+    ("local-shares", include_str!("../scenarios/11-local-shares.yaml")),
+    ("forgery", include_str!("../scenarios/12-forgery.yaml")),
+    ("local-spread", include_str!("../scenarios/13-local-spread.yaml")),
+];
+
+impl Scenario {
+    /// Parse and check one scenario.
+    pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
+        let err = |reason: String| ScenarioError {
+            file: file.to_string(),
+            reason,
+        };
+        let s: Scenario = serde_yaml_ng::from_str(text).map_err(|e| err(e.to_string()))?;
+        if s.pods.is_empty() {
+            return Err(err("pods: at least one node".into()));
+        }
+        for p in &s.probes {
+            parse_host(&p.from, &s.pods).map_err(|e| err(format!("probe {:?}: from: {e}", p.name)))?;
+            p.to
+                .parse::<std::net::SocketAddr>()
+                .map_err(|_| err(format!("probe {:?}: to: {:?} is not ADDR:PORT", p.name, p.to)))?;
+            if p.count == 0 || p.count > 10_000 {
+                return Err(err(format!("probe {:?}: count must be 1..=10000", p.name)));
+            }
+            if let Some(sh) = &p.expect.shares {
+                for k in sh.want.keys() {
+                    match parse_host(k, &s.pods) {
+                        Ok(Host::Pod(..)) => {}
+                        _ => return Err(err(format!("probe {:?}: shares: {k:?} is not a pod of this scenario", p.name))),
+                    }
+                }
+            }
+        }
+        if let Some(r) = &s.router {
+            if r.lb.is_empty() == r.config.is_none() {
+                return Err(err("router: give either lb (arguments) or config (a file's text)".into()));
+            }
+            if let Some(t) = &r.settle {
+                parse_millis(t).ok_or_else(|| err(format!("router: settle: {t:?} is not like 400ms or 1s")))?;
+            }
+        }
+        for k in s.programs.keys() {
+            match parse_host(k, &s.pods) {
+                Ok(Host::Pod(..)) => {}
+                _ => return Err(err(format!("programs: {k:?} is not a pod of this scenario"))),
+            }
+        }
+        Ok(s)
+    }
+
+    /// Every built-in scenario.
+    pub fn builtins() -> Vec<Scenario> {
+        BUILTIN
+            .iter()
+            .map(|(name, text)| {
+                Scenario::parse(name, text).unwrap_or_else(|e| panic!("built-in scenario {e}"))
+            })
+            .collect()
+    }
+}
+
+/// A host of the lab, as scenarios name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Host {
+    /// The internet client.
+    Client,
+    /// The router (where the cloud LB runs).
+    Router,
+    /// Node N (1-based).
+    Node(usize),
+    /// Pod J (0-based) on node N.
+    Pod(usize, usize),
+}
+
+/// `client`, `router`, `node/N`, `pod/N/J`, checked against the topology.
+pub fn parse_host(s: &str, pods: &[usize]) -> Result<Host, String> {
+    let parts: Vec<&str> = s.split('/').collect();
+    let num = |t: &str| t.parse::<usize>().map_err(|_| format!("{s:?}: {t:?} is not a number"));
+    let h = match parts.as_slice() {
+        ["client"] => Host::Client,
+        ["router"] => Host::Router,
+        ["node", n] => Host::Node(num(n)?),
+        ["pod", n, j] => Host::Pod(num(n)?, num(j)?),
+        _ => return Err(format!("{s:?} is not client, router, node/N or pod/N/J")),
+    };
+    match h {
+        Host::Node(n) | Host::Pod(n, _) if n == 0 || n > pods.len() => {
+            Err(format!("{s:?}: there are {} nodes", pods.len()))
+        }
+        Host::Pod(n, j) if j >= pods[n - 1] => Err(format!("{s:?}: node {n} has {} pods", pods[n - 1])),
+        h => Ok(h),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_parse() {
+        let all = Scenario::builtins();
+        assert_eq!(all.len(), 13);
+        let mut names: Vec<_> = all.iter().map(|s| s.name.as_str()).collect();
+        names.dedup();
+        assert_eq!(names.len(), 13);
+        for (s, (name, _)) in all.iter().zip(BUILTIN) {
+            assert_eq!(s.name, name);
+            assert!(!s.probes.is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn hosts_are_checked() {
+        assert_eq!(parse_host("pod/2/0", &[1, 1]), Ok(Host::Pod(2, 0)));
+        assert!(parse_host("pod/2/1", &[1, 1]).is_err());
+        assert!(parse_host("node/3", &[1, 1]).is_err());
+        assert!(parse_host("nodes/1", &[1]).is_err());
+        let e = Scenario::parse("x.yaml", "name: x\ntitle: t\npods: [1]\nprobes:\n  - {name: p, from: pod/1/3, to: 1.2.3.4:80, predicts: x, expect: {}}\n").unwrap_err();
+        assert!(e.reason.contains("node 1 has 1 pods"), "{e}");
+    }
+}
