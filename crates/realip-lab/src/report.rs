@@ -59,7 +59,13 @@ pub fn table(results: &[ScenarioResult]) -> String {
         .map(|r| r.iter().zip(caps).map(|(c, cap)| cut(c, cap)).collect())
         .collect();
     let widths: Vec<usize> = (0..7)
-        .map(|i| cells.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .map(|i| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for r in &cells {
@@ -80,7 +86,10 @@ pub fn table(results: &[ScenarioResult]) -> String {
             }
             for p in &r.probes {
                 for c in p.checks.iter().filter(|c| !c.ok) {
-                    v.push(format!("{} / {}: expected {}, saw {}", r.name, p.name, c.what, c.detail));
+                    v.push(format!(
+                        "{} / {}: expected {}, saw {}",
+                        r.name, p.name, c.what, c.detail
+                    ));
                 }
             }
             v
@@ -123,7 +132,13 @@ fn esc(s: &str) -> String {
 /// One scenario's diagram: a lane per probe, a box per hop.
 pub fn svg(r: &ScenarioResult) -> String {
     let (bw, bh, gap, lane) = (190.0, 64.0, 36.0, 110.0);
-    let hops = r.probes.iter().map(|p| p.path.len()).max().unwrap_or(1).max(1) as f64;
+    let hops = r
+        .probes
+        .iter()
+        .map(|p| p.path.len())
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
     let width = 20.0 + hops * (bw + gap);
     let height = 30.0 + r.probes.len().max(1) as f64 * lane;
     let mut s = String::new();
@@ -205,7 +220,11 @@ section{margin-bottom:2.5em}.svg{overflow-x:auto}\
         h,
         "<p>{} scenarios, {}.</p>",
         results.len(),
-        if all { "<span class=\"pass\">all passed</span>" } else { "<span class=\"fail\">some failed</span>" }
+        if all {
+            "<span class=\"pass\">all passed</span>"
+        } else {
+            "<span class=\"fail\">some failed</span>"
+        }
     );
     for r in results {
         let _ = writeln!(h, "<section id=\"{}\">", esc(&r.name));

@@ -156,7 +156,12 @@ impl Proc {
                     return Err(format!(
                         "{} did not log {marker:?} within {START_TIMEOUT:?} (exit {status:?}): {}",
                         self.what,
-                        seen.iter().rev().take(3).cloned().collect::<Vec<_>>().join(" | ")
+                        seen.iter()
+                            .rev()
+                            .take(3)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(" | ")
                     ));
                 }
             }
@@ -260,7 +265,12 @@ fn run_in(s: &Scenario, exe: &Path, dir: &Path) -> Result<Vec<ProbeResult>, Stri
             .iter()
             .map(|a| a.to_string())
             .collect();
-            procs.push(Proc::start(&ns(&Role::Node(n))?, exe, &args, &format!("realip node on node-{n}"))?);
+            procs.push(Proc::start(
+                &ns(&Role::Node(n))?,
+                exe,
+                &args,
+                &format!("realip node on node-{n}"),
+            )?);
         }
     }
     // The pods.
@@ -303,7 +313,11 @@ fn run_in(s: &Scenario, exe: &Path, dir: &Path) -> Result<Vec<ProbeResult>, Stri
             Some(text) => {
                 let f = dir.join("lb.yaml");
                 std::fs::write(&f, text).map_err(|e| e.to_string())?;
-                vec!["lb".to_string(), "--config".into(), f.to_string_lossy().into_owned()]
+                vec![
+                    "lb".to_string(),
+                    "--config".into(),
+                    f.to_string_lossy().into_owned(),
+                ]
             }
             None => {
                 let mut a = vec!["lb".to_string()];
@@ -315,10 +329,19 @@ fn run_in(s: &Scenario, exe: &Path, dir: &Path) -> Result<Vec<ProbeResult>, Stri
     }
     // Everyone up: the agents synced, the servers listening.
     for p in procs.iter_mut() {
-        let marker = if p.what.starts_with("realip node") { "synced" } else { "listening" };
+        let marker = if p.what.starts_with("realip node") {
+            "synced"
+        } else {
+            "listening"
+        };
         p.wait_for(marker)?;
     }
-    if let Some(ms) = s.router.as_ref().and_then(|r| r.settle.as_deref()).and_then(parse_millis) {
+    if let Some(ms) = s
+        .router
+        .as_ref()
+        .and_then(|r| r.settle.as_deref())
+        .and_then(parse_millis)
+    {
         std::thread::sleep(Duration::from_millis(ms));
     }
     let mut out = Vec::new();
@@ -344,15 +367,29 @@ fn tproxy(netns: &str) -> Result<(), String> {
         .spawn()
         .map_err(|e| format!("nft: {e} (apt-get install nftables)"))?;
     if let Some(mut stdin) = nft.stdin.take() {
-        stdin.write_all(rules.as_bytes()).map_err(|e| e.to_string())?;
+        stdin
+            .write_all(rules.as_bytes())
+            .map_err(|e| e.to_string())?;
     }
     let o = nft.wait_with_output().map_err(|e| e.to_string())?;
     if !o.status.success() {
-        return Err(format!("nft: {}", String::from_utf8_lossy(&o.stderr).trim()));
+        return Err(format!(
+            "nft: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
     }
     for args in [
         &["rule", "add", "fwmark", "1", "lookup", "100"][..],
-        &["route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100"][..],
+        &[
+            "route",
+            "add",
+            "local",
+            "0.0.0.0/0",
+            "dev",
+            "lo",
+            "table",
+            "100",
+        ][..],
     ] {
         let o = Command::new("ip")
             .args(["-n", netns])
@@ -360,7 +397,11 @@ fn tproxy(netns: &str) -> Result<(), String> {
             .output()
             .map_err(|e| e.to_string())?;
         if !o.status.success() {
-            return Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim()));
+            return Err(format!(
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
         }
     }
     Ok(())
@@ -375,7 +416,10 @@ fn in_netns(netns: &str, probe: &Probe) -> Result<Vec<Seen>, String> {
         let f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
             .map_err(|e| format!("entering {}: {e}", path.display()))?;
-        let to: SocketAddr = probe.to.parse().map_err(|_| format!("{:?} is not ADDR:PORT", probe.to))?;
+        let to: SocketAddr = probe
+            .to
+            .parse()
+            .map_err(|_| format!("{:?} is not ADDR:PORT", probe.to))?;
         Ok((0..probe.count).map(|_| request(&probe, to)).collect())
     })
     .join()
@@ -383,7 +427,10 @@ fn in_netns(netns: &str, probe: &Probe) -> Result<Vec<Seen>, String> {
 }
 
 fn failed(e: &std::io::Error) -> Seen {
-    let timeout = matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock);
+    let timeout = matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    );
     Seen {
         timeout,
         error: (!timeout).then(|| e.to_string()),
@@ -406,7 +453,10 @@ fn http(probe: &Probe, to: SocketAddr) -> Seen {
     };
     let _ = s.set_read_timeout(Some(READ_TIMEOUT));
     let _ = s.set_write_timeout(Some(READ_TIMEOUT));
-    let mut req = format!("GET {} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n", probe.path);
+    let mut req = format!(
+        "GET {} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n",
+        probe.path
+    );
     for (k, v) in &probe.headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -423,7 +473,11 @@ fn http(probe: &Probe, to: SocketAddr) -> Seen {
     let text = String::from_utf8_lossy(&buf);
     let Some((head, body)) = text.split_once("\r\n\r\n") else {
         return Seen {
-            error: Some(if text.is_empty() { "closed without an answer".into() } else { "no HTTP head".into() }),
+            error: Some(if text.is_empty() {
+                "closed without an answer".into()
+            } else {
+                "no HTTP head".into()
+            }),
             ..Seen::default()
         };
     };
@@ -437,12 +491,18 @@ fn http(probe: &Probe, to: SocketAddr) -> Seen {
         return seen;
     }
     let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
-        seen.error = Some(format!("not whoami's JSON: {}", body.chars().take(120).collect::<String>()));
+        seen.error = Some(format!(
+            "not whoami's JSON: {}",
+            body.chars().take(120).collect::<String>()
+        ));
         return seen;
     };
     let ip = |x: &serde_json::Value| -> Option<IpAddr> {
         let s = x.as_str()?;
-        s.parse::<SocketAddr>().map(|a| a.ip()).ok().or_else(|| s.parse().ok())
+        s.parse::<SocketAddr>()
+            .map(|a| a.ip())
+            .ok()
+            .or_else(|| s.parse().ok())
     };
     seen.peer = ip(&v["remoteAddr"]);
     seen.client = ip(&v["realIp"]["ip"]);
@@ -451,7 +511,12 @@ fn http(probe: &Probe, to: SocketAddr) -> Seen {
     seen.pod = v["name"].as_str().map(str::to_string);
     if let Some(h) = v["headers"].as_object() {
         for (k, vals) in h {
-            let joined: Vec<&str> = vals.as_array().into_iter().flatten().filter_map(|x| x.as_str()).collect();
+            let joined: Vec<&str> = vals
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| x.as_str())
+                .collect();
             seen.headers.insert(k.clone(), joined.join(", "));
         }
     }
@@ -551,12 +616,20 @@ fn distinct<T: ToString>(items: impl Iterator<Item = Option<T>>) -> String {
 pub fn judge(probe: &Probe, seen: Vec<Seen>) -> ProbeResult {
     let e = &probe.expect;
     let mut checks = Vec::new();
-    let mut check = |what: String, ok: bool, detail: String| checks.push(Check { what, ok, detail });
+    let mut check =
+        |what: String, ok: bool, detail: String| checks.push(Check { what, ok, detail });
     if e.timeout {
         let n = seen.iter().filter(|s| s.timeout).count();
-        check("the connection times out".into(), n == seen.len(), format!("{n} of {} timed out", seen.len()));
+        check(
+            "the connection times out".into(),
+            n == seen.len(),
+            format!("{n} of {} timed out", seen.len()),
+        );
     } else {
-        let bad: Vec<&Seen> = seen.iter().filter(|s| s.timeout || s.error.is_some()).collect();
+        let bad: Vec<&Seen> = seen
+            .iter()
+            .filter(|s| s.timeout || s.error.is_some())
+            .collect();
         check(
             "every request is answered".into(),
             bad.is_empty(),
@@ -581,12 +654,16 @@ pub fn judge(probe: &Probe, seen: Vec<Seen>) -> ProbeResult {
     }
     for (h, want) in &e.headers {
         let got = distinct(seen.iter().map(|s| s.headers.get(h).cloned()));
-        let ok = seen.iter().all(|s| s.headers.get(h).is_some_and(|v| v.contains(want.as_str())));
+        let ok = seen
+            .iter()
+            .all(|s| s.headers.get(h).is_some_and(|v| v.contains(want.as_str())));
         check(format!("{h} carries {want}"), ok, got);
     }
     for (h, bad) in &e.absent {
         let got = distinct(seen.iter().map(|s| s.headers.get(h).cloned()));
-        let ok = seen.iter().all(|s| !s.headers.get(h).is_some_and(|v| v.contains(bad.as_str())));
+        let ok = seen
+            .iter()
+            .all(|s| !s.headers.get(h).is_some_and(|v| v.contains(bad.as_str())));
         check(format!("{h} does not carry {bad}"), ok, got);
     }
     if let Some(st) = e.status {
@@ -594,9 +671,18 @@ pub fn judge(probe: &Probe, seen: Vec<Seen>) -> ProbeResult {
         check(format!("status {st}"), got == st.to_string(), got);
     }
     if let Some(b) = &e.body {
-        let ok = seen.iter().all(|s| s.body.as_deref().is_some_and(|x| x.contains(b.as_str())));
-        let got = seen.first().and_then(|s| s.body.clone()).unwrap_or_default();
-        check(format!("the answer contains {b}"), ok, got.split_whitespace().collect::<Vec<_>>().join(" "));
+        let ok = seen
+            .iter()
+            .all(|s| s.body.as_deref().is_some_and(|x| x.contains(b.as_str())));
+        let got = seen
+            .first()
+            .and_then(|s| s.body.clone())
+            .unwrap_or_default();
+        check(
+            format!("the answer contains {b}"),
+            ok,
+            got.split_whitespace().collect::<Vec<_>>().join(" "),
+        );
     }
     let mut shares = BTreeMap::new();
     if let Some(sh) = &e.shares {
@@ -614,9 +700,17 @@ pub fn judge(probe: &Probe, seen: Vec<Seen>) -> ProbeResult {
             let got = shares.get(*p).copied().unwrap_or(0.0);
             (got - want).abs() <= sh.tolerance
         });
-        let want: Vec<String> = sh.want.iter().map(|(p, v)| format!("{p} {v:.0}%")).collect();
+        let want: Vec<String> = sh
+            .want
+            .iter()
+            .map(|(p, v)| format!("{p} {v:.0}%"))
+            .collect();
         let got: Vec<String> = shares.iter().map(|(p, v)| format!("{p} {v:.0}%")).collect();
-        check(format!("shares {} (±{})", want.join(", "), sh.tolerance), ok, got.join(", "));
+        check(
+            format!("shares {} (±{})", want.join(", "), sh.tolerance),
+            ok,
+            got.join(", "),
+        );
     }
     let pass = checks.iter().all(|c| c.ok);
     // The table's columns.
@@ -638,13 +732,26 @@ pub fn judge(probe: &Probe, seen: Vec<Seen>) -> ProbeResult {
     if proxy != "-" {
         said.push(format!("PROXY: {proxy}"));
     }
-    if seen.iter().any(|s| s.source.as_deref() == Some("field")) {
-        said.push(format!("field: {}", distinct(seen.iter().map(|s| s.client))));
+    if seen
+        .iter()
+        .any(|s| matches!(s.source.as_deref(), Some("field" | "client-field")))
+    {
+        said.push(format!(
+            "field: {}",
+            distinct(seen.iter().map(|s| s.client))
+        ));
     }
     if probe.send == Send::Health {
         if let Some(b) = seen.first().and_then(|s| s.body.as_ref()) {
             if let Some(i) = b.find("\"localEndpoints\"") {
-                said.push(b[i..].split([',', '\n']).next().unwrap_or("").trim().to_string());
+                said.push(
+                    b[i..]
+                        .split([',', '\n'])
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_string(),
+                );
             }
         }
     }
@@ -654,7 +761,10 @@ pub fn judge(probe: &Probe, seen: Vec<Seen>) -> ProbeResult {
         distinct(seen.iter().map(|s| s.client))
     };
     let mut path = probe.hops.clone();
-    if let (Some(last), false) = (path.last_mut(), socket == "timed out" || probe.send == Send::Health) {
+    if let (Some(last), false) = (
+        path.last_mut(),
+        socket == "timed out" || probe.send == Send::Health,
+    ) {
         *last = format!("{last} (saw {socket})");
     }
     if !shares.is_empty() {
@@ -670,7 +780,11 @@ pub fn judge(probe: &Probe, seen: Vec<Seen>) -> ProbeResult {
         name: probe.name.clone(),
         path,
         socket,
-        said: if said.is_empty() { "-".into() } else { said.join("; ") },
+        said: if said.is_empty() {
+            "-".into()
+        } else {
+            said.join("; ")
+        },
         resolved,
         predicts: probe.predicts.clone(),
         shares,

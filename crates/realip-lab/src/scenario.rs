@@ -200,18 +200,45 @@ pub struct ScenarioError {
 /// The built-in scenarios, in order.
 pub const BUILTIN: [(&str, &str); 13] = [
     ("clusterip", include_str!("../scenarios/01-clusterip.yaml")),
-    ("nodeport-cluster", include_str!("../scenarios/02-nodeport-cluster.yaml")),
-    ("nodeport-local", include_str!("../scenarios/03-nodeport-local.yaml")),
-    ("l4-lb-cluster", include_str!("../scenarios/04-l4-lb-cluster.yaml")),
-    ("l4-lb-local", include_str!("../scenarios/05-l4-lb-local.yaml")),
+    (
+        "nodeport-cluster",
+        include_str!("../scenarios/02-nodeport-cluster.yaml"),
+    ),
+    (
+        "nodeport-local",
+        include_str!("../scenarios/03-nodeport-local.yaml"),
+    ),
+    (
+        "l4-lb-cluster",
+        include_str!("../scenarios/04-l4-lb-cluster.yaml"),
+    ),
+    (
+        "l4-lb-local",
+        include_str!("../scenarios/05-l4-lb-local.yaml"),
+    ),
     ("l7-lb", include_str!("../scenarios/06-l7-lb.yaml")),
     ("ingress", include_str!("../scenarios/07-ingress.yaml")),
-    ("lb-to-pods", include_str!("../scenarios/08-lb-to-pods.yaml")),
-    ("proxy-protocol", include_str!("../scenarios/09-proxy-protocol.yaml")),
-    ("client-field", include_str!("../scenarios/10-client-field.yaml")),
-    ("local-shares", include_str!("../scenarios/11-local-shares.yaml")),
+    (
+        "lb-to-pods",
+        include_str!("../scenarios/08-lb-to-pods.yaml"),
+    ),
+    (
+        "proxy-protocol",
+        include_str!("../scenarios/09-proxy-protocol.yaml"),
+    ),
+    (
+        "client-field",
+        include_str!("../scenarios/10-client-field.yaml"),
+    ),
+    (
+        "local-shares",
+        include_str!("../scenarios/11-local-shares.yaml"),
+    ),
     ("forgery", include_str!("../scenarios/12-forgery.yaml")),
-    ("local-spread", include_str!("../scenarios/13-local-spread.yaml")),
+    (
+        "local-spread",
+        include_str!("../scenarios/13-local-spread.yaml"),
+    ),
 ];
 
 impl Scenario {
@@ -226,10 +253,14 @@ impl Scenario {
             return Err(err("pods: at least one node".into()));
         }
         for p in &s.probes {
-            parse_host(&p.from, &s.pods).map_err(|e| err(format!("probe {:?}: from: {e}", p.name)))?;
-            p.to
-                .parse::<std::net::SocketAddr>()
-                .map_err(|_| err(format!("probe {:?}: to: {:?} is not ADDR:PORT", p.name, p.to)))?;
+            parse_host(&p.from, &s.pods)
+                .map_err(|e| err(format!("probe {:?}: from: {e}", p.name)))?;
+            p.to.parse::<std::net::SocketAddr>().map_err(|_| {
+                err(format!(
+                    "probe {:?}: to: {:?} is not ADDR:PORT",
+                    p.name, p.to
+                ))
+            })?;
             if p.count == 0 || p.count > 10_000 {
                 return Err(err(format!("probe {:?}: count must be 1..=10000", p.name)));
             }
@@ -237,23 +268,35 @@ impl Scenario {
                 for k in sh.want.keys() {
                     match parse_host(k, &s.pods) {
                         Ok(Host::Pod(..)) => {}
-                        _ => return Err(err(format!("probe {:?}: shares: {k:?} is not a pod of this scenario", p.name))),
+                        _ => {
+                            return Err(err(format!(
+                                "probe {:?}: shares: {k:?} is not a pod of this scenario",
+                                p.name
+                            )))
+                        }
                     }
                 }
             }
         }
         if let Some(r) = &s.router {
             if r.lb.is_empty() == r.config.is_none() {
-                return Err(err("router: give either lb (arguments) or config (a file's text)".into()));
+                return Err(err(
+                    "router: give either lb (arguments) or config (a file's text)".into(),
+                ));
             }
             if let Some(t) = &r.settle {
-                parse_millis(t).ok_or_else(|| err(format!("router: settle: {t:?} is not like 400ms or 1s")))?;
+                parse_millis(t)
+                    .ok_or_else(|| err(format!("router: settle: {t:?} is not like 400ms or 1s")))?;
             }
         }
         for k in s.programs.keys() {
             match parse_host(k, &s.pods) {
                 Ok(Host::Pod(..)) => {}
-                _ => return Err(err(format!("programs: {k:?} is not a pod of this scenario"))),
+                _ => {
+                    return Err(err(format!(
+                        "programs: {k:?} is not a pod of this scenario"
+                    )))
+                }
             }
         }
         Ok(s)
@@ -286,7 +329,10 @@ pub enum Host {
 /// `client`, `router`, `node/N`, `pod/N/J`, checked against the topology.
 pub fn parse_host(s: &str, pods: &[usize]) -> Result<Host, String> {
     let parts: Vec<&str> = s.split('/').collect();
-    let num = |t: &str| t.parse::<usize>().map_err(|_| format!("{s:?}: {t:?} is not a number"));
+    let num = |t: &str| {
+        t.parse::<usize>()
+            .map_err(|_| format!("{s:?}: {t:?} is not a number"))
+    };
     let h = match parts.as_slice() {
         ["client"] => Host::Client,
         ["router"] => Host::Router,
@@ -298,7 +344,9 @@ pub fn parse_host(s: &str, pods: &[usize]) -> Result<Host, String> {
         Host::Node(n) | Host::Pod(n, _) if n == 0 || n > pods.len() => {
             Err(format!("{s:?}: there are {} nodes", pods.len()))
         }
-        Host::Pod(n, j) if j >= pods[n - 1] => Err(format!("{s:?}: node {n} has {} pods", pods[n - 1])),
+        Host::Pod(n, j) if j >= pods[n - 1] => {
+            Err(format!("{s:?}: node {n} has {} pods", pods[n - 1]))
+        }
         h => Ok(h),
     }
 }

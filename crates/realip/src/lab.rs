@@ -70,7 +70,9 @@ pub fn run(args: Args) -> ExitCode {
             crate::logging::print_out(&text);
             ExitCode::SUCCESS
         }
-        Some(LabCommand::Run { scenarios: ref names }) => {
+        Some(LabCommand::Run {
+            scenarios: ref names,
+        }) => {
             let builtins = Scenario::builtins();
             let mut chosen = Vec::new();
             for n in names {

@@ -158,3 +158,100 @@ fn ctrl_c_tears_the_lab_down() {
         assert!(!left.contains(n), "{n} left behind after Ctrl-C");
     }
 }
+
+/// The main job: every built-in scenario, run for real, passes; the JSON
+/// says so scenario by scenario, and the HTML report is well-formed with
+/// one SVG per scenario.
+#[test]
+fn every_builtin_scenario_passes_and_the_report_is_well_formed() {
+    if !supported() {
+        return;
+    }
+    let dir = common::scratch("labreport");
+    let html = dir.join("report.html");
+    let out = Command::new(env!("CARGO_BIN_EXE_realip"))
+        .args(["lab", "--json", "--html"])
+        .arg(&html)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let scenarios = v["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), realip_lab::scenario::BUILTIN.len());
+    let failed: Vec<String> = scenarios
+        .iter()
+        .filter(|s| s["pass"] != true)
+        .map(|s| {
+            let checks: Vec<String> = s["probes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|p| p["checks"].as_array().cloned().unwrap_or_default())
+                .filter(|c| c["ok"] != true)
+                .map(|c| format!("{} (saw {})", c["what"], c["detail"]))
+                .collect();
+            format!("{}: {} {}", s["name"], s["error"], checks.join("; "))
+        })
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    assert_eq!(v["pass"], true);
+    assert!(out.status.success());
+    // Every probe was checked against something whoami (or a timeout)
+    // really showed: each one carries its observations.
+    for s in scenarios {
+        for p in s["probes"].as_array().unwrap() {
+            assert!(!p["seen"].as_array().unwrap().is_empty(), "{}", p["name"]);
+        }
+    }
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert_eq!(page.matches("<svg ").count(), scenarios.len());
+    assert_eq!(page.matches("</svg>").count(), scenarios.len());
+    assert_balanced(&page);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Tags open and close in order (void elements excepted), attributes are
+/// quoted, and no text holds a bare `<`: what "well-formed" means for a
+/// page with no scripts.
+fn assert_balanced(page: &str) {
+    const VOID: [&str; 6] = ["meta", "br", "path", "rect", "line", "!DOCTYPE"];
+    let mut stack: Vec<String> = Vec::new();
+    let mut rest = page;
+    while let Some(i) = rest.find('<') {
+        let after = &rest[i + 1..];
+        let end = after.find('>').expect("an unclosed tag");
+        let tag = &after[..end];
+        assert!(
+            !tag.contains('<'),
+            "a bare < near {:?}",
+            &tag[..tag.len().min(60)]
+        );
+        assert_eq!(
+            tag.matches('"').count() % 2,
+            0,
+            "unbalanced quotes in <{tag}>"
+        );
+        let name: String = tag
+            .trim_start_matches('/')
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '/')
+            .collect();
+        if let Some(closing) = tag.strip_prefix('/') {
+            let closing = closing.trim();
+            let open = stack
+                .pop()
+                .unwrap_or_else(|| panic!("</{closing}> closes nothing"));
+            assert_eq!(open, closing, "</{closing}> closes <{open}>");
+        } else if !tag.ends_with('/') && !VOID.contains(&name.as_str()) {
+            stack.push(name);
+        }
+        rest = &after[end + 1..];
+    }
+    assert!(stack.is_empty(), "never closed: {stack:?}");
+}
