@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 
 use crate::run::ScenarioResult;
 
-/// The table: one row per probe.
-pub fn table(results: &[ScenarioResult]) -> String {
+/// The table: one row per probe; `wall` is the run's wall time in seconds.
+pub fn table(results: &[ScenarioResult], wall: f64) -> String {
     let mut rows: Vec<[String; 7]> = vec![[
         "scenario".into(),
         "path".into(),
@@ -34,7 +34,16 @@ pub fn table(results: &[ScenarioResult]) -> String {
         for p in &r.probes {
             rows.push([
                 r.name.clone(),
-                p.path.join(" -> "),
+                // Each hop's label; the addresses are in --json and --html.
+                p.path
+                    .iter()
+                    .filter_map(|h| {
+                        h.split_whitespace()
+                            .next()
+                            .map(|l| l.trim_end_matches([',', ':']))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" -> "),
                 p.socket.clone(),
                 p.said.clone(),
                 p.resolved.clone(),
@@ -44,7 +53,7 @@ pub fn table(results: &[ScenarioResult]) -> String {
         }
     }
     // Long columns are cut for the terminal; --json and --html have them whole.
-    let caps = [16, 60, 24, 40, 16, 50, 6];
+    let caps = [16, 40, 16, 38, 15, 60, 6];
     let cut = |s: &str, cap: usize| -> String {
         if s.chars().count() <= cap {
             s.to_string()
@@ -100,10 +109,9 @@ pub fn table(results: &[ScenarioResult]) -> String {
         .iter()
         .map(|r| r.probes.iter().filter(|p| p.pass).count())
         .sum();
-    let secs: f64 = results.iter().map(|r| r.seconds).fold(0.0, f64::max);
     let _ = writeln!(
         out,
-        "\n{passed} of {probes} probes passed in {} scenarios (longest {secs:.1} s)",
+        "\n{passed} of {probes} probes passed, {} scenarios, {wall:.1} s",
         results.len()
     );
     for f in failed {

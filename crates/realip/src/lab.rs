@@ -135,6 +135,7 @@ fn scenarios(list: Vec<Scenario>, args: &Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let started = std::time::Instant::now();
     let jobs = args.jobs.max(1);
     let mut results: Vec<Option<ScenarioResult>> = vec![None; list.len()];
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -161,7 +162,7 @@ fn scenarios(list: Vec<Scenario>, args: &Args) -> ExitCode {
     let text = if args.json {
         realip_lab::report::json(&results) + "\n"
     } else {
-        realip_lab::report::table(&results)
+        realip_lab::report::table(&results, started.elapsed().as_secs_f64())
     };
     crate::logging::print_out(&text);
     if results.iter().all(|r| r.pass) {
