@@ -115,6 +115,9 @@ struct Proc {
 
 impl Proc {
     fn start(netns: &str, exe: &Path, args: &[String], what: &str) -> Result<Proc, String> {
+        if topology::stopping() {
+            return Err("interrupted".into());
+        }
         let mut child = Command::new("ip")
             .args(["netns", "exec", netns])
             .arg(exe)

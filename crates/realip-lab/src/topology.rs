@@ -429,6 +429,14 @@ fn unregister(name: &str) {
 /// namespaces go (a namespace outlives its deletion while a process is in it).
 static PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
+/// Set by the signal handler: no new namespace or process is started.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a signal is tearing the lab down (start nothing new).
+pub fn stopping() -> bool {
+    STOPPING.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Record a process started inside the lab, for Ctrl-C cleanup.
 pub fn register_pid(pid: u32) {
     if let Ok(mut p) = PIDS.lock() {
@@ -455,18 +463,32 @@ pub(crate) fn ensure_signal_cleanup() {
         };
         std::thread::spawn(move || {
             if let Some(sig) = signals.forever().next() {
-                let pids = PIDS.lock().map(|p| p.clone()).unwrap_or_default();
-                for pid in pids {
-                    if let Ok(pid) = i32::try_from(pid) {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(pid),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
+                STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
+                // Several passes: a namespace or process another thread was
+                // creating at the moment of the signal appears after the
+                // first snapshot (and no new one is started once STOPPING
+                // is set).
+                for _ in 0..5 {
+                    let pids = PIDS.lock().map(|p| p.clone()).unwrap_or_default();
+                    for pid in pids {
+                        if let Ok(pid) = i32::try_from(pid) {
+                            let _ = nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(pid),
+                                nix::sys::signal::Signal::SIGKILL,
+                            );
+                        }
                     }
-                }
-                let names = LIVE.lock().map(|l| l.clone()).unwrap_or_default();
-                for n in names.iter().rev() {
-                    let _ = Command::new("ip").args(["netns", "del", n]).output();
+                    let names = LIVE.lock().map(|l| l.clone()).unwrap_or_default();
+                    for n in names.iter().rev() {
+                        let gone = Command::new("ip")
+                            .args(["netns", "del", n])
+                            .output()
+                            .is_ok_and(|o| o.status.success());
+                        if gone {
+                            unregister(n);
+                        }
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
                 }
                 std::process::exit(128 + sig);
             }
@@ -492,6 +514,9 @@ impl Lab {
         };
         let steps = lab.plan.steps.clone();
         for step in &steps {
+            if stopping() {
+                return Err(LabError::Unsupported("interrupted".into()));
+            }
             // Registered before it exists: a signal mid-step still cleans it.
             if let Step::AddNetns(n) = step {
                 register(n);

@@ -152,6 +152,12 @@ fn scenarios(list: Vec<Scenario>, args: &Args) -> ExitCode {
             });
         }
     });
+    // Interrupted: the lab's signal handler is tearing down and will exit.
+    if realip_lab::topology::stopping() {
+        loop {
+            std::thread::park();
+        }
+    }
     let results: Vec<ScenarioResult> = results.into_iter().flatten().collect();
     if let Some(path) = &args.html {
         if let Err(e) = std::fs::write(path, realip_lab::report::html(&results)) {

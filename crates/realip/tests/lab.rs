@@ -255,3 +255,67 @@ fn assert_balanced(page: &str) {
     }
     assert!(stack.is_empty(), "never closed: {stack:?}");
 }
+
+/// Ctrl-C in the middle of `realip lab`: every process it started and
+/// every namespace it made are gone (names carry the run's PID in hex).
+#[test]
+fn an_interrupted_lab_leaves_nothing_behind() {
+    if !supported() {
+        return;
+    }
+    for delay in [300u64, 900] {
+        // Every process the lab starts inherits this; none may survive.
+        let tag = format!(
+            "REALIP_LAB_TEST_TAG=interrupted-{}-{delay}",
+            std::process::id()
+        );
+        let mut child = Command::new(env!("CARGO_BIN_EXE_realip"))
+            .arg("lab")
+            .env("REALIP_LAB_TEST_TAG", tag.split_once('=').unwrap().1)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let prefix = format!("{PREFIX}-{:x}", child.id());
+        std::thread::sleep(Duration::from_millis(delay));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "realip lab did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(status.code(), Some(130), "after {delay} ms");
+        let left: Vec<String> = netns_names()
+            .into_iter()
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
+        assert!(left.is_empty(), "after {delay} ms: {left:?}");
+        let survivors: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+            })
+            .filter(|e| {
+                std::fs::read(e.path().join("environ"))
+                    .map(|env| env.split(|&b| b == 0).any(|v| v == tag.as_bytes()))
+                    .unwrap_or(false)
+            })
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            survivors.is_empty(),
+            "after {delay} ms, still running: {survivors:?}"
+        );
+    }
+}
