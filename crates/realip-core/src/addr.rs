@@ -143,7 +143,18 @@ pub fn unmap(ip: IpAddr) -> IpAddr {
 /// (no leading zeros, octets up to 255, port 1-65535, not 0.0.0.0), or
 /// `None` to send the text through [`parse`] for the answer or the error.
 #[inline]
-fn fast_v4(b: &[u8]) -> Option<Addr> {
+pub(crate) fn fast_v4(b: &[u8]) -> Option<Addr> {
+    let (ip, port) = fast_v4_parts(b)?;
+    Some(Addr {
+        ip: IpAddr::V4(ip),
+        port,
+        zone: None,
+    })
+}
+
+/// [`fast_v4`]'s address and port, without building an [`Addr`].
+#[inline]
+pub(crate) fn fast_v4_parts(b: &[u8]) -> Option<(std::net::Ipv4Addr, Option<u16>)> {
     let mut octets = [0u8; 4];
     let mut i = 0;
     for (n, octet) in octets.iter_mut().enumerate() {
@@ -184,11 +195,7 @@ fn fast_v4(b: &[u8]) -> Option<Addr> {
     if ip.is_unspecified() {
         return None;
     }
-    Some(Addr {
-        ip: IpAddr::V4(ip),
-        port,
-        zone: None,
-    })
+    Some((ip, port))
 }
 
 fn parse(text: &str) -> Result<Addr, AddrError> {

@@ -926,6 +926,7 @@ enum Leftover {
     Nothing,
 }
 
+#[inline]
 fn header_client(name: &HeaderName, index: usize, a: Addr) -> ClientAddr {
     ClientAddr {
         ip: a.ip,
@@ -974,9 +975,101 @@ fn walk_rightmost<'h, H: Headers + ?Sized, R: Recorder<'h>>(
             });
             walk_rightmost_over(it, total, name, peer, rec, passes, leftover)
         } else {
-            let it = headers::xff_entries_rev(headers.values(name)).map(xff_hop);
-            walk_rightmost_over(it, total, name, peer, rec, passes, leftover)
+            xff_rightmost(name, headers, peer, passes, leftover)
         }
+    }
+}
+
+/// The hot path of a rightmost walk over an X-Forwarded-For-style header:
+/// the answers of [`walk_rightmost_over`] on [`headers::xff_entries_rev`],
+/// in one loop over the bytes, nearest entry first. An answer's index is
+/// the number of entries to its left, counted only then: none when the
+/// client is the leftmost entry (the usual case, and every all-trusted
+/// chain); the values not yet walked plus the part of this one before it
+/// otherwise.
+fn xff_rightmost<H: Headers + ?Sized>(
+    name: &HeaderName,
+    headers: &H,
+    peer: &Addr,
+    passes: impl Fn(&Addr) -> bool,
+    leftover: Leftover,
+) -> Outcome {
+    // The same judgement on a bare IPv4 (trust looks at the address and the
+    // zone only).
+    let passes_v4 = |ip: std::net::Ipv4Addr| {
+        passes(&Addr {
+            ip: IpAddr::V4(ip),
+            port: None,
+            zone: None,
+        })
+    };
+    if !passes(peer) {
+        return (Some(peer_client(peer)), Stop::PeerUntrusted);
+    }
+    let sep = |b: u8| matches!(b, b',' | b' ' | b'\t');
+    // The entry walked just before (one to the right of the current one).
+    let mut last: Option<Addr> = None;
+    let mut values = headers.values(name);
+    while let Some(v) = values.next_back() {
+        let mut end = v.len();
+        loop {
+            while end > 0 && sep(v[end - 1]) {
+                end -= 1;
+            }
+            if end == 0 {
+                break;
+            }
+            let mut start = end;
+            while start > 0 && !sep(v[start - 1]) {
+                start -= 1;
+            }
+            let tok = &v[start..end];
+            // Plain IPv4, the usual entry: judged without building an Addr.
+            let parsed = match crate::addr::fast_v4_parts(tok) {
+                Some((ip, port)) => {
+                    let a = Addr {
+                        ip: IpAddr::V4(ip),
+                        port,
+                        zone: None,
+                    };
+                    if passes_v4(ip) {
+                        last = Some(a);
+                        end = start;
+                        continue;
+                    }
+                    Ok(a)
+                }
+                None => Addr::parse_bytes(tok),
+            };
+            match parsed {
+                Ok(a) if passes(&a) => last = Some(a),
+                Ok(a) => {
+                    let left = values.map(headers::count_xff_entries).sum::<usize>()
+                        + headers::count_xff_entries(&v[..start]);
+                    return (Some(header_client(name, left, a)), Stop::UntrustedEntry);
+                }
+                Err(_) => {
+                    if leftover == Leftover::Nothing {
+                        return (None, Stop::NothingQualified);
+                    }
+                    return match last {
+                        Some(a) => {
+                            let left = values.map(headers::count_xff_entries).sum::<usize>()
+                                + headers::count_xff_entries(&v[..start]);
+                            (Some(header_client(name, left + 1, a)), Stop::Unparsable)
+                        }
+                        None => (Some(peer_client(peer)), Stop::Unparsable),
+                    };
+                }
+            }
+            end = start;
+        }
+    }
+    match (last, leftover) {
+        (_, Leftover::Nothing) => (None, Stop::NothingQualified),
+        // Every entry trusted: the last one walked is the leftmost.
+        (Some(a), Leftover::Leftmost) => (Some(header_client(name, 0, a)), Stop::AllTrusted),
+        (None, Leftover::Leftmost) => (Some(peer_client(peer)), Stop::NoEntries),
     }
 }
 
