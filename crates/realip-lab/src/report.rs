@@ -172,8 +172,17 @@ pub fn svg(r: &ScenarioResult) -> String {
                 s,
                 r##"<rect x="{x}" y="{by}" width="{bw}" height="{bh}" rx="6" fill="#f6f8fa" stroke="#8c959f"/>"##
             );
-            // Up to four lines of the hop's text.
-            let words: Vec<&str> = hop.split_whitespace().collect();
+            // The hop's label in bold, then the addresses after it
+            // ("SRC -> DST"), wrapped to the box.
+            let (label, addrs) = hop.split_once(": ").unwrap_or((hop.as_str(), ""));
+            let _ = write!(
+                s,
+                r#"<text x="{}" y="{}" font-weight="bold">{}</text>"#,
+                x + 6.0,
+                by + 14.0,
+                esc(&label.chars().take(32).collect::<String>())
+            );
+            let words: Vec<&str> = addrs.split_whitespace().collect();
             let mut lines: Vec<String> = vec![String::new()];
             for w in words {
                 let cur = lines.last_mut().map_or(0, |l| l.len());
@@ -187,12 +196,12 @@ pub fn svg(r: &ScenarioResult) -> String {
                     l.push_str(w);
                 }
             }
-            for (li, l) in lines.iter().take(4).enumerate() {
+            for (li, l) in lines.iter().take(3).enumerate() {
                 let _ = write!(
                     s,
                     r#"<text x="{}" y="{}">{}</text>"#,
                     x + 6.0,
-                    by + 15.0 + li as f64 * 13.0,
+                    by + 29.0 + li as f64 * 13.0,
                     esc(l)
                 );
             }

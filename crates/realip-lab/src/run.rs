@@ -768,7 +768,11 @@ pub fn judge(probe: &Probe, seen: Vec<Seen>) -> ProbeResult {
         path.last_mut(),
         socket == "timed out" || probe.send == Send::Health,
     ) {
-        *last = format!("{last} (saw {socket})");
+        // The last hop's source is what the pod's socket saw.
+        *last = match last.split_once(": ") {
+            Some((label, dst)) => format!("{label}: {socket} -> {dst} (seen)"),
+            None => format!("{last}: {socket} (seen)"),
+        };
     }
     if !shares.is_empty() {
         said.push(
