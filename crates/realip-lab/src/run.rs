@@ -800,3 +800,61 @@ pub fn judge(probe: &Probe, seen: Vec<Seen>) -> ProbeResult {
         seen,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Scenario;
+
+    fn probe(expect: &str) -> Probe {
+        let text = format!(
+            "name: t\ntitle: t\npods: [2]\nprobes:\n  - {{name: p, from: client, to: 1.2.3.4:80, hops: ['client: a -> b', 'pod: c'], predicts: x, expect: {expect}}}\n"
+        );
+        Scenario::parse("t", &text).unwrap().probes.remove(0)
+    }
+
+    fn seen(peer: &str, pod: &str) -> Seen {
+        Seen {
+            peer: peer.parse().ok(),
+            client: peer.parse().ok(),
+            pod: Some(pod.to_string()),
+            ..Seen::default()
+        }
+    }
+
+    #[test]
+    fn what_was_seen_decides() {
+        let p = probe("{peer: 10.0.0.12}");
+        assert!(judge(&p, vec![seen("10.0.0.12", "pod/1/0")]).pass);
+        let r = judge(
+            &p,
+            vec![seen("10.0.0.12", "pod/1/0"), seen("203.0.113.7", "pod/1/0")],
+        );
+        assert!(!r.pass);
+        assert_eq!(
+            r.path.last().unwrap(),
+            "pod: 10.0.0.12, 203.0.113.7 -> c (seen)"
+        );
+        // A timeout is only a pass when it was expected.
+        let t = Seen {
+            timeout: true,
+            ..Seen::default()
+        };
+        assert!(!judge(&p, vec![t.clone()]).pass);
+        assert!(judge(&probe("{timeout: true}"), vec![t]).pass);
+        assert!(!judge(&probe("{timeout: true}"), vec![seen("1.1.1.1", "pod/1/0")]).pass);
+    }
+
+    #[test]
+    fn shares_are_measured_per_pod() {
+        let p = probe("{shares: {want: {pod/1/0: 25, pod/1/1: 75}, tolerance: 5}}");
+        let mut s = vec![seen("1.1.1.1", "pod/1/1"); 3];
+        s.push(seen("1.1.1.1", "pod/1/0"));
+        let r = judge(&p, s);
+        assert!(r.pass, "{:?}", r.checks);
+        assert_eq!(r.shares["pod/1/1"], 75.0);
+        // An unexpected pod counts against the shares.
+        let r = judge(&p, vec![seen("1.1.1.1", "pod/1/1"); 4]);
+        assert!(!r.pass);
+    }
+}
