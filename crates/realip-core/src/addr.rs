@@ -198,6 +198,78 @@ pub(crate) fn fast_v4_parts(b: &[u8]) -> Option<(std::net::Ipv4Addr, Option<u16>
     Some((ip, port))
 }
 
+/// The plain-IPv4 entry that ends at `end` in a list header value, read
+/// backwards: its start, address and port, exactly as [`fast_v4_parts`]
+/// would read the token, when the token is one (it must start `v` or follow
+/// a separator). Finding the token's start and parsing it is then one pass.
+/// `None` sends the caller the long way (scan for the start, then the
+/// general parser), so declining is always safe.
+#[inline]
+pub(crate) fn rev_v4(
+    v: &[u8],
+    end: usize,
+    is_sep: impl Fn(u8) -> bool,
+) -> Option<(usize, std::net::Ipv4Addr, Option<u16>)> {
+    // Digits ending at `i` (at most `max`): their value, their count, and
+    // whether the first of them is a leading zero.
+    let digits = |mut i: usize, max: usize| -> (usize, u32, usize) {
+        let (mut value, mut scale, mut n) = (0u32, 1u32, 0usize);
+        while i > 0 && n < max && v[i - 1].is_ascii_digit() {
+            value += u32::from(v[i - 1] - b'0') * scale;
+            scale *= 10;
+            n += 1;
+            i -= 1;
+        }
+        (i, value, n)
+    };
+    let mut i = end;
+    let (j, value, n) = digits(i, 5);
+    if n == 0 {
+        return None;
+    }
+    i = j;
+    let mut port = None;
+    let last = if i > 0 && v[i - 1] == b':' {
+        if !(1..=65535).contains(&value) {
+            return None;
+        }
+        port = Some(value as u16);
+        i -= 1;
+        let (j, value, n) = digits(i, 4);
+        if n == 0 || n > 3 || value > 255 || (n > 1 && v[j] == b'0') {
+            return None;
+        }
+        i = j;
+        value
+    } else {
+        if n > 3 || value > 255 || (n > 1 && v[i] == b'0') {
+            return None;
+        }
+        value
+    };
+    let mut octets = [0u8, 0, 0, last as u8];
+    for k in (0..3).rev() {
+        if i == 0 || v[i - 1] != b'.' {
+            return None;
+        }
+        i -= 1;
+        let (j, value, n) = digits(i, 4);
+        if n == 0 || n > 3 || value > 255 || (n > 1 && v[j] == b'0') {
+            return None;
+        }
+        octets[k] = value as u8;
+        i = j;
+    }
+    if i > 0 && !is_sep(v[i - 1]) {
+        return None;
+    }
+    let ip = std::net::Ipv4Addr::from(octets);
+    if ip.is_unspecified() {
+        return None;
+    }
+    Some((i, ip, port))
+}
+
 fn parse(text: &str) -> Result<Addr, AddrError> {
     let text = text.trim_matches(|c| c == ' ' || c == '\t');
     if text.is_empty() {
@@ -373,6 +445,20 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn rev_v4_reads_what_fast_v4_reads(pre in "[0-9.:, x]{0,6}", t in "[0-9.:]{0,24}") {
+            let sep = |b: u8| matches!(b, b',' | b' ' | b'\t');
+            let v = format!("{pre}{t}");
+            let b = v.as_bytes();
+            if let Some((start, ip, port)) = rev_v4(b, b.len(), sep) {
+                // The token it found is a whole token ...
+                proptest::prop_assert!(start == 0 || sep(b[start - 1]));
+                proptest::prop_assert!(!b[start..].iter().any(|&c| sep(c)));
+                // ... and reads the same as the forward parser reads it.
+                proptest::prop_assert_eq!(fast_v4_parts(&b[start..]), Some((ip, port)));
+            }
+        }
+
         #[test]
         fn fast_v4_is_exactly_the_general_parser_on_v4(t in "[0-9.:]{0,24}") {
             let slow = parse(&t);

@@ -1019,14 +1019,23 @@ fn xff_rightmost<H: Headers + ?Sized>(
             if end == 0 {
                 break;
             }
-            let mut start = end;
-            while start > 0 && !sep(v[start - 1]) {
-                start -= 1;
-            }
+            // Plain IPv4, the usual entry: found and read in one backward
+            // pass, and judged without building an Addr. Anything else is
+            // scanned for its start and parsed in full.
+            let fast = crate::addr::rev_v4(v, end, sep);
+            let start = match fast {
+                Some((start, _, _)) => start,
+                None => {
+                    let mut start = end;
+                    while start > 0 && !sep(v[start - 1]) {
+                        start -= 1;
+                    }
+                    start
+                }
+            };
             let tok = &v[start..end];
-            // Plain IPv4, the usual entry: judged without building an Addr.
-            let parsed = match crate::addr::fast_v4_parts(tok) {
-                Some((ip, port)) => {
+            let parsed = match fast {
+                Some((_, ip, port)) => {
                     let a = Addr {
                         ip: IpAddr::V4(ip),
                         port,
