@@ -27,7 +27,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use crate::forward::{request_host, Forwarding, RequestFacts, RequestIds};
 use crate::pool::Pool;
@@ -148,26 +148,9 @@ pub async fn serve(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let cap = Arc::new(Semaphore::new(shared.site.borrow().limits.max_connections));
-    loop {
-        // At the cap, stop accepting: the kernel's backlog holds the rest
-        // (HAProxy's maxconn).
-        let permit = tokio::select! {
-            p = cap.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = shutdown.wait_for(|&v| v) => return,
-        };
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = shutdown.wait_for(|&v| v) => return,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
+    let accept =
+        realip_net::CappedAccept::new(listener, shared.site.borrow().limits.max_connections);
+    while let Some((permit, stream, peer)) = accept.next(&mut shutdown).await {
         shared.conns.accepted.fetch_add(1, Ordering::Relaxed);
         shared.conns.open.fetch_add(1, Ordering::Relaxed);
         let (shared, shutdown) = (shared.clone(), shutdown.clone());

@@ -132,28 +132,8 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let ids = Arc::new(crate::forward::RequestIds::default());
-    let cap = Arc::new(tokio::sync::Semaphore::new(
-        site.borrow().config.max_connections,
-    ));
-    loop {
-        // At the cap, stop accepting: the kernel's backlog holds the rest.
-        let permit = tokio::select! {
-            p = cap.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = shutdown.wait_for(|&v| v) => return,
-        };
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = shutdown.wait_for(|&v| v) => return,
-        };
-        let (client, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // Out of descriptors and the like: back off, do not spin.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
+    let accept = realip_net::CappedAccept::new(listener, site.borrow().config.max_connections);
+    while let Some((permit, client, peer)) = accept.next(&mut shutdown).await {
         stats.accepted.fetch_add(1, Ordering::Relaxed);
         let (site, stats, ids) = (site.borrow().clone(), stats.clone(), ids.clone());
         stats.open.fetch_add(1, Ordering::Relaxed);

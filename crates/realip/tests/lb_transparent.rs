@@ -11,35 +11,11 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::Killed;
+use common::{get, spawn_in};
 use realip_lab::topology::{plan, unique_id, Lab, Role, Spec};
-
-fn spawn_in(ns: &str, args: &[&str]) -> Killed {
-    Killed(
-        Command::new("ip")
-            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_realip")])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-/// One HTTP/1.0 GET from inside a namespace, with a deadline; the whole
-/// response ("" on timeout or refusal).
-fn get(lab: &Lab, from: &Role, host: &str, port: u16, path: &str, secs: u32) -> String {
-    let script = format!(
-        "exec 3<>/dev/tcp/{host}/{port} && printf 'GET {path} HTTP/1.0\\r\\nHost: lab\\r\\n\\r\\n' >&3 && cat <&3"
-    );
-    let out = lab
-        .exec(from, &["timeout", &secs.to_string(), "bash", "-c", &script])
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn wait_listening(lab: &Lab, role: &Role, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -100,7 +76,7 @@ fn transparent_mode_shows_the_client_once_replies_are_routed_back() {
 
     // No reply routing yet: node-1 answers 203.0.113.7 through the router,
     // which forwards it to the client; the lb's connect never completes.
-    let out = get(&lab, &Role::Client, "203.0.113.1", 80, "/clientip", 4);
+    let out = get(&lab, &Role::Client, "203.0.113.1:80", "/clientip", 4);
     assert!(out.is_empty(), "{out}");
 
     // The rules of `realip lb --help` / tcp::transparent_connect.
@@ -123,7 +99,7 @@ fn transparent_mode_shows_the_client_once_replies_are_routed_back() {
         "{}",
         String::from_utf8_lossy(&set.stderr)
     );
-    let out = get(&lab, &Role::Client, "203.0.113.1", 80, "/clientip", 5);
+    let out = get(&lab, &Role::Client, "203.0.113.1:80", "/clientip", 5);
     let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     assert!(
         out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"),

@@ -14,7 +14,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Killed;
+use common::{get, spawn_in, Killed};
 use realip_lab::topology::{plan, unique_id, Lab, Role, Spec};
 
 const OBJECTS: &str = r#"
@@ -127,31 +127,6 @@ fn rewrite(path: &std::path::Path, text: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
-}
-
-fn spawn_in(ns: &str, args: &[&str]) -> Killed {
-    Killed(
-        Command::new("ip")
-            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_realip")])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-/// One HTTP/1.0 GET from inside a host's namespace, with a deadline;
-/// returns the whole response ("" on timeout or refusal).
-fn get(lab: &Lab, from: &Role, addr: &str, path: &str, secs: u32) -> String {
-    let (host, port) = addr.split_once(':').unwrap();
-    let script = format!(
-        "exec 3<>/dev/tcp/{host}/{port} && printf 'GET {path} HTTP/1.0\\r\\nHost: lab\\r\\n\\r\\n' >&3 && cat <&3"
-    );
-    let out = lab
-        .exec(from, &["timeout", &secs.to_string(), "bash", "-c", &script])
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn body(resp: &str) -> &str {
@@ -337,9 +312,10 @@ fn endpoint_removal_resync_under_load_and_restart() {
     // while the objects change under the agent (a Service comes and goes,
     // web-cluster's endpoints change); not one connection may fail.
     let client = lab.plan().netns(&Role::Client).unwrap().to_string();
-    let script = "ok=0; fail=0; for i in $(seq 150); do \
-        if out=$(timeout 3 bash -c 'exec 3<>/dev/tcp/10.0.0.11/30080 && printf \"GET /bench HTTP/1.0\\r\\n\\r\\n\" >&3 && cat <&3') \
-        && [[ $out == *\"200 OK\"* ]]; then ok=$((ok+1)); else fail=$((fail+1)); fi; done; echo \"$ok $fail\"";
+    // A failure prints how it failed (exit status 124: no answer in 3 s).
+    let script = "ok=0; fail=0; why=; for i in $(seq 150); do \
+        out=$(timeout 3 bash -c 'exec 3<>/dev/tcp/10.0.0.11/30080 && printf \"GET /bench HTTP/1.0\\r\\n\\r\\n\" >&3 && cat <&3' 2>&1); rc=$?; \
+        if [[ $rc == 0 && $out == *\"200 OK\"* ]]; then ok=$((ok+1)); else fail=$((fail+1)); why=\"$why [#$i rc=$rc ${out:0:80}]\"; fi; done; echo \"$ok $fail$why\"";
     let load = Command::new("ip")
         .args(["netns", "exec", &client, "bash", "-c", script])
         .stdout(Stdio::piped())
@@ -359,7 +335,7 @@ fn endpoint_removal_resync_under_load_and_restart() {
     let counts = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert_eq!(
         counts, "150 0",
-        "connections ok/failed during {resyncs} resyncs"
+        "connections ok/failed during {resyncs} resyncs (and how they failed)"
     );
 
     // A restart keeps established connections: a slow request through

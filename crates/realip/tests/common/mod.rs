@@ -316,3 +316,35 @@ pub async fn tls_connect(
     // TLS 1.3 reports a rejected client certificate only on the first read.
     Ok(s)
 }
+
+/// `realip ARGS` inside a namespace, killed by its PID when dropped.
+pub fn spawn_in(ns: &str, args: &[&str]) -> Killed {
+    Killed(
+        Command::new("ip")
+            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_realip")])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// One HTTP/1.0 GET from inside a host's namespace, with a deadline;
+/// returns the whole response ("" on timeout or refusal).
+pub fn get(
+    lab: &realip_lab::topology::Lab,
+    from: &realip_lab::topology::Role,
+    addr: &str,
+    path: &str,
+    secs: u32,
+) -> String {
+    let (host, port) = addr.split_once(':').unwrap();
+    let script = format!(
+        "exec 3<>/dev/tcp/{host}/{port} && printf 'GET {path} HTTP/1.0\\r\\nHost: lab\\r\\n\\r\\n' >&3 && cat <&3"
+    );
+    let out = lab
+        .exec(from, &["timeout", &secs.to_string(), "bash", "-c", &script])
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
