@@ -3,7 +3,7 @@
 //! proxies, TCP ([`tcp`]: `none`, `proxy-v1`, `proxy-v2` with TLVs,
 //! `transparent`) and UDP ([`udp`]: a flow table, PROXY v2 per datagram),
 //! the L7 proxy ([`http`], with its HTTP/1.x fast path [`h1proxy`], routes
-//! [`route`] and the forwarding-header plan [`forward`]), the YAML
+//! [`route`] and realip-http's forwarding-header plan [`forward`]), the YAML
 //! configuration ([`config`]) and running it with in-place reloads
 //! ([`server`]).
 //!
@@ -21,7 +21,7 @@
 //!
 //! What it must not do: I/O outside [`pool`], [`metrics`], [`tcp`],
 //! [`udp`], [`http`], [`h1proxy`], [`upstream`] and [`server`] (the
-//! planning parts, [`config`], [`route`], [`forward`], [`chunked`] and the
+//! planning parts, [`config`], [`route`], [`chunked`] and the
 //! scheduler, stay pure), a wait without a deadline,
 //! or a pick whose cost grows with the number of backends for Maglev and
 //! source hash (both are table or hash lookups).
@@ -30,7 +30,7 @@
 
 pub mod chunked;
 pub mod config;
-pub mod forward;
+pub use realip_http::forward;
 pub mod h1proxy;
 pub mod health;
 pub mod http;

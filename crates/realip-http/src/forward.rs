@@ -13,9 +13,9 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::HttpHeaders;
 use http::header::{HeaderMap, HeaderName, HeaderValue, FORWARDED, HOST};
 use realip_core::{Headers, Resolver};
-use realip_http::HttpHeaders;
 
 /// One header the proxy can add.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
