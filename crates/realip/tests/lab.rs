@@ -319,3 +319,50 @@ fn an_interrupted_lab_leaves_nothing_behind() {
         );
     }
 }
+
+/// A user's scenario file runs like a built-in, and a wrong expectation is
+/// a FAIL with what was really seen (exit 1), not a pass.
+#[test]
+fn a_scenario_file_with_a_wrong_expectation_fails() {
+    if !supported() {
+        return;
+    }
+    let dir = common::scratch("labfile");
+    let file = dir.join("mine.yaml");
+    let builtin = realip_lab::scenario::BUILTIN
+        .iter()
+        .find(|(n, _)| *n == "nodeport-cluster")
+        .unwrap()
+        .1;
+    // The seeds say node-2's IP; claim the client's instead.
+    let wrong = builtin
+        .replace("name: nodeport-cluster", "name: mine")
+        .replacen(
+            "expect: {peer: 10.0.0.12}",
+            "expect: {peer: 203.0.113.7}",
+            1,
+        );
+    std::fs::write(&file, wrong).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_realip"))
+        .args(["lab", "run"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{table}");
+    assert!(
+        table.contains("FAIL mine / via node-2, which has no endpoint: expected the pod's socket peer is 203.0.113.7, saw 10.0.0.12"),
+        "{table}"
+    );
+    assert!(table.contains("1 of 2 probes passed"), "{table}");
+    // A file that is not a scenario: exit 2 and why.
+    std::fs::write(&file, "name: x\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_realip"))
+        .args(["lab", "run"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mine.yaml"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
