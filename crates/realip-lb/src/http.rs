@@ -261,7 +261,8 @@ where
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(handle(req, &conn).await) }
     });
-    let served = builder.serve_connection(TokioIo::new(io), svc);
+    // Upgrades (WebSocket) are passed through: see `proxy`.
+    let served = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(served);
     let mut draining = false;
     loop {
@@ -344,8 +345,21 @@ async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
         .uri
         .path_and_query()
         .map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
+    // An HTTP/1.1 Upgrade (WebSocket): the only hop-by-hop headers passed
+    // on, and after the backend's 101 both connections are spliced.
+    let upgrade = upgrade_of(&parts);
+    let client_upgrade = upgrade
+        .is_some()
+        .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+        .flatten();
     if parts.headers.contains_key(header::CONNECTION) || parts.headers.contains_key(header::TE) {
         strip_hop_by_hop(&mut parts.headers);
+    }
+    if let Some(u) = &upgrade {
+        parts.headers.insert(header::UPGRADE, u.clone());
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     // h2 carries the host in :authority; HTTP/1.1 to the backend needs Host.
     if !parts.headers.contains_key(header::HOST) {
@@ -407,6 +421,9 @@ async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
         .await;
         let next = match sent {
             Ok(Ok(resp)) => {
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    return switch(resp, client_upgrade, backend, conn.peer);
+                }
                 let (mut parts, body) = resp.into_parts();
                 if parts.headers.contains_key(header::CONNECTION) {
                     strip_hop_by_hop(&mut parts.headers);
@@ -464,6 +481,55 @@ async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
             }
         }
     }
+}
+
+/// The protocol an HTTP/1.1 request asks to switch to: an `Upgrade` header
+/// with `upgrade` among the Connection tokens.
+fn upgrade_of(parts: &http::request::Parts) -> Option<HeaderValue> {
+    if parts.version != Version::HTTP_11 {
+        return None;
+    }
+    let asked = parts
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    asked
+        .then(|| parts.headers.get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// The backend switched protocols: answer the client's 101 with its
+/// headers, and once both sides have upgraded copy bytes both ways until
+/// either ends.
+fn switch(
+    mut resp: Response<crate::upstream::PooledBody>,
+    client: Option<hyper::upgrade::OnUpgrade>,
+    backend: SocketAddr,
+    peer: SocketAddr,
+) -> Response<RespBody> {
+    let Some(client) = client else {
+        return ours(
+            StatusCode::BAD_GATEWAY,
+            "the backend switched protocols unasked\n",
+        );
+    };
+    let upstream = hyper::upgrade::on(&mut resp);
+    tokio::spawn(async move {
+        match tokio::try_join!(client, upstream) {
+            Ok((c, u)) => {
+                let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+                if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                    tracing::debug!(%peer, %backend, error = %e, "upgraded connection ended");
+                }
+            }
+            Err(e) => tracing::info!(%peer, %backend, error = %e, "upgrade failed"),
+        }
+    });
+    let (parts, _) = resp.into_parts();
+    Response::from_parts(parts, Either::Right(Full::new(Bytes::new())))
 }
 
 fn is_idempotent(m: &Method) -> bool {

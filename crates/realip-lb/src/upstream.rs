@@ -135,7 +135,8 @@ impl Upstream {
             .await
             .map_err(|e| format!("{backend}: {e}"))?;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            // With upgrades: a 101 hands the connection to the splice.
+            if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(%backend, error = %e, "backend connection ended");
             }
         });
@@ -190,12 +191,13 @@ impl Upstream {
         sender: SendRequest<UpBody>,
         resp: Response<Incoming>,
     ) -> Response<PooledBody> {
+        // A connection that switched protocols is no HTTP connection any
+        // more: never pooled.
+        let home = (resp.status() != http::StatusCode::SWITCHING_PROTOCOLS)
+            .then(|| (self.clone(), backend, sender));
         let (parts, body) = resp.into_parts();
         let done = body.is_end_stream();
-        let mut pooled = PooledBody {
-            inner: body,
-            home: Some((self.clone(), backend, sender)),
-        };
+        let mut pooled = PooledBody { inner: body, home };
         if done {
             pooled.release();
         }

@@ -602,3 +602,67 @@ async fn the_http1_fast_path_frames_bodies_and_reuses_backend_connections() {
     let (s, _, body) = get_from("127.0.0.2", l.http, "/data?size=300&unit=KB", &[]).await;
     assert_eq!((s, body.len()), (200, 300 * 1024));
 }
+
+#[tokio::test]
+async fn an_upgrade_is_passed_through_and_spliced() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A backend that switches to an upper-casing echo, after telling what
+    // X-Forwarded-For it got.
+    let l = tokio::net::TcpListener::bind("127.0.0.10:0").await.unwrap();
+    let backend = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if s.read(&mut b).await.unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(b[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let xff = head
+            .lines()
+            .find_map(|l| l.strip_prefix("x-forwarded-for: "))
+            .unwrap_or("none")
+            .to_string();
+        let upgrade = head.contains("upgrade: echo") && head.contains("connection: upgrade");
+        if !upgrade {
+            let _ = s
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await;
+            return;
+        }
+        let _ = s
+            .write_all(format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\nX-Seen-For: {xff}\r\n\r\n").as_bytes())
+            .await;
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            let _ = s.write_all(&buf[..n].to_ascii_uppercase()).await;
+        }
+    });
+    let lb = lb_http(&["--backend", &backend.to_string()]);
+    let mut c = connect_from("127.0.0.8", lb.http).await;
+    let head = raw_until(
+        &mut c,
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: echo\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n",
+        "\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: echo"),
+        "{head}"
+    );
+    // The forged header was dropped before the upgrade went on.
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-seen-for: 127.0.0.8\r\n"),
+        "{head}"
+    );
+    let echoed = raw_until(&mut c, b"hello through", "HELLO THROUGH").await;
+    assert!(echoed.ends_with("HELLO THROUGH"), "{echoed}");
+}
