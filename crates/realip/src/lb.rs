@@ -28,7 +28,7 @@ keep-alive connections to the backends. It adds the forwarding headers nginx-ing
 choose with --header, or --client-ip none for none). From a peer that is not --trusted every \
 forwarding header is removed and the chain restarts at the peer; from a trusted one the chain is kept \
 and the client resolved from it. No backend up: 503; a backend unreachable: 502 after trying \
---retries others; no answer in --response-timeout: 504.
+--retries others; no answer in --response-timeout: 504. HTTP/1.1 upgrades (WebSocket) pass through.
 
 --mode tcp: --client-ip none (the backend sees this process: the seeds' problem), proxy-v1, \
 proxy-v2 (haproxy's send-proxy / send-proxy-v2), or transparent (IP_TRANSPARENT: the backend sees \
