@@ -139,7 +139,7 @@ fn esc(s: &str) -> String {
 
 /// One scenario's diagram: a lane per probe, a box per hop.
 pub fn svg(r: &ScenarioResult) -> String {
-    let (bw, bh, gap, lane) = (190.0, 64.0, 36.0, 110.0);
+    let (bw, bh, gap, lane) = (190.0, 64.0, 36.0, 118.0);
     let hops = r
         .probes
         .iter()
@@ -195,6 +195,19 @@ pub fn svg(r: &ScenarioResult) -> String {
                     }
                     l.push_str(w);
                 }
+            }
+            // What the kernel recorded on this host, if it translated
+            // the probe's flow here.
+            let host = label.split_whitespace().next().unwrap_or("");
+            if let Some(n) = p.nat.iter().find(|n| n.starts_with(&format!("{host}: "))) {
+                let after = n.split(" => ").nth(1).unwrap_or("");
+                let _ = write!(
+                    s,
+                    r##"<text x="{}" y="{}" fill="#0550ae">kernel: {}</text>"##,
+                    x + 6.0,
+                    by + bh + 12.0,
+                    esc(after)
+                );
             }
             for (li, l) in lines.iter().take(3).enumerate() {
                 let _ = write!(
@@ -260,7 +273,7 @@ section{margin-bottom:2.5em}.svg{overflow-x:auto}\
             let _ = writeln!(h, "<p class=\"fail\">Could not run: {}</p>", esc(e));
         }
         let _ = writeln!(h, "<div class=\"svg\">{}</div>", svg(r));
-        h.push_str("<table><tr><th>probe</th><th>pod's socket saw</th><th>headers / PROXY / field said</th><th>whoami resolved</th><th>the seeds predict</th><th>checks</th></tr>\n");
+        h.push_str("<table><tr><th>probe</th><th>pod's socket saw</th><th>headers / PROXY / field said</th><th>whoami resolved</th><th>the seeds predict</th><th>conntrack on the nodes</th><th>checks</th></tr>\n");
         for p in &r.probes {
             let checks: Vec<String> = p
                 .checks
@@ -277,12 +290,17 @@ section{margin-bottom:2.5em}.svg{overflow-x:auto}\
                 .collect();
             let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&p.name),
                 esc(&p.socket),
                 esc(&p.said),
                 esc(&p.resolved),
                 esc(&p.predicts),
+                if p.nat.is_empty() {
+                    "-".to_string()
+                } else {
+                    p.nat.iter().map(|n| esc(n)).collect::<Vec<_>>().join("<br>")
+                },
                 checks.join("<br>")
             );
         }

@@ -78,6 +78,10 @@ pub struct ProbeResult {
     pub predicts: String,
     /// Per-pod shares, in percent, when measured.
     pub shares: BTreeMap<String, f64>,
+    /// What the kernel's conntrack recorded on the nodes for this probe's
+    /// flows: each translated flow as `HOST: SRC -> DST => SRC' -> DST'`
+    /// (the addresses before and after the hop's NAT). Observed, not planned.
+    pub nat: Vec<String>,
     /// Every check.
     pub checks: Vec<Check>,
     /// All checks held.
@@ -348,11 +352,21 @@ fn run_in(s: &Scenario, exe: &Path, dir: &Path) -> Result<Vec<ProbeResult>, Stri
         std::thread::sleep(Duration::from_millis(ms));
     }
     let mut out = Vec::new();
+    // The kernel's own record of each probe's NAT, from the nodes.
+    let watched: Vec<(String, String)> = (1..=s.pods.len())
+        .filter_map(|n| Some((format!("node-{n}"), ns(&Role::Node(n)).ok()?)))
+        .collect();
     for probe in &s.probes {
         let host = parse_host(&probe.from, &s.pods)?;
         let netns = ns(&role(host))?;
+        let before: Vec<Vec<realip_nft::Flow>> = watched.iter().map(|(_, n)| flows_in(n)).collect();
         let seen = in_netns(&netns, probe)?;
-        out.push(judge(probe, seen));
+        let mut result = judge(probe, seen);
+        for ((name, n), before) in watched.iter().zip(&before) {
+            result.nat.extend(nat_seen(name, before, &flows_in(n)));
+        }
+        check_nat(&mut result, probe);
+        out.push(result);
     }
     drop(procs);
     drop(lab);
@@ -795,10 +809,82 @@ pub fn judge(probe: &Probe, seen: Vec<Seen>) -> ProbeResult {
         resolved,
         predicts: probe.predicts.clone(),
         shares,
+        nat: Vec::new(),
         checks,
         pass,
         seen,
     }
+}
+
+/// Check the NAT the probe expects against what conntrack recorded.
+fn check_nat(result: &mut ProbeResult, probe: &Probe) {
+    for (host, kind) in &probe.expect.nat {
+        let seen: Vec<&String> = result
+            .nat
+            .iter()
+            .filter(|n| n.starts_with(&format!("{host}: ")))
+            .collect();
+        let ok = seen.iter().any(|n| n.ends_with(&format!("({kind})")));
+        result.checks.push(Check {
+            what: format!("{host}'s conntrack records {kind}"),
+            ok,
+            detail: if seen.is_empty() {
+                "no translated flow".into()
+            } else {
+                seen.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            },
+        });
+        result.pass &= ok;
+    }
+}
+
+/// Tracked flows in a namespace (IPv4), read over ctnetlink from a thread
+/// that joins it.
+fn flows_in(netns: &str) -> Vec<realip_nft::Flow> {
+    let path = PathBuf::from("/run/netns").join(netns);
+    std::thread::spawn(move || -> Option<Vec<realip_nft::Flow>> {
+        let f = std::fs::File::open(&path).ok()?;
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).ok()?;
+        let mut nl = realip_nft::Netlink::open().ok()?;
+        nl.conntrack_flows(realip_nft::Family::Ipv4).ok()
+    })
+    .join()
+    .ok()
+    .flatten()
+    .unwrap_or_default()
+}
+
+/// The translated flows that appeared between two snapshots, as
+/// `HOST: SRC -> DST => SRC' -> DST'` (after the hop: the reply tuple read
+/// backwards), the first few of each host and a count of the rest.
+fn nat_seen(host: &str, before: &[realip_nft::Flow], after: &[realip_nft::Flow]) -> Vec<String> {
+    let new: Vec<&realip_nft::Flow> = after
+        .iter()
+        .filter(|f| !before.contains(f))
+        .filter(|f| f.orig_dst != f.reply_src || f.orig_src != f.reply_dst)
+        .collect();
+    let mut out: Vec<String> = new
+        .iter()
+        .take(2)
+        .map(|f| {
+            let what = match (f.orig_dst != f.reply_src, f.orig_src != f.reply_dst) {
+                (true, true) => "DNAT+SNAT",
+                (true, false) => "DNAT",
+                _ => "SNAT",
+            };
+            format!(
+                "{host}: {} -> {} => {} -> {} ({what})",
+                f.orig_src, f.orig_dst, f.reply_dst, f.reply_src
+            )
+        })
+        .collect();
+    if new.len() > 2 {
+        out.push(format!("{host}: and {} more", new.len() - 2));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -171,6 +171,10 @@ pub struct Expect {
     /// Text the body must contain (health).
     #[serde(default)]
     pub body: Option<String>,
+    /// The NAT a node's conntrack must have recorded for the probe:
+    /// `node-N` to `DNAT`, `SNAT` or `DNAT+SNAT`.
+    #[serde(default)]
+    pub nat: BTreeMap<String, String>,
     /// Per-pod shares in percent, in `pod/N/J` order of the scenario's
     /// pods, each within `tolerance` points.
     #[serde(default)]
