@@ -338,8 +338,8 @@ fn a_scenario_file_with_a_wrong_expectation_fails() {
     let wrong = builtin
         .replace("name: nodeport-cluster", "name: mine")
         .replacen(
-            "expect: {peer: 10.0.0.12}",
-            "expect: {peer: 203.0.113.7}",
+            "expect: {peer: 10.0.0.12,",
+            "expect: {peer: 203.0.113.7,",
             1,
         );
     std::fs::write(&file, wrong).unwrap();
