@@ -540,13 +540,15 @@ fn http(probe: &Probe, to: SocketAddr) -> Seen {
     seen
 }
 
-/// The field: this side's own IPv4, as an application that knows its
-/// address would write it (seed 000, method 2).
-fn field_of(local: SocketAddr) -> Vec<u8> {
-    match local.ip() {
+/// The message: this side's own IP as the field, as an application that
+/// knows its address would write it (seed 000, method 2), then `WHO`.
+fn field_message(local: SocketAddr) -> Vec<u8> {
+    let mut msg = match local.ip() {
         IpAddr::V4(ip) => ip.octets().to_vec(),
         IpAddr::V6(ip) => ip.octets().to_vec(),
-    }
+    };
+    msg.extend_from_slice(b"WHO\n");
+    msg
 }
 
 /// whoami's `WHO` answer: `peer=A:P client=C source=S hostname=H`.
@@ -581,9 +583,7 @@ fn tcp_field(to: SocketAddr) -> Seen {
     let Ok(local) = s.local_addr() else {
         return Seen::default();
     };
-    let mut msg = field_of(local);
-    msg.extend_from_slice(b"WHO\n");
-    if let Err(e) = s.write_all(&msg) {
+    if let Err(e) = s.write_all(&field_message(local)) {
         return failed(&e);
     }
     let mut line = String::new();
@@ -606,9 +606,7 @@ fn udp_field(to: SocketAddr) -> Seen {
     let Ok(local) = s.local_addr() else {
         return Seen::default();
     };
-    let mut msg = field_of(local);
-    msg.extend_from_slice(b"WHO\n");
-    if let Err(e) = s.send(&msg) {
+    if let Err(e) = s.send(&field_message(local)) {
         return failed(&e);
     }
     let mut buf = [0u8; 2048];

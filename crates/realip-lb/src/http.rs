@@ -142,7 +142,7 @@ pub(crate) struct Conn {
 
 /// Serve `listener` until `shutdown`; then stop accepting and ask open
 /// connections to finish the request in flight and close (see
-/// [`TcpStats::drain`]).
+/// [`crate::server::Running::stop`]).
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,

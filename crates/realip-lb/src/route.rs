@@ -99,11 +99,6 @@ impl<T> Routes<T> {
         Routes { routes }
     }
 
-    /// The routes, in configured order.
-    pub fn routes(&self) -> &[Route<T>] {
-        &self.routes
-    }
-
     /// The route for a request to `host` (Host header or `:authority`,
     /// port allowed) and `path`.
     pub fn find(&self, host: Option<&str>, path: &str) -> Option<&Route<T>> {

@@ -107,24 +107,9 @@ pub struct TcpStats {
     pub open: AtomicU64,
 }
 
-impl TcpStats {
-    /// Wait until no connection is open, or `grace` has passed; returns
-    /// how many were still open.
-    pub async fn drain(&self, grace: Duration) -> u64 {
-        let deadline = tokio::time::Instant::now() + grace;
-        loop {
-            let open = self.open.load(Ordering::Relaxed);
-            if open == 0 || tokio::time::Instant::now() >= deadline {
-                return open;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
 /// Serve `listener` until `shutdown` turns true; then stop accepting and
-/// return (open connections finish on their own tasks: see
-/// [`TcpStats::drain`]).
+/// return (open connections finish on their own tasks; the stats' `open`
+/// count says how many are left: see [`crate::server::Running::stop`]).
 pub async fn serve(
     listener: TcpListener,
     site: watch::Receiver<Arc<TcpSite>>,
