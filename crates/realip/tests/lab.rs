@@ -366,3 +366,34 @@ fn a_scenario_file_with_a_wrong_expectation_fails() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("mine.yaml"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Without root the lab says why and exits 2, building nothing.
+#[test]
+fn without_root_the_lab_says_so_and_exits_2() {
+    if !supported() {
+        return;
+    }
+    // Run as nobody (util-linux's setpriv), from a copy nobody may run
+    // (the checkout may sit under a private home).
+    use std::os::unix::fs::PermissionsExt;
+    let dir = common::scratch("labnoroot");
+    let exe = dir.join("realip");
+    std::fs::copy(env!("CARGO_BIN_EXE_realip"), &exe).unwrap();
+    for (p, mode) in [(&dir, 0o755), (&exe, 0o755)] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let Ok(out) = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .arg("lab")
+        .current_dir(&dir)
+        .output()
+    else {
+        panic!("setpriv (util-linux) is needed for this test");
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the lab needs root"), "{err}");
+    assert!(out.stdout.is_empty());
+}
