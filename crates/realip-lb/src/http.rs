@@ -111,6 +111,10 @@ impl HttpStats {
     }
 }
 
+/// A client connection (hyper path) or a backend connection with no bytes
+/// either way for this long is closed.
+pub(crate) const IDLE: Duration = Duration::from_secs(75);
+
 /// The response body: a backend's, or one of ours.
 pub type RespBody = Either<PooledBody, Full<Bytes>>;
 
@@ -243,6 +247,9 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = conn.peer;
+    // Nothing either way for this long closes the connection: hyper bounds
+    // the wait for a request head, not a client that stops reading a body.
+    let io = realip_net::IdleTimeout::new(io, IDLE);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

@@ -131,7 +131,12 @@ impl Upstream {
         let _ = stream.set_nodelay(true);
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .writev(false)
-            .handshake(TokioIo::new(stream))
+            // A backend that stalls mid-body is cut off, not waited on
+            // forever; an idle pooled connection ends the same way.
+            .handshake(TokioIo::new(realip_net::IdleTimeout::new(
+                stream,
+                crate::http::IDLE,
+            )))
             .await
             .map_err(|e| format!("{backend}: {e}"))?;
         tokio::spawn(async move {
