@@ -32,7 +32,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::chunked::Chunked;
 use crate::forward::{Plan, RequestFacts};
-use crate::http::{Conn, HttpLimits};
+use crate::http::{another_backend, is_hop_by_hop, Answer, Conn, HttpLimits};
 use crate::upstream::{RawConn, RawPool};
 
 /// How a connection left the fast path.
@@ -62,22 +62,6 @@ impl Headers for RawHeaders<'_, '_> {
             .filter(move |h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value)
     }
-}
-
-/// Headers that belong to one connection, never forwarded (RFC 9110
-/// §7.6.1), plus Transfer-Encoding, which the framing decides.
-fn hop_by_hop(name: &str) -> bool {
-    const NAMES: [&str; 8] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "proxy-authenticate",
-    ];
-    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
 /// Whether a Connection value holds only `close` and `keep-alive` (any
@@ -200,16 +184,7 @@ where
         buf.advance(t.len);
         phase = Phase::Busy;
         let keep_alive = match route_pool {
-            None => {
-                respond(
-                    io,
-                    conn,
-                    404,
-                    "no route for this host and path\n",
-                    t.keep_alive,
-                )
-                .await
-            }
+            None => respond(io, conn, Answer::NoRoute, t.keep_alive).await,
             Some(pool) => {
                 let plan = plan.unwrap_or_else(|| unreachable!("a plan comes with a route"));
                 exchange(
@@ -324,7 +299,7 @@ fn parse(
         b" HTTP/1.1\r\n"
     });
     for h in req.headers.iter() {
-        if hop_by_hop(h.name) || plan.drops(h.name.as_bytes()) {
+        if is_hop_by_hop(h.name) || plan.drops(h.name.as_bytes()) {
             continue;
         }
         up.extend_from_slice(h.name.as_bytes());
@@ -351,20 +326,16 @@ fn parse(
 async fn respond<I: AsyncWrite + Unpin>(
     io: &mut I,
     conn: &Conn,
-    status: u16,
-    text: &str,
+    answer: Answer,
     keep_alive: bool,
 ) -> bool {
-    conn.shared.stats.count_code(status);
-    let reason = match status {
-        404 => "Not Found",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "",
-    };
+    let status = answer.status();
+    conn.shared.stats.count_code(status.as_u16());
+    let text = answer.text();
     let head = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{}\r\n{text}",
+        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{}\r\n{text}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
         text.len(),
         if keep_alive { "" } else { "connection: close\r\n" }
     );
@@ -403,12 +374,12 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
     let client = SocketAddr::new(plan.client, conn.peer.port());
     let Some(first) = schedule.pick(client, conn.local) else {
         stats.upstream_failures.fetch_add(1, Ordering::Relaxed);
-        return respond(io, conn, 503, "no backend is up\n", t.keep_alive).await;
+        return respond(io, conn, Answer::NoBackend, t.keep_alive).await;
     };
     // Held until the response head: least connections counts it.
     let _held = first;
     let mut backend = _held.backend().addr;
-    let mut tried = 1;
+    let mut tried = vec![backend];
     let mut fresh_only = false;
     loop {
         let attempt = attempt(
@@ -456,14 +427,7 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
             Failure::Timeout => {
                 stats.upstream_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%backend, timeout = ?site.limits.response_timeout, "no response head in time");
-                return respond(
-                    io,
-                    conn,
-                    504,
-                    "the backend did not answer in time\n",
-                    t.keep_alive,
-                )
-                .await;
+                return respond(io, conn, Answer::Timeout, t.keep_alive).await;
             }
             Failure::NotSent(why) => {
                 tracing::info!(%backend, error = %why, "request not sent; trying another backend");
@@ -474,34 +438,16 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
                 t.idempotent
             }
         };
-        let another = schedule
-            .backends()
-            .iter()
-            .skip_while(|b| b.addr != backend)
-            .chain(schedule.backends().iter())
-            .find(|b| b.weight > 0 && b.addr != backend)
-            .map(|b| b.addr);
-        match another {
-            Some(b)
-                if retry
-                    && tried <= site.limits.retries as usize
-                    && tried < schedule.backends().len() =>
-            {
+        match another_backend(&schedule, &tried) {
+            Some(b) if retry && tried.len() <= site.limits.retries as usize => {
                 stats.retries.fetch_add(1, Ordering::Relaxed);
                 backend = b;
-                tried += 1;
+                tried.push(b);
                 fresh_only = false;
             }
             _ => {
                 stats.upstream_failures.fetch_add(1, Ordering::Relaxed);
-                return respond(
-                    io,
-                    conn,
-                    502,
-                    "the backend could not be reached or broke off\n",
-                    t.keep_alive,
-                )
-                .await;
+                return respond(io, conn, Answer::Unreachable, t.keep_alive).await;
             }
         }
     }
@@ -703,7 +649,7 @@ async fn relay<I: AsyncRead + AsyncWrite + Unpin>(
         out.extend_from_slice(reason.as_bytes());
         out.extend_from_slice(b"\r\n");
         for h in resp.headers.iter() {
-            if hop_by_hop(h.name) {
+            if is_hop_by_hop(h.name) {
                 continue;
             }
             out.extend_from_slice(h.name.as_bytes());
@@ -898,7 +844,5 @@ mod tests {
         assert_eq!(connection_tokens(b"close"), Some((true, false)));
         assert_eq!(connection_tokens(b"Keep-Alive, close"), Some((true, true)));
         assert_eq!(connection_tokens(b"x-secret"), None);
-        assert!(hop_by_hop("Transfer-Encoding"));
-        assert!(!hop_by_hop("x-forwarded-for"));
     }
 }

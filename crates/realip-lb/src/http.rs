@@ -288,16 +288,78 @@ where
     }
 }
 
-fn ours(status: StatusCode, text: &'static str) -> Response<RespBody> {
+/// The answers the proxy gives itself, the same on both paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// No route for the host and path: 404.
+    NoRoute,
+    /// No backend of the route's pool is up: 503.
+    NoBackend,
+    /// The backends tried could not be reached or broke off: 502.
+    Unreachable,
+    /// No response head within the response timeout: 504.
+    Timeout,
+    /// A 101 to a request that asked for no upgrade: 502.
+    UnaskedSwitch,
+    /// Two Host headers (RFC 9112 §3.2): 400.
+    TwoHosts,
+    /// A request target that is no URI: 400.
+    BadTarget,
+}
+
+impl Answer {
+    pub(crate) fn status(self) -> StatusCode {
+        match self {
+            Answer::NoRoute => StatusCode::NOT_FOUND,
+            Answer::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
+            Answer::Unreachable | Answer::UnaskedSwitch => StatusCode::BAD_GATEWAY,
+            Answer::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Answer::TwoHosts | Answer::BadTarget => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    pub(crate) fn text(self) -> &'static str {
+        match self {
+            Answer::NoRoute => "no route for this host and path\n",
+            Answer::NoBackend => "no backend is up\n",
+            Answer::Unreachable => "the backend could not be reached or broke off\n",
+            Answer::Timeout => "the backend did not answer in time\n",
+            Answer::UnaskedSwitch => "the backend switched protocols unasked\n",
+            Answer::TwoHosts => "more than one Host header\n",
+            Answer::BadTarget => "bad request target\n",
+        }
+    }
+}
+
+fn ours(a: Answer) -> Response<RespBody> {
     let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(
-        text.as_bytes(),
+        a.text().as_bytes(),
     ))));
-    *r.status_mut() = status;
+    *r.status_mut() = a.status();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+/// The backend to try after `tried` failed: the next one up in the
+/// schedule's order after the last one tried, never one tried already.
+pub(crate) fn another_backend(
+    schedule: &crate::Schedule,
+    tried: &[SocketAddr],
+) -> Option<SocketAddr> {
+    let all = schedule.backends();
+    let from = tried
+        .last()
+        .and_then(|l| all.iter().position(|b| b.addr == *l))
+        .map_or(0, |i| i + 1);
+    all.iter()
+        .cycle()
+        .skip(from)
+        .take(all.len())
+        .find(|b| b.weight > 0 && !tried.contains(&b.addr))
+        .map(|b| b.addr)
 }
 
 async fn handle(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
@@ -307,15 +369,23 @@ async fn handle(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
     resp
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
-const HOP_BY_HOP: [header::HeaderName; 6] = [
-    header::CONNECTION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHENTICATE,
+/// Headers that belong to one connection, never forwarded (RFC 9110
+/// §7.6.1), plus Transfer-Encoding, which the framing on each side decides.
+pub(crate) const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
 ];
+
+/// Whether a header is one of [`HOP_BY_HOP`].
+pub(crate) fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {
     // Names listed in Connection are hop-by-hop too.
@@ -332,8 +402,6 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     for n in HOP_BY_HOP {
         h.remove(n);
     }
-    h.remove("keep-alive");
-    h.remove("proxy-connection");
 }
 
 async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
@@ -341,12 +409,12 @@ async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
     let (mut parts, body) = req.into_parts();
     // Two Host headers make the route ambiguous (RFC 9112 §3.2: 400).
     if parts.headers.get_all(header::HOST).iter().nth(1).is_some() {
-        return ours(StatusCode::BAD_REQUEST, "more than one Host header\n");
+        return ours(Answer::TwoHosts);
     }
     let host = request_host(&parts.uri, &parts.headers).map(str::to_owned);
     let path = parts.uri.path().to_owned();
     let Some(route) = site.routes.find(host.as_deref(), &path) else {
-        return ours(StatusCode::NOT_FOUND, "no route for this host and path\n");
+        return ours(Answer::NoRoute);
     };
     let target = parts
         .uri
@@ -386,7 +454,7 @@ async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
         .apply(&mut parts.headers, &facts, &conn.shared.ids);
     parts.uri = match target.parse() {
         Ok(u) => u,
-        Err(_) => return ours(StatusCode::BAD_REQUEST, "bad request target\n"),
+        Err(_) => return ours(Answer::BadTarget),
     };
     parts.version = Version::HTTP_11;
     let bodiless = body.is_end_stream();
@@ -413,7 +481,7 @@ async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
             .stats
             .upstream_failures
             .fetch_add(1, Ordering::Relaxed);
-        return ours(StatusCode::SERVICE_UNAVAILABLE, "no backend is up\n");
+        return ours(Answer::NoBackend);
     };
     let mut tried = vec![first.backend().addr];
     // Held until the response head: least connections counts it.
@@ -436,7 +504,6 @@ async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
                     strip_hop_by_hop(&mut parts.headers);
                 }
                 parts.headers.remove(header::TRANSFER_ENCODING);
-                parts.headers.remove("keep-alive");
                 return Response::from_parts(parts, Either::Left(body));
             }
             Err(_) => {
@@ -445,10 +512,7 @@ async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
                     .upstream_failures
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%backend, timeout = ?site.limits.response_timeout, "no response head in time");
-                return ours(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "the backend did not answer in time\n",
-                );
+                return ours(Answer::Timeout);
             }
             Ok(Err(SendError::NotSent(back, why))) => {
                 tracing::info!(%backend, error = %why, "request not sent; trying another backend");
@@ -465,12 +529,7 @@ async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
                 })
             }
         };
-        let another = schedule
-            .backends()
-            .iter()
-            .find(|b| b.weight > 0 && !tried.contains(&b.addr))
-            .map(|b| b.addr);
-        match (next, another) {
+        match (next, another_backend(&schedule, &tried)) {
             (Some(r), Some(b)) if tried.len() <= retries => {
                 conn.shared.stats.retries.fetch_add(1, Ordering::Relaxed);
                 req = r;
@@ -481,10 +540,7 @@ async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
                     .stats
                     .upstream_failures
                     .fetch_add(1, Ordering::Relaxed);
-                return ours(
-                    StatusCode::BAD_GATEWAY,
-                    "the backend could not be reached or broke off\n",
-                );
+                return ours(Answer::Unreachable);
             }
         }
     }
@@ -518,10 +574,7 @@ fn switch(
     peer: SocketAddr,
 ) -> Response<RespBody> {
     let Some(client) = client else {
-        return ours(
-            StatusCode::BAD_GATEWAY,
-            "the backend switched protocols unasked\n",
-        );
+        return ours(Answer::UnaskedSwitch);
     };
     let upstream = hyper::upgrade::on(&mut resp);
     tokio::spawn(async move {
@@ -596,5 +649,36 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Backend, Method, Schedule};
+
+    #[test]
+    fn another_backend_goes_on_in_order_and_never_back() {
+        let b = |a: &str, w| Backend {
+            addr: a.parse().unwrap(),
+            weight: w,
+        };
+        let s = Schedule::new(
+            Method::RoundRobin,
+            vec![
+                b("127.0.0.1:1", 1),
+                b("127.0.0.1:2", 0),
+                b("127.0.0.1:3", 1),
+                b("127.0.0.1:4", 1),
+            ],
+        );
+        let a = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        // After 3: 4; after 4 it wraps to 1; a down backend is skipped.
+        assert_eq!(another_backend(&s, &[a(3)]), Some(a(4)));
+        assert_eq!(another_backend(&s, &[a(3), a(4)]), Some(a(1)));
+        assert_eq!(another_backend(&s, &[a(1)]), Some(a(3)));
+        // Every live one tried: none.
+        assert_eq!(another_backend(&s, &[a(1), a(3), a(4)]), None);
+        assert!(is_hop_by_hop("Keep-Alive") && !is_hop_by_hop("x-forwarded-for"));
     }
 }
