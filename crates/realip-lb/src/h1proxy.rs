@@ -85,10 +85,20 @@ fn connection_tokens(v: &[u8]) -> Option<(bool, bool)> {
 struct Taken {
     /// Bytes of the client's head.
     len: usize,
+    /// Where it goes, when a route matched.
+    routed: Option<Routed>,
     http10: bool,
     keep_alive: bool,
     is_head: bool,
     idempotent: bool,
+}
+
+/// A request's route: the site it was routed under (read once the head is
+/// whole), the pool and the forwarding plan.
+struct Routed {
+    site: std::sync::Arc<crate::http::Site>,
+    pool: std::sync::Arc<crate::pool::Pool>,
+    plan: Plan,
 }
 
 enum Parsed {
@@ -125,13 +135,10 @@ where
     }
     let mut phase = Phase::Busy;
     loop {
-        let site = conn.shared.site.borrow().clone();
-        let mut plan = None;
-        let mut route_pool = None;
         let parsed = if buf.is_empty() {
             Parsed::Partial
         } else {
-            parse(&buf, conn, &site, &mut up_head, &mut plan, &mut route_pool)
+            parse(&buf, conn, &mut up_head)
         };
         let taken = match parsed {
             Parsed::Partial if buf.len() < limits.max_header_bytes => None,
@@ -183,16 +190,15 @@ where
         };
         buf.advance(t.len);
         phase = Phase::Busy;
-        let keep_alive = match route_pool {
+        let keep_alive = match &t.routed {
             None => respond(io, conn, Answer::NoRoute, t.keep_alive).await,
-            Some(pool) => {
-                let plan = plan.unwrap_or_else(|| unreachable!("a plan comes with a route"));
+            Some(r) => {
                 exchange(
                     io,
                     conn,
-                    &site,
-                    &pool,
-                    &plan,
+                    &r.site,
+                    &r.pool,
+                    &r.plan,
                     &t,
                     &up_head,
                     &mut rbuf,
@@ -211,14 +217,7 @@ where
 
 /// Parse a head; when the fast path takes it, route it, plan its
 /// forwarding headers and write its upstream head into `up`.
-fn parse(
-    buf: &[u8],
-    conn: &Conn,
-    site: &crate::http::Site,
-    up: &mut Vec<u8>,
-    plan_out: &mut Option<Plan>,
-    pool_out: &mut Option<std::sync::Arc<crate::pool::Pool>>,
-) -> Parsed {
+fn parse(buf: &[u8], conn: &Conn, up: &mut Vec<u8>) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
@@ -266,6 +265,7 @@ fn parse(
     let path = target.split('?').next().unwrap_or(target);
     let taken = Taken {
         len,
+        routed: None,
         http10,
         keep_alive,
         is_head: method == "HEAD",
@@ -274,6 +274,8 @@ fn parse(
             "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
         ),
     };
+    let site = conn.shared.site.borrow().clone();
+    let mut taken = taken;
     let Some(route) = site.routes.find(Some(host), path) else {
         return Parsed::Simple(taken);
     };
@@ -317,8 +319,8 @@ fn parse(
         up.extend_from_slice(b"connection: keep-alive\r\n");
     }
     up.extend_from_slice(b"\r\n");
-    *plan_out = Some(plan);
-    *pool_out = Some(route.target.clone());
+    let pool = route.target.clone();
+    taken.routed = Some(Routed { site, pool, plan });
     Parsed::Simple(taken)
 }
 
