@@ -23,8 +23,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Empty, Full};
 use hyper::body::{Body, Incoming};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -250,19 +249,7 @@ where
     // Nothing either way for this long closes the connection: hyper bounds
     // the wait for a request head, not a client that stops reading a body.
     let io = realip_net::IdleTimeout::new(io, IDLE);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(realip_net::ConnTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        // Small heads: one flat buffer and one write(2) beat writev.
-        .writev(false);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256);
+    let builder = realip_net::http_server(limits.header_timeout, limits.max_header_bytes);
     let conn = Arc::new(conn);
     let svc = hyper::service::service_fn(move |req| {
         let conn = conn.clone();

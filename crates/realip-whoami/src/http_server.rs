@@ -13,8 +13,7 @@ use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use realip_core::proxy::OwnedHeader;
 use realip_core::ProxyClaim;
 use realip_net::{IdleTimeout, Rewind};
@@ -182,27 +181,12 @@ async fn serve_http<I>(
 {
     let limits = state.config.limits;
     let peer = info.peer;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        // One timer per connection, not one per request (see ConnTimer).
-        .timer(realip_net::ConnTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        // hyper refuses buffers under 8 KiB.
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        // Small responses: one flat buffer and one write(2) beat writev's
-        // two iovecs (bench/whoami.sh).
-        .writev(false);
+    let mut builder = realip_net::http_server(limits.header_timeout, limits.max_header_bytes);
     // hyper's default is 100 on a stack array; setting any value moves the
     // array to the heap for every request, so only set a different one.
     if limits.max_headers != 100 {
         builder.http1().max_headers(limits.max_headers);
     }
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256);
     let svc = hyper::service::service_fn(move |req| {
         let info = info.clone();
         let state = state.clone();
