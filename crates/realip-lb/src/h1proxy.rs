@@ -180,9 +180,7 @@ where
                 Woke::Timer => {
                     if !buf.is_empty() {
                         tracing::info!(peer = %conn.peer, "request head timed out");
-                        let _ = io.write_all(
-                            b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
-                        ).await;
+                        let _ = io.write_all(realip_net::ANSWER_408).await;
                     }
                     return Outcome::Closed;
                 }

@@ -352,6 +352,11 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(total))
 }
 
+/// The answer to a request head that did not arrive in time (hyper closes
+/// without a word; nginx says 408).
+pub const ANSWER_408: &[u8] =
+    b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+
 /// A hyper server for HTTP/1.1 and h2 as whoami and the lb serve it: one
 /// timer per HTTP/1 connection for the head deadline ([`ConnTimer`]), heads
 /// capped at `max_header_bytes` (hyper refuses HTTP/1 buffers under

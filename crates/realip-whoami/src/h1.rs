@@ -86,7 +86,7 @@ where
                         // close without a word; say why.
                         tracing::info!(peer = %info.peer, "request head timed out");
                         let _ = io.write_all(
-                            b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+                            realip_net::ANSWER_408,
                         ).await;
                     }
                     return Outcome::Closed;

@@ -165,9 +165,7 @@ fn send_408(sock: &std::net::TcpStream) {
     use std::io::Write;
     // Non-blocking and tiny: it fits any socket buffer, and if it does not,
     // closing without it is what hyper would have done anyway.
-    let _ = (&*sock).write_all(
-        b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
-    );
+    let _ = (&*sock).write_all(realip_net::ANSWER_408);
 }
 
 async fn serve_http<I>(
