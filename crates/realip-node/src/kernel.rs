@@ -578,6 +578,21 @@ fn proto_port() -> [Expr; 2] {
     ]
 }
 
+/// `meta l4proto PROTO`: DNAT to a port needs the protocol pinned.
+fn l4proto_is(proto: Proto) -> [Expr; 2] {
+    [
+        Expr::Meta {
+            key: MetaKey::L4Proto,
+            dreg: reg::R1,
+        },
+        Expr::Cmp {
+            sreg: reg::R1,
+            op: CmpOp::Eq,
+            data: vec![proto_number(proto)],
+        },
+    ]
+}
+
 /// `fib saddr|daddr type local`: RTN_LOCAL is 2.
 fn fib_local(saddr: bool) -> Vec<Expr> {
     vec![
@@ -676,17 +691,7 @@ fn action_exprs(family: Family, a: &Action) -> Vec<Vec<Expr>> {
             port,
             affinity,
         } => {
-            let mut e = vec![
-                Expr::Meta {
-                    key: MetaKey::L4Proto,
-                    dreg: reg::R1,
-                },
-                Expr::Cmp {
-                    sreg: reg::R1,
-                    op: CmpOp::Eq,
-                    data: vec![proto_number(*proto)],
-                },
-            ];
+            let mut e = l4proto_is(*proto).to_vec();
             if let Some(set) = affinity {
                 e.push(Expr::NetworkHeader {
                     offset: saddr_offset(family),
@@ -719,31 +724,26 @@ fn action_exprs(family: Family, a: &Action) -> Vec<Vec<Expr>> {
             proto,
             map,
             modulus,
-        } => one(vec![
-            Expr::Meta {
-                key: MetaKey::L4Proto,
-                dreg: reg::R1,
-            },
-            Expr::Cmp {
-                sreg: reg::R1,
-                op: CmpOp::Eq,
-                data: vec![proto_number(*proto)],
-            },
-            Expr::NumgenRandom {
-                modulus: *modulus,
-                dreg: reg::R1,
-            },
-            Expr::Lookup {
-                set: map.clone(),
-                sreg: reg::R1,
-                dreg: Some(reg::R1),
-            },
-            Expr::Dnat {
-                family: nf_family(family),
-                reg_addr: reg::R1,
-                reg_proto: reg::r32(addr_width(family) / 4),
-            },
-        ]),
+        } => {
+            let mut e = l4proto_is(*proto).to_vec();
+            e.extend([
+                Expr::NumgenRandom {
+                    modulus: *modulus,
+                    dreg: reg::R1,
+                },
+                Expr::Lookup {
+                    set: map.clone(),
+                    sreg: reg::R1,
+                    dreg: Some(reg::R1),
+                },
+                Expr::Dnat {
+                    family: nf_family(family),
+                    reg_addr: reg::R1,
+                    reg_proto: reg::r32(addr_width(family) / 4),
+                },
+            ]);
+            one(e)
+        }
         Action::DispatchServices => {
             let mut e = dest_key(family);
             e.push(vmap("service-ips"));
