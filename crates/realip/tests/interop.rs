@@ -102,9 +102,20 @@ fn start_haproxy(dir: PathBuf, cfg: &str, ports: &[u16]) -> Peer {
     started(cmd, "haproxy", dir, ports)
 }
 
-/// nginx on `cfg`, written into `dir` (its prefix); ready once `ports`
-/// listen.
-fn start_nginx(dir: PathBuf, cfg: &str, ports: &[u16]) -> Peer {
+/// nginx with `servers` in its http block (and `top`, such as a
+/// load_module and a stream block, before everything), one worker in the
+/// foreground, everything it writes in `dir` (its prefix); ready once
+/// `ports` listen.
+fn start_nginx(dir: PathBuf, top: &str, servers: &str, ports: &[u16]) -> Peer {
+    let d = dir.display();
+    let cfg = format!(
+        "{top}daemon off;\nmaster_process off;\nworker_processes 1;\n\
+         pid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+         events {{ worker_connections 256; }}\n\
+         http {{\n  access_log off;\n\
+           client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+           {servers}}}\n"
+    );
     let path = dir.join("nginx.conf");
     std::fs::write(&path, cfg).unwrap();
     let cmd = Command::new(find("nginx"))
@@ -129,24 +140,20 @@ fn started(spawned: std::io::Result<Child>, what: &str, dir: PathBuf, ports: &[u
 fn nginx(stream_backend: u16, http_backend: u16) -> (Peer, u16, u16) {
     let dir = scratch("nginx");
     let (stream_port, http_port) = (free_port(), free_port());
-    let d = dir.display();
     let module = "/usr/lib/nginx/modules/ngx_stream_module.so";
     assert!(
         Path::new(module).exists(),
         "nginx's stream module is missing: run scripts/test (it installs libnginx-mod-stream)"
     );
-    let cfg = format!(
+    let top = format!(
         "load_module {module};\n\
-         daemon off;\nmaster_process off;\nworker_processes 1;\n\
-         pid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-         events {{ worker_connections 256; }}\n\
-         stream {{\n  server {{\n    listen 127.0.0.1:{stream_port};\n    proxy_pass 127.0.0.1:{stream_backend};\n    proxy_protocol on;\n  }}\n}}\n\
-         http {{\n  access_log off;\n\
-           client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-           server {{\n    listen 127.0.0.1:{http_port};\n    location / {{\n      proxy_pass http://127.0.0.1:{http_backend};\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n    }}\n  }}\n}}\n"
+         stream {{\n  server {{\n    listen 127.0.0.1:{stream_port};\n    proxy_pass 127.0.0.1:{stream_backend};\n    proxy_protocol on;\n  }}\n}}\n"
+    );
+    let servers = format!(
+        "server {{\n    listen 127.0.0.1:{http_port};\n    location / {{\n      proxy_pass http://127.0.0.1:{http_backend};\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n    }}\n  }}\n"
     );
     (
-        start_nginx(dir, &cfg, &[stream_port, http_port]),
+        start_nginx(dir, &top, &servers, &[stream_port, http_port]),
         stream_port,
         http_port,
     )
@@ -240,17 +247,11 @@ async fn haproxy_and_nginx_behind_realip_lb_see_the_client() {
     // nginx.
     let dir = scratch("nginx-pp");
     let nport = free_port();
-    let d = dir.display();
-    let cfg = format!(
-        "daemon off;\nmaster_process off;\nworker_processes 1;\n\
-         pid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-         events {{ worker_connections 256; }}\n\
-         http {{\n  access_log off;\n\
-           client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-           server {{\n    listen 127.0.0.1:{nport} proxy_protocol;\n    location / {{\n      proxy_pass http://127.0.0.1:{};\n      proxy_set_header X-Forwarded-For $proxy_protocol_addr;\n    }}\n  }}\n}}\n",
+    let servers = format!(
+        "server {{\n    listen 127.0.0.1:{nport} proxy_protocol;\n    location / {{\n      proxy_pass http://127.0.0.1:{};\n      proxy_set_header X-Forwarded-For $proxy_protocol_addr;\n    }}\n  }}\n",
         backend.http.port()
     );
-    let _n = start_nginx(dir, &cfg, &[nport]);
+    let _n = start_nginx(dir, "", &servers, &[nport]);
     let (_lb2, lb2) = realip_lb(nport, "proxy-v2");
     let v = realip_via(lb2).await;
     assert_eq!(v["realIp"]["ip"], CLIENT, "nginx behind realip lb: {v}");
@@ -266,17 +267,11 @@ async fn haproxy_and_nginx_behind_realip_lb_see_the_client() {
 async fn nginx_realip_module_behind_realip_lb_http_and_proxy_v2_agree() {
     let dir = scratch("nginx-l7");
     let (xport, pport) = (free_port(), free_port());
-    let d = dir.display();
-    let cfg = format!(
-        "daemon off;\nmaster_process off;\nworker_processes 1;\n\
-         pid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-         events {{ worker_connections 256; }}\n\
-         http {{\n  access_log off;\n\
-           client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-           server {{\n    listen 127.0.0.1:{xport};\n    set_real_ip_from 127.0.0.0/8;\n    real_ip_header X-Forwarded-For;\n    real_ip_recursive on;\n    location / {{ return 200 \"$remote_addr\"; }}\n  }}\n\
-           server {{\n    listen 127.0.0.1:{pport} proxy_protocol;\n    location / {{ return 200 \"$proxy_protocol_addr\"; }}\n  }}\n}}\n"
+    let servers = format!(
+        "server {{\n    listen 127.0.0.1:{xport};\n    set_real_ip_from 127.0.0.0/8;\n    real_ip_header X-Forwarded-For;\n    real_ip_recursive on;\n    location / {{ return 200 \"$remote_addr\"; }}\n  }}\n\
+           server {{\n    listen 127.0.0.1:{pport} proxy_protocol;\n    location / {{ return 200 \"$proxy_protocol_addr\"; }}\n  }}\n"
     );
-    let _n = start_nginx(dir, &cfg, &[xport, pport]);
+    let _n = start_nginx(dir, "", &servers, &[xport, pport]);
     let lb_http = realip_lb_with(&["--mode", "http", "--backend", &format!("127.0.0.1:{xport}")]);
     let lb_pp = realip_lb_with(&[
         "--backend",
