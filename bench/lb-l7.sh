@@ -56,11 +56,7 @@ error_log $dir/nginx/error.log crit;
 events { worker_connections 4096; }
 http {
   access_log off;
-  client_body_temp_path $dir/nginx/body;
-  proxy_temp_path $dir/nginx/proxy;
-  fastcgi_temp_path $dir/nginx/fastcgi;
-  uwsgi_temp_path $dir/nginx/uwsgi;
-  scgi_temp_path $dir/nginx/scgi;
+$(nginx_temps "$dir/nginx")
   keepalive_requests 1000000;
   upstream b { server 127.0.0.1:$bport; keepalive 128; keepalive_requests 1000000; }
   server {

@@ -8,6 +8,7 @@
 #                                in $NS (call it in this shell, not in a
 #                                $(...), so the exit trap knows it)
 #   port / wait_port PORT        a free loopback port; wait for a listener
+#   nginx_temps DIR              nginx's temp-path lines, all under DIR
 
 need() {
   local pkgs=$1 bin
@@ -50,4 +51,13 @@ wait_port() {
   done
   echo "$0: nothing listening on $1" >&2
   exit 1
+}
+
+# nginx writes request bodies and proxy buffers here; keep them in scratch.
+nginx_temps() {
+  printf '  client_body_temp_path %s/body;\n' "$1"
+  local t
+  for t in proxy fastcgi uwsgi scgi; do
+    printf '  %s_temp_path %s/%s;\n' "$t" "$1" "$t"
+  done
 }

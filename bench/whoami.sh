@@ -37,11 +37,7 @@ error_log $dir/nginx/error.log warn;
 events { worker_connections 1024; }
 http {
   access_log off;
-  client_body_temp_path $dir/nginx/body;
-  proxy_temp_path $dir/nginx/proxy;
-  fastcgi_temp_path $dir/nginx/fastcgi;
-  uwsgi_temp_path $dir/nginx/uwsgi;
-  scgi_temp_path $dir/nginx/scgi;
+$(nginx_temps "$dir/nginx")
   server {
     listen 127.0.0.1:$nport;
     location / {
