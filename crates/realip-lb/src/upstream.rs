@@ -52,15 +52,64 @@ impl Default for PoolLimits {
     }
 }
 
-struct Idle {
-    sender: SendRequest<UpBody>,
-    since: Instant,
+/// Idle connections per backend, the newest taken first, at most
+/// `max_idle` kept per backend, none older than `idle_timeout` handed out.
+/// Both pools below keep theirs here; each says how to tell a live one.
+struct IdleConns<T> {
+    limits: PoolLimits,
+    lists: Mutex<HashMap<SocketAddr, Vec<(T, Instant)>>>,
+}
+
+impl<T> IdleConns<T> {
+    fn new(limits: PoolLimits) -> Self {
+        IdleConns {
+            limits,
+            lists: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The newest idle connection to `backend` that `alive` accepts (given
+    /// how long it has idled); the others met on the way are dropped.
+    fn take(&self, backend: SocketAddr, alive: impl Fn(&T, Duration) -> bool) -> Option<T> {
+        loop {
+            let (conn, since) = {
+                let mut lists = self.lists.lock().unwrap_or_else(PoisonError::into_inner);
+                lists.get_mut(&backend)?.pop()?
+            };
+            let idle_for = since.elapsed();
+            if idle_for < self.limits.idle_timeout && alive(&conn, idle_for) {
+                return Some(conn);
+            }
+        }
+    }
+
+    fn put(&self, backend: SocketAddr, conn: T) {
+        let mut lists = self.lists.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = lists.entry(backend).or_default();
+        if list.len() < self.limits.max_idle {
+            list.push((conn, Instant::now()));
+        }
+    }
+}
+
+/// A new TCP connection to `backend` within `timeout`, Nagle off.
+async fn dial(backend: SocketAddr, timeout: Duration) -> Result<TcpStream, String> {
+    match tokio::time::timeout(timeout, TcpStream::connect(backend)).await {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+        Ok(Err(e)) => Err(format!("connecting to {backend}: {e}")),
+        Err(_) => Err(format!(
+            "connecting to {backend}: no answer within {timeout:?}"
+        )),
+    }
 }
 
 /// Idle connections to every backend.
 pub struct Upstream {
     limits: PoolLimits,
-    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    idle: IdleConns<SendRequest<UpBody>>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -85,50 +134,23 @@ impl Upstream {
     pub fn new(limits: PoolLimits) -> Arc<Self> {
         Arc::new(Upstream {
             limits,
-            idle: Mutex::new(HashMap::new()),
+            idle: IdleConns::new(limits),
         })
     }
 
     fn take_idle(&self, backend: SocketAddr) -> Option<SendRequest<UpBody>> {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = idle.get_mut(&backend)?;
-        while let Some(i) = list.pop() {
-            if i.since.elapsed() < self.limits.idle_timeout && !i.sender.is_closed() {
-                return Some(i.sender);
-            }
-        }
-        None
+        // hyper's connection task sees the backend close; nothing to probe.
+        self.idle.take(backend, |sender, _| !sender.is_closed())
     }
 
     fn put_idle(&self, backend: SocketAddr, sender: SendRequest<UpBody>) {
-        if sender.is_closed() {
-            return;
-        }
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = idle.entry(backend).or_default();
-        if list.len() < self.limits.max_idle {
-            list.push(Idle {
-                sender,
-                since: Instant::now(),
-            });
+        if !sender.is_closed() {
+            self.idle.put(backend, sender);
         }
     }
 
     async fn connect(&self, backend: SocketAddr) -> Result<SendRequest<UpBody>, String> {
-        let stream =
-            match tokio::time::timeout(self.limits.connect_timeout, TcpStream::connect(backend))
-                .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(format!("connecting to {backend}: {e}")),
-                Err(_) => {
-                    return Err(format!(
-                        "connecting to {backend}: no answer within {:?}",
-                        self.limits.connect_timeout
-                    ))
-                }
-            };
-        let _ = stream.set_nodelay(true);
+        let stream = dial(backend, self.limits.connect_timeout).await?;
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .writev(false)
             // A backend that stalls mid-body is cut off, not waited on
@@ -263,7 +285,7 @@ impl Body for PooledBody {
 /// writes and reads the wire format itself).
 pub struct RawPool {
     limits: PoolLimits,
-    idle: Mutex<HashMap<SocketAddr, Vec<(TcpStream, Instant)>>>,
+    idle: IdleConns<TcpStream>,
 }
 
 impl std::fmt::Debug for RawPool {
@@ -289,7 +311,7 @@ impl RawPool {
     pub fn new(limits: PoolLimits) -> Self {
         RawPool {
             limits,
-            idle: Mutex::new(HashMap::new()),
+            idle: IdleConns::new(limits),
         }
     }
 
@@ -301,57 +323,35 @@ impl RawPool {
     /// An idle connection to `backend`, if one is left that the backend
     /// has not closed.
     pub fn take(&self, backend: SocketAddr) -> Option<RawConn> {
-        loop {
-            let (stream, since) = {
-                let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-                idle.get_mut(&backend)?.pop()?
-            };
-            let idle_for = since.elapsed();
-            if idle_for >= self.limits.idle_timeout {
-                continue;
-            }
-            // A connection idle a while may have been closed by the
-            // backend's keep-alive timeout: look (one non-blocking read)
-            // before using it. A hot one is used as is; if it turns out
-            // closed, the caller retries when that is safe.
-            if idle_for > Duration::from_millis(500) {
-                let mut probe = [0u8; 1];
-                match stream.try_read(&mut probe) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    _ => continue,
+        // A connection idle a while may have been closed by the backend's
+        // keep-alive timeout: look (one non-blocking read) before using
+        // it. A hot one is used as is; if it turns out closed, the caller
+        // retries when that is safe.
+        let alive = |stream: &TcpStream, idle_for: Duration| {
+            idle_for <= Duration::from_millis(500)
+                || {
+                    let mut probe = [0u8; 1];
+                    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
                 }
-            }
-            return Some(RawConn {
-                stream,
-                reused: true,
-            });
-        }
+        };
+        self.idle.take(backend, alive).map(|stream| RawConn {
+            stream,
+            reused: true,
+        })
     }
 
     /// Give back a connection whose last response was read to its end.
     pub fn put(&self, backend: SocketAddr, stream: TcpStream) {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = idle.entry(backend).or_default();
-        if list.len() < self.limits.max_idle {
-            list.push((stream, Instant::now()));
-        }
+        self.idle.put(backend, stream);
     }
 
     /// A new connection to `backend`, within the connect timeout.
     pub async fn connect(&self, backend: SocketAddr) -> Result<RawConn, String> {
-        match tokio::time::timeout(self.limits.connect_timeout, TcpStream::connect(backend)).await {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                Ok(RawConn {
-                    stream,
-                    reused: false,
-                })
-            }
-            Ok(Err(e)) => Err(format!("connecting to {backend}: {e}")),
-            Err(_) => Err(format!(
-                "connecting to {backend}: no answer within {:?}",
-                self.limits.connect_timeout
-            )),
-        }
+        dial(backend, self.limits.connect_timeout)
+            .await
+            .map(|stream| RawConn {
+                stream,
+                reused: false,
+            })
     }
 }
