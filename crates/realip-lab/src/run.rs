@@ -427,20 +427,31 @@ fn tproxy(netns: &str) -> Result<(), String> {
 /// Send the probe's requests from inside `netns`: a thread joins the
 /// namespace (sockets it makes live there) and does the requests.
 fn in_netns(netns: &str, probe: &Probe) -> Result<Vec<Seen>, String> {
-    let path = PathBuf::from("/run/netns").join(netns);
     let probe = probe.clone();
-    std::thread::spawn(move || -> Result<Vec<Seen>, String> {
-        let f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("entering {}: {e}", path.display()))?;
+    inside(netns, move || {
         let to: SocketAddr = probe
             .to
             .parse()
             .map_err(|_| format!("{:?} is not ADDR:PORT", probe.to))?;
         Ok((0..probe.count).map(|_| request(&probe, to)).collect())
+    })?
+}
+
+/// Run `f` on a thread that has joined namespace `netns` (sockets it makes
+/// live there); this thread stays where it is.
+fn inside<T: std::marker::Send + 'static>(
+    netns: &str,
+    f: impl FnOnce() -> T + std::marker::Send + 'static,
+) -> Result<T, String> {
+    let path = PathBuf::from("/run/netns").join(netns);
+    std::thread::spawn(move || -> Result<T, String> {
+        let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("entering {}: {e}", path.display()))?;
+        Ok(f())
     })
     .join()
-    .map_err(|_| "the probe thread panicked".to_string())?
+    .map_err(|_| format!("the thread in {netns} panicked"))?
 }
 
 fn failed(e: &std::io::Error) -> Seen {
@@ -842,16 +853,11 @@ fn check_nat(result: &mut ProbeResult, probe: &Probe) {
 /// Tracked flows in a namespace (IPv4), read over ctnetlink from a thread
 /// that joins it.
 fn flows_in(netns: &str) -> Vec<realip_nft::Flow> {
-    let path = PathBuf::from("/run/netns").join(netns);
-    std::thread::spawn(move || -> Option<Vec<realip_nft::Flow>> {
-        let f = std::fs::File::open(&path).ok()?;
-        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).ok()?;
-        let mut nl = realip_nft::Netlink::open().ok()?;
-        nl.conntrack_flows(realip_nft::Family::Ipv4).ok()
+    inside(netns, || {
+        realip_nft::Netlink::open()
+            .and_then(|mut nl| nl.conntrack_flows(realip_nft::Family::Ipv4))
+            .unwrap_or_default()
     })
-    .join()
-    .ok()
-    .flatten()
     .unwrap_or_default()
 }
 
