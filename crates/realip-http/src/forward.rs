@@ -160,6 +160,55 @@ const STRIPPED: [&str; 10] = [
     "x-original-forwarded-for",
 ];
 
+/// What happens to a request header whose name holds an underscore.
+///
+/// CGI, WSGI, PHP and Rack map `_` and `-` to the same variable
+/// (`HTTP_X_FORWARDED_FOR`), so `X_Forwarded_For` from a client would sit
+/// beside the proxy's own `X-Forwarded-For` and could win there (RFC 9110
+/// §17.10; Puma CVE-2024-45614). Whatever the choice, a name that
+/// normalises to a forwarding header the proxy strips or sets is always
+/// removed; this decides the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Underscores {
+    /// Drop every such header, as nginx does by default
+    /// (`underscores_in_headers off`).
+    #[default]
+    Drop,
+    /// Pass them on (nginx's `underscores_in_headers on`, HAProxy's way).
+    Pass,
+}
+
+impl std::str::FromStr for Underscores {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "drop" => Ok(Underscores::Drop),
+            "pass" => Ok(Underscores::Pass),
+            _ => Err(format!(
+                "{s:?} is not a choice for header names with underscores: drop or pass"
+            )),
+        }
+    }
+}
+
+/// Whether header name `a` is `b` as a CGI-style backend reads it: ASCII
+/// case and `_` against `-` do not matter.
+fn same_name(a: &[u8], b: &str) -> bool {
+    let b = b.as_bytes();
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(&x, &y)| {
+            let norm = |c: u8| {
+                if c == b'_' {
+                    b'-'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            };
+            norm(x) == norm(y)
+        })
+}
+
 /// How one listener rewrites requests.
 #[derive(Debug, Clone)]
 pub struct Forwarding {
@@ -167,6 +216,8 @@ pub struct Forwarding {
     pub headers: HeaderSet,
     /// What X-Forwarded-For carries.
     pub xff: XffMode,
+    /// What happens to other header names with underscores.
+    pub underscores: Underscores,
     /// Who may speak for the client, and how the client is read from a
     /// trusted peer's headers.
     pub resolver: Resolver,
@@ -207,20 +258,21 @@ pub struct Plan {
     pub peer_trusted: bool,
     /// Headers to set, replacing their namesakes.
     pub set: Vec<(HeaderName, HeaderValue)>,
+    /// What happens to header names with underscores.
+    pub underscores: Underscores,
 }
 
 impl Plan {
     /// Whether a header the request carries is left out of what goes on:
-    /// a forwarding header from an untrusted peer, or one the plan sets.
+    /// a forwarding header from an untrusted peer, or one the plan sets,
+    /// each also under any spelling a backend reads as the same name
+    /// (`X_Forwarded_For`); and any name with an underscore, unless they
+    /// pass.
     pub fn drops(&self, name: &[u8]) -> bool {
-        (!self.peer_trusted
-            && STRIPPED
-                .iter()
-                .any(|s| s.as_bytes().eq_ignore_ascii_case(name)))
-            || self
-                .set
-                .iter()
-                .any(|(n, _)| n.as_str().as_bytes().eq_ignore_ascii_case(name))
+        let underscored = name.contains(&b'_');
+        (underscored && self.underscores == Underscores::Drop)
+            || (!self.peer_trusted && STRIPPED.iter().any(|s| same_name(name, s)))
+            || self.set.iter().any(|(n, _)| same_name(name, n.as_str()))
     }
 }
 
@@ -311,6 +363,7 @@ impl Forwarding {
             client,
             peer_trusted,
             set,
+            underscores: self.underscores,
         }
     }
 
@@ -322,10 +375,13 @@ impl Forwarding {
         ids: &RequestIds,
     ) -> Rewritten {
         let plan = self.plan(&HttpHeaders(headers), facts, ids);
-        if !plan.peer_trusted {
-            for name in STRIPPED {
-                headers.remove(name);
-            }
+        let dropped: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| plan.drops(n.as_str().as_bytes()))
+            .cloned()
+            .collect();
+        for name in dropped {
+            headers.remove(name);
         }
         for (n, v) in plan.set {
             headers.insert(n, v);
@@ -458,6 +514,7 @@ mod tests {
         Forwarding {
             headers: set,
             xff,
+            underscores: Underscores::Drop,
             resolver: realip_core::Resolver::new(
                 TrustSet::parse(trusted.iter().copied()).unwrap(),
                 vec!["rightmost-trusted-range".parse::<Strategy>().unwrap()],
@@ -481,6 +538,39 @@ mod tests {
             h.append(*n, HeaderValue::from_static(v));
         }
         h
+    }
+
+    #[test]
+    fn underscore_spellings_of_forwarding_headers_never_pass() {
+        // Puma CVE-2024-45614: X_Forwarded_For reads as HTTP_X_FORWARDED_FOR.
+        let mut f = fwd(&["10.0.0.0/8"], HeaderSet::ingress(), XffMode::Append);
+        let ids = RequestIds::default();
+        for underscores in [Underscores::Drop, Underscores::Pass] {
+            f.underscores = underscores;
+            let mut h = headers(&[
+                ("x_forwarded_for", "1.2.3.4"),
+                ("x-forwarded_for", "1.2.3.4"),
+                ("x_real_ip", "1.2.3.4"),
+                ("x_original_forwarded_for", "1.2.3.4"),
+                ("x_app_token", "t"),
+            ]);
+            f.apply(&mut h, &facts("9.9.9.9:1"), &ids);
+            let names: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
+            assert!(
+                h.iter().all(|(_, v)| v != "1.2.3.4"),
+                "{underscores:?}: {names:?}"
+            );
+            assert_eq!(
+                h.contains_key("x_app_token"),
+                underscores == Underscores::Pass
+            );
+            // From a trusted peer too: what we set replaces every spelling.
+            let mut h = headers(&[("x_forwarded_for", "1.2.3.4"), ("x_real_ip", "1.2.3.4")]);
+            f.apply(&mut h, &facts("10.0.0.1:1"), &ids);
+            assert!(h.iter().all(|(_, v)| v != "1.2.3.4"), "{underscores:?}");
+        }
+        assert!(same_name(b"X_Forwarded-FOR", "x-forwarded-for"));
+        assert!(!same_name(b"x-forwarded-fo", "x-forwarded-for"));
     }
 
     #[test]

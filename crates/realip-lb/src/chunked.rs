@@ -13,6 +13,8 @@ enum State {
     Size {
         digits: u8,
     },
+    /// Whitespace after the size: only `;` or CR may follow.
+    ExtBws,
     /// In the extensions after the size, up to CR.
     Ext,
     /// Expecting LF after the size line's CR.
@@ -24,14 +26,26 @@ enum State {
     DataLf,
     /// In the trailer section, at the start of a line.
     TrailerLineStart,
-    /// Inside a trailer line.
-    TrailerLine,
+    /// Inside a trailer field's name.
+    TrailerName,
+    /// Inside a trailer field's value.
+    TrailerValue,
     /// Expecting LF after a CR.
     TrailerLf {
         empty: bool,
     },
     /// The body is over.
     Done,
+}
+
+/// A control byte other than HTAB.
+fn is_ctl(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
+/// A byte of an RFC 9110 token.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// A malformed chunked body.
@@ -88,18 +102,31 @@ impl Chunked {
                         }
                         (None, 0) => return Err(ChunkedError("no chunk size")),
                         (None, _) if b == b'\r' => self.state = State::SizeLf,
-                        (None, _) if b == b';' || b == b' ' || b == b'\t' => {
-                            self.state = State::Ext
-                        }
+                        (None, _) if b == b';' => self.state = State::Ext,
+                        (None, _) if b == b' ' || b == b'\t' => self.state = State::ExtBws,
                         (None, _) => return Err(ChunkedError("bad chunk size")),
                     }
                     self.line += 1;
                 }
+                State::ExtBws => {
+                    match b {
+                        b' ' | b'\t' => {}
+                        b';' => self.state = State::Ext,
+                        b'\r' => self.state = State::SizeLf,
+                        _ => return Err(ChunkedError("bad chunk size")),
+                    }
+                    self.line += 1;
+                }
                 State::Ext => {
+                    // Bytes pass through unchanged, so nothing a lenient
+                    // reader could end the line at gets by: a bare LF, a
+                    // NUL, any control byte but HTAB.
                     if b == b'\r' {
                         self.state = State::SizeLf;
                     } else if b == b'\n' {
                         return Err(ChunkedError("bare LF in a chunk extension"));
+                    } else if is_ctl(b) {
+                        return Err(ChunkedError("control byte in a chunk extension"));
                     }
                     self.line += 1;
                 }
@@ -135,17 +162,34 @@ impl Chunked {
                     }
                     self.state = State::Size { digits: 0 };
                 }
+                // Trailer fields are `token ":" value` lines ending in CRLF
+                // (RFC 9112 §7.1.2); no obs-fold, bare LF or control byte,
+                // which a lenient client could split a response at.
                 State::TrailerLineStart => {
                     self.state = if b == b'\r' {
                         State::TrailerLf { empty: true }
+                    } else if is_tchar(b) {
+                        State::TrailerName
                     } else {
-                        State::TrailerLine
+                        return Err(ChunkedError("bad trailer field"));
                     };
                     self.trailer += 1;
                 }
-                State::TrailerLine => {
+                State::TrailerName => {
+                    if b == b':' {
+                        self.state = State::TrailerValue;
+                    } else if !is_tchar(b) {
+                        return Err(ChunkedError("bad trailer field name"));
+                    }
+                    self.trailer += 1;
+                }
+                State::TrailerValue => {
                     if b == b'\r' {
                         self.state = State::TrailerLf { empty: false };
+                    } else if b == b'\n' {
+                        return Err(ChunkedError("bare LF in the trailer"));
+                    } else if is_ctl(b) {
+                        return Err(ChunkedError("control byte in the trailer"));
                     }
                     self.trailer += 1;
                 }
@@ -196,6 +240,7 @@ mod tests {
         assert_eq!(used, body.len() - 4);
         assert_eq!(whole(b"0\r\n\r\n"), Ok((5, true)));
         assert_eq!(whole(b"3\r\nab"), Ok((5, false)));
+        assert_eq!(whole(b"1 ;a=\"b c\"\r\nx\r\n0\r\n\r\n"), Ok((20, true)));
     }
 
     #[test]
@@ -207,6 +252,15 @@ mod tests {
             b"3\rx",
             b"11111111111111111\r\n",
             b"3\r\nabc\rx",
+            // Response splitting for a lenient reader (bare LF, NUL, CR).
+            b"0\r\nX-T: 1\nX-Injected: 1\r\n\r\n",
+            b"0\r\nX-T: a\x00b\r\n\r\n",
+            b"0\r\n X-Folded: 1\r\n\r\n",
+            b"0\r\nNo colon\r\n\r\n",
+            b"0\r\n: empty name\r\n\r\n",
+            b"1;a\x00b\r\nx\r\n0\r\n\r\n",
+            b"1;a\nb\r\nx\r\n0\r\n\r\n",
+            b"1 x\r\nx\r\n0\r\n\r\n",
         ] {
             assert!(whole(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }

@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::forward::{Header, HeaderSet, XffMode};
+use crate::forward::{Header, HeaderSet, Underscores, XffMode};
 use crate::health::Check;
 use crate::tcp::ClientIp;
 use crate::{Backend, Method};
@@ -134,6 +134,43 @@ from_str_field!(
 );
 from_str_field!(HeaderField, Header, "A forwarding header's name.");
 from_str_field!(XffField, XffMode, "`append` or `client`.");
+from_str_field!(UnderscoresField, Underscores, "`drop` or `pass`.");
+from_str_field!(
+    UpgradeField,
+    UpgradeToken,
+    "A protocol an HTTP/1.1 Upgrade may switch to."
+);
+
+/// A protocol an HTTP/1.1 `Upgrade` may switch to (RFC 9110 §7.8:
+/// `protocol-name["/"protocol-version]`), lower case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeToken(pub String);
+
+impl std::str::FromStr for UpgradeToken {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        let ok = !s.is_empty()
+            && s.split('/').count() <= 2
+            && s.split('/').all(|p| !p.is_empty() && p.chars().all(tchar));
+        if !ok {
+            return Err(format!(
+                "{s:?} is not an Upgrade protocol (a token, optionally /version)"
+            ));
+        }
+        let lower = s.to_ascii_lowercase();
+        // h2c through a reverse proxy opens a tunnel in which every later
+        // request reaches the backend as the client wrote it: forwarding
+        // headers unrewritten, routes unchecked (h2c smuggling).
+        if lower == "h2c" || lower == "h2" {
+            return Err(format!(
+                "{s:?} cannot be passed through: the tunnel it opens would carry requests past the proxy's rewriting"
+            ));
+        }
+        Ok(UpgradeToken(lower))
+    }
+}
 from_str_field!(
     ProxyModeField,
     realip_net::ProxyMode,
@@ -336,6 +373,14 @@ pub struct ListenerSpec {
     /// http: what X-Forwarded-For carries.
     #[serde(default)]
     pub xff: Option<XffField>,
+    /// http: request headers with `_` in their name: drop (default, as
+    /// nginx) or pass.
+    #[serde(default)]
+    pub underscores: Option<UnderscoresField>,
+    /// http: the protocols an HTTP/1.1 Upgrade may switch to (default:
+    /// websocket); other Upgrade requests go on as plain requests.
+    #[serde(default)]
+    pub upgrades: Option<Vec<UpgradeField>>,
     /// http: how the client is read from a trusted peer's headers (a
     /// chain; default rightmost-trusted-range over X-Forwarded-For).
     #[serde(default)]
@@ -388,6 +433,14 @@ impl ListenerSpec {
         match &self.headers {
             None => HeaderSet::ingress(),
             Some(list) => list.iter().map(|h| h.0).collect(),
+        }
+    }
+
+    /// The Upgrade protocols this listener passes through.
+    pub fn upgrade_tokens(&self) -> Vec<String> {
+        match &self.upgrades {
+            None => vec!["websocket".to_string()],
+            Some(list) => list.iter().map(|u| u.0 .0.clone()).collect(),
         }
     }
 
@@ -545,6 +598,8 @@ impl Config {
                     only("routes", !l.routes.is_empty(), "http")?;
                     only("headers", l.headers.is_some(), "http")?;
                     only("xff", l.xff.is_some(), "http")?;
+                    only("underscores", l.underscores.is_some(), "http")?;
+                    only("upgrades", l.upgrades.is_some(), "http")?;
                     only("strategy", !l.strategy.is_empty(), "http")?;
                     only("tls", l.tls.is_some(), "http")?;
                     only("retries", l.retries.is_some(), "http")?;

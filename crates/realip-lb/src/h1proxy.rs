@@ -232,10 +232,15 @@ fn parse(buf: &[u8], conn: &Conn, up: &mut Vec<u8>) -> Parsed {
     let http10 = version == 0;
     let mut host = None;
     let mut keep_alive = !http10;
+    // `Content-Length: 0` repeated is one length (RFC 9110 §8.6), and one
+    // header goes on.
+    let mut length_zero = false;
     for h in req.headers.iter() {
         let n = h.name;
         if n.eq_ignore_ascii_case("host") {
-            if host.is_some() {
+            // Two, or one that is no host[:port] (a list, a path): 400
+            // from the hyper path (RFC 9112 §3.2).
+            if host.is_some() || !crate::http::valid_host(h.value) {
                 return Parsed::NotSimple;
             }
             host = std::str::from_utf8(h.value).ok();
@@ -243,6 +248,7 @@ fn parse(buf: &[u8], conn: &Conn, up: &mut Vec<u8>) -> Parsed {
             if h.value != b"0" {
                 return Parsed::NotSimple;
             }
+            length_zero = true;
         } else if n.eq_ignore_ascii_case("transfer-encoding")
             || n.eq_ignore_ascii_case("expect")
             || n.eq_ignore_ascii_case("upgrade")
@@ -299,13 +305,19 @@ fn parse(buf: &[u8], conn: &Conn, up: &mut Vec<u8>) -> Parsed {
         b" HTTP/1.1\r\n"
     });
     for h in req.headers.iter() {
-        if is_hop_by_hop(h.name) || plan.drops(h.name.as_bytes()) {
+        if is_hop_by_hop(h.name)
+            || plan.drops(h.name.as_bytes())
+            || h.name.eq_ignore_ascii_case("content-length")
+        {
             continue;
         }
         up.extend_from_slice(h.name.as_bytes());
         up.extend_from_slice(b": ");
         up.extend_from_slice(h.value);
         up.extend_from_slice(b"\r\n");
+    }
+    if length_zero {
+        up.extend_from_slice(b"content-length: 0\r\n");
     }
     for (n, v) in &plan.set {
         up.extend_from_slice(n.as_str().as_bytes());
@@ -394,7 +406,7 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
         .await;
         let failure = match attempt {
             Ok((up, head_len)) => {
-                return relay(
+                let relayed = relay(
                     io,
                     conn,
                     t,
@@ -406,6 +418,15 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
                     timer.as_mut(),
                 )
                 .await;
+                return match relayed {
+                    Relayed::Done(keep) => keep,
+                    Relayed::Refused(why) => {
+                        // The connection is dropped with whatever it held.
+                        stats.upstream_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%backend, error = why, "backend answer refused");
+                        respond(io, conn, Answer::BadResponse, false).await
+                    }
+                };
             }
             Err((f, reused)) => {
                 // A pooled connection the backend had closed: the same
@@ -546,15 +567,128 @@ async fn attempt(
 }
 
 /// How a response body is delimited.
-enum Framing {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
     None,
     Length(u64),
     Chunked,
     Close,
 }
 
-/// Pass the response (head in `rbuf[..head_len]`) to the client; returns
-/// whether the client connection stays open.
+/// What a backend's response head says, once it is known to say it one
+/// way only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ResponseHead {
+    pub(crate) code: u16,
+    pub(crate) framing: Framing,
+    /// The Content-Length to pass on: the body's, or for HEAD and 304 the
+    /// one a GET would get.
+    pub(crate) length: Option<u64>,
+    /// Chunked, for a HEAD answer saying what a GET would get.
+    pub(crate) chunked: bool,
+    /// The backend connection cannot carry another request.
+    pub(crate) up_close: bool,
+}
+
+/// A Content-Length value: one decimal number, or a list of the same one
+/// (RFC 9110 §8.6). Signs, spaces inside, hex and overflow are refused:
+/// two readers could disagree on them.
+fn content_length(v: &[u8]) -> Option<u64> {
+    let mut n: Option<u64> = None;
+    for part in v.split(|&b| b == b',') {
+        let part = part.trim_ascii();
+        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let this = part.iter().fold(0u64, |a, &d| a * 10 + u64::from(d - b'0'));
+        if n.is_some_and(|m| m != this) {
+            return None;
+        }
+        n = Some(this);
+    }
+    n
+}
+
+/// Decide how a response is framed (RFC 9112 §6.3), or why it cannot be
+/// relayed: never pass on framing a client could read two ways.
+pub(crate) fn frame_response(
+    resp: &httparse::Response<'_, '_>,
+    is_head: bool,
+) -> Result<ResponseHead, &'static str> {
+    let code = resp.code.unwrap_or(0);
+    if !(100..=599).contains(&code) {
+        return Err("status code out of range");
+    }
+    let backend_11 = resp.version == Some(1);
+    let bodiless = is_head || (100..200).contains(&code) || code == 204 || code == 304;
+    let mut up_close = !backend_11;
+    let mut length = None;
+    let mut te: Option<bool> = None;
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let l = content_length(h.value).ok_or("malformed Content-Length")?;
+            if length.is_some_and(|m| m != l) {
+                return Err("conflicting Content-Length");
+            }
+            length = Some(l);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // Only `chunked`, once: anything else (`gzip, chunked`,
+            // `chunked, chunked`, `xchunked`) is a coding this proxy cannot
+            // pass on faithfully, as nginx refuses it.
+            if te.is_some() || !h.value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Err("unsupported Transfer-Encoding");
+            }
+            te = Some(true);
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            match connection_tokens(h.value) {
+                Some((close, keep)) => up_close |= close || (!backend_11 && !keep),
+                None => up_close = true,
+            }
+        }
+    }
+    let chunked = te.is_some();
+    if chunked && !backend_11 {
+        // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message is faulty.
+        return Err("Transfer-Encoding from an HTTP/1.0 backend");
+    }
+    if chunked && length.is_some() {
+        // RFC 9112 §6.3 (3): chunked wins and Content-Length goes; the
+        // backend that sent both is not trusted with another request.
+        length = None;
+        up_close = true;
+    }
+    let framing = if bodiless {
+        Framing::None
+    } else if chunked {
+        Framing::Chunked
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else {
+        Framing::Close
+    };
+    // 1xx and 204 carry no Content-Length (RFC 9110 §8.6).
+    if (100..200).contains(&code) || code == 204 {
+        length = None;
+    }
+    Ok(ResponseHead {
+        code,
+        framing,
+        length,
+        chunked,
+        up_close,
+    })
+}
+
+/// Why the relay stopped.
+enum Relayed {
+    /// Done; whether the client connection stays open.
+    Done(bool),
+    /// The backend's answer cannot be passed on; nothing of the final
+    /// response has reached the client.
+    Refused(&'static str),
+}
+
+/// Pass the response (head in `rbuf[..head_len]`) to the client.
 #[allow(clippy::too_many_arguments)]
 async fn relay<I: AsyncRead + AsyncWrite + Unpin>(
     io: &mut I,
@@ -566,7 +700,7 @@ async fn relay<I: AsyncRead + AsyncWrite + Unpin>(
     rbuf: &mut BytesMut,
     out: &mut Vec<u8>,
     mut timer: std::pin::Pin<&mut Sleep>,
-) -> bool {
+) -> Relayed {
     let limits_timeout = conn
         .shared
         .raw
@@ -581,64 +715,27 @@ async fn relay<I: AsyncRead + AsyncWrite + Unpin>(
             resp.parse(&rbuf[..head_len]),
             Ok(httparse::Status::Complete(_))
         ) {
-            return false;
+            return Relayed::Refused("malformed response head");
         }
-        let code = resp.code.unwrap_or(502);
-        let reason = resp.reason.unwrap_or("");
-        let backend_11 = resp.version == Some(1);
-        // Framing (RFC 9112 §6.3) and the backend's wish to close.
-        let mut framing = if t.is_head || (100..200).contains(&code) || code == 204 || code == 304 {
-            Framing::None
-        } else {
-            Framing::Close
+        let head = match frame_response(&resp, t.is_head) {
+            Ok(h) => h,
+            Err(why) => return Relayed::Refused(why),
         };
-        let mut up_close = !backend_11;
-        let mut length: Option<&[u8]> = None;
-        let mut chunked = false;
-        for h in resp.headers.iter() {
-            if h.name.eq_ignore_ascii_case("content-length") {
-                if length.is_some_and(|l| l != h.value) {
-                    tracing::info!(%backend, "response with conflicting Content-Length");
-                    return false;
-                }
-                length = Some(h.value);
-            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = h
-                    .value
-                    .rsplit(|&b| b == b',')
-                    .next()
-                    .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-                if !chunked {
-                    up_close = true;
-                }
-            } else if h.name.eq_ignore_ascii_case("connection") {
-                match connection_tokens(h.value) {
-                    Some((close, keep)) => up_close |= close || (!backend_11 && !keep),
-                    None => up_close = true,
-                }
-            }
-        }
-        if !matches!(framing, Framing::None) {
-            if chunked {
-                framing = Framing::Chunked;
-            } else if let Some(l) = length {
-                match std::str::from_utf8(l)
-                    .ok()
-                    .and_then(|s| s.parse::<u64>().ok())
-                {
-                    Some(n) => framing = Framing::Length(n),
-                    None => return false,
-                }
-            }
-        }
+        let ResponseHead {
+            code,
+            framing,
+            up_close,
+            ..
+        } = head;
+        let reason = resp.reason.unwrap_or("");
         if code == 101 {
             // Never asked for (no Upgrade is forwarded here).
-            return false;
+            return Relayed::Refused("101 to a request that asked for no upgrade");
         }
         // A chunked body cannot go to an HTTP/1.0 client; a 1.0 backend
         // should not send one to a 1.0 request.
-        if t.http10 && matches!(framing, Framing::Chunked) {
-            return false;
+        if t.http10 && framing == Framing::Chunked {
+            return Relayed::Refused("chunked answer to an HTTP/1.0 request");
         }
         let interim = (100..200).contains(&code);
         let client_keep = t.keep_alive && !matches!(framing, Framing::Close);
@@ -649,7 +746,7 @@ async fn relay<I: AsyncRead + AsyncWrite + Unpin>(
         out.extend_from_slice(reason.as_bytes());
         out.extend_from_slice(b"\r\n");
         for h in resp.headers.iter() {
-            if is_hop_by_hop(h.name) {
+            if is_hop_by_hop(h.name) || h.name.eq_ignore_ascii_case("content-length") {
                 continue;
             }
             out.extend_from_slice(h.name.as_bytes());
@@ -657,8 +754,13 @@ async fn relay<I: AsyncRead + AsyncWrite + Unpin>(
             out.extend_from_slice(h.value);
             out.extend_from_slice(b"\r\n");
         }
-        // Passed through chunked; a HEAD answer says what a GET would get.
-        if matches!(framing, Framing::Chunked) || (t.is_head && chunked) {
+        // One framing header, written here: the length as a plain number,
+        // or chunked (a HEAD answer says what a GET would get).
+        if let Some(n) = head.length {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        } else if framing == Framing::Chunked || (t.is_head && head.chunked) {
             out.extend_from_slice(b"transfer-encoding: chunked\r\n");
         }
         if !interim {
@@ -678,7 +780,7 @@ async fn relay<I: AsyncRead + AsyncWrite + Unpin>(
                     .await
                     .is_err()
             {
-                return false;
+                return Relayed::Done(false);
             }
             loop {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -689,7 +791,7 @@ async fn relay<I: AsyncRead + AsyncWrite + Unpin>(
                         break;
                     }
                     Ok(httparse::Status::Partial) if rbuf.len() < MAX_RESPONSE_HEAD => {}
-                    _ => return false,
+                    _ => return Relayed::Refused("malformed response head after a 1xx"),
                 }
                 if rbuf.capacity() - rbuf.len() < 1024 {
                     rbuf.reserve(BODY_BUF);
@@ -697,10 +799,10 @@ async fn relay<I: AsyncRead + AsyncWrite + Unpin>(
                 timer.as_mut().reset(Instant::now() + limits_timeout);
                 let n = tokio::select! {
                     r = up.stream.read_buf(rbuf) => r,
-                    () = &mut timer => return false,
+                    () = &mut timer => return Relayed::Refused("no final response in time after a 1xx"),
                 };
                 if !matches!(n, Ok(1..)) {
-                    return false;
+                    return Relayed::Refused("the backend broke off after a 1xx");
                 }
             }
             continue;
@@ -793,13 +895,13 @@ async fn relay<I: AsyncRead + AsyncWrite + Unpin>(
                     }
                 }
                 // Done either way: the client learns the end by the close.
-                return false;
+                return Relayed::Done(false);
             }
         };
         if done && !up_close && !surplus {
             conn.shared.raw.put(backend, up.stream);
         }
-        return done && client_keep;
+        return Relayed::Done(done && client_keep);
     }
 }
 

@@ -28,11 +28,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::forward::{request_host, Forwarding, RequestFacts, RequestIds};
+use crate::forward::{Forwarding, RequestFacts, RequestIds};
 use crate::pool::Pool;
 use crate::route::Routes;
 use crate::tcp::TcpStats;
-use crate::upstream::{PooledBody, SendError, UpBody, Upstream};
+use crate::upstream::{ClientBody, PooledBody, SendError, UpBody, Upstream};
 
 /// What an HTTP listener does; replaced whole on a reload (connections
 /// read it per request, so a reload applies to the next request).
@@ -45,6 +45,8 @@ pub struct Site {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Expect a PROXY header from a trusted LB in front (relay).
     pub accept_proxy: realip_net::ProxyMode,
+    /// The protocols an HTTP/1.1 Upgrade may switch to, lower case.
+    pub upgrades: Vec<String>,
     /// Limits and timeouts.
     pub limits: HttpLimits,
 }
@@ -290,8 +292,20 @@ pub(crate) enum Answer {
     UnaskedSwitch,
     /// Two Host headers (RFC 9112 §3.2): 400.
     TwoHosts,
-    /// A request target that is no URI: 400.
+    /// An HTTP/1.1 request without Host, or h2 without `:authority`
+    /// (RFC 9112 §3.2, RFC 9113 §8.3.1): 400.
+    NoHost,
+    /// A Host that is no `host[:port]`, a comma list among them: 400.
+    BadHost,
+    /// A request target that is no URI, or CONNECT (a tunnel this proxy
+    /// does not open): 400.
     BadTarget,
+    /// Content-Length and Transfer-Encoding together (RFC 9112 §6.3): 400.
+    TwoFramings,
+    /// The client's body broke its own framing (a malformed chunk): 400.
+    BadBody,
+    /// The backend's answer could be read two ways, or was malformed: 502.
+    BadResponse,
 }
 
 impl Answer {
@@ -299,10 +313,24 @@ impl Answer {
         match self {
             Answer::NoRoute => StatusCode::NOT_FOUND,
             Answer::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
-            Answer::Unreachable | Answer::UnaskedSwitch => StatusCode::BAD_GATEWAY,
+            Answer::Unreachable | Answer::UnaskedSwitch | Answer::BadResponse => {
+                StatusCode::BAD_GATEWAY
+            }
             Answer::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            Answer::TwoHosts | Answer::BadTarget => StatusCode::BAD_REQUEST,
+            Answer::TwoHosts
+            | Answer::NoHost
+            | Answer::BadHost
+            | Answer::BadTarget
+            | Answer::TwoFramings
+            | Answer::BadBody => StatusCode::BAD_REQUEST,
         }
+    }
+
+    /// Whether the client connection must close after this answer: after
+    /// a request whose framing or target cannot be trusted, the bytes that
+    /// follow it are no request (RFC 9112 §6.3, §9.6).
+    pub(crate) fn closes(self) -> bool {
+        self.status() == StatusCode::BAD_REQUEST
     }
 
     pub(crate) fn text(self) -> &'static str {
@@ -313,7 +341,12 @@ impl Answer {
             Answer::Timeout => "the backend did not answer in time\n",
             Answer::UnaskedSwitch => "the backend switched protocols unasked\n",
             Answer::TwoHosts => "more than one Host header\n",
+            Answer::NoHost => "no Host header\n",
+            Answer::BadHost => "the Host header is no host[:port]\n",
             Answer::BadTarget => "bad request target\n",
+            Answer::TwoFramings => "both Content-Length and Transfer-Encoding\n",
+            Answer::BadBody => "malformed request body\n",
+            Answer::BadResponse => "the backend's answer could not be passed on safely\n",
         }
     }
 }
@@ -327,7 +360,53 @@ fn ours(a: Answer) -> Response<RespBody> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    if a.closes() {
+        // hyper closes an HTTP/1 connection after a response saying so
+        // (and leaves the header out of h2).
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     r
+}
+
+/// Whether a Host value (or an authority) is `uri-host[":"port]` (RFC 9110
+/// §7.2) with a host a DNS name or IP literal could be. A comma is refused
+/// although RFC 3986's reg-name allows it: `a, b` is how two Host lines
+/// look once combined (RFC 9110 §5.3), and two are a 400 (RFC 9112 §3.2);
+/// so are userinfo, paths and anything a backend could split differently.
+pub(crate) fn valid_host(v: &[u8]) -> bool {
+    let port = match v.first() {
+        Some(b'[') => {
+            let Some(end) = v.iter().position(|&b| b == b']') else {
+                return false;
+            };
+            let ip_ok = std::str::from_utf8(&v[1..end])
+                .is_ok_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+            if !ip_ok {
+                return false;
+            }
+            match &v[end + 1..] {
+                [] => None,
+                [b':', port @ ..] => Some(port),
+                _ => return false,
+            }
+        }
+        _ => {
+            let (host, port) = match v.iter().position(|&b| b == b':') {
+                Some(i) => (&v[..i], Some(&v[i + 1..])),
+                None => (v, None),
+            };
+            let host_ok = !host.is_empty()
+                && host
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+            if !host_ok {
+                return false;
+            }
+            port
+        }
+    };
+    port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit))
 }
 
 /// The backend to try after `tried` failed: the next one up in the
@@ -391,14 +470,51 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
+/// The host a request is for (RFC 9112 §3.2, RFC 9113 §8.3.1), or the
+/// answer refusing it. An absolute-form target's or h2's authority wins
+/// over any Host header; a request whose host is missing, doubled or
+/// malformed is refused.
+fn host_of(parts: &http::request::Parts) -> Result<Option<String>, Answer> {
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let (first, second) = (hosts.next(), hosts.next());
+    if second.is_some() {
+        return Err(Answer::TwoHosts);
+    }
+    let host = match parts.uri.authority() {
+        Some(a) => Some(a.as_str()),
+        None => match first {
+            Some(v) => Some(v.to_str().map_err(|_| Answer::BadHost)?),
+            None => None,
+        },
+    };
+    match host {
+        Some(h) if !valid_host(h.as_bytes()) => Err(Answer::BadHost),
+        Some(h) => Ok(Some(h.to_owned())),
+        // HTTP/1.0 may leave it out; HTTP/1.1 and h2 may not.
+        None if parts.version == Version::HTTP_10 || parts.version == Version::HTTP_09 => Ok(None),
+        None => Err(Answer::NoHost),
+    }
+}
+
 async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
     let site = conn.shared.site.borrow().clone();
     let (mut parts, body) = req.into_parts();
-    // Two Host headers make the route ambiguous (RFC 9112 §3.2: 400).
-    if parts.headers.get_all(header::HOST).iter().nth(1).is_some() {
-        return ours(Answer::TwoHosts);
+    // CONNECT asks for a tunnel this reverse proxy does not open; what
+    // follows it is no HTTP request.
+    if parts.method == Method::CONNECT {
+        return ours(Answer::BadTarget);
     }
-    let host = request_host(&parts.uri, &parts.headers).map(str::to_owned);
+    // Both framings (RFC 9112 §6.3): a request that two readers could
+    // split differently is refused, and its connection closed.
+    if parts.headers.contains_key(header::TRANSFER_ENCODING)
+        && parts.headers.contains_key(header::CONTENT_LENGTH)
+    {
+        return ours(Answer::TwoFramings);
+    }
+    let host = match host_of(&parts) {
+        Ok(h) => h,
+        Err(a) => return ours(a),
+    };
     let path = parts.uri.path().to_owned();
     let Some(route) = site.routes.find(host.as_deref(), &path) else {
         return ours(Answer::NoRoute);
@@ -407,28 +523,31 @@ async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
         .uri
         .path_and_query()
         .map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
-    // An HTTP/1.1 Upgrade (WebSocket): the only hop-by-hop headers passed
-    // on, and after the backend's 101 both connections are spliced.
-    let upgrade = upgrade_of(&parts);
+    // An HTTP/1.1 Upgrade to a protocol the listener passes (WebSocket by
+    // default): the only hop-by-hop headers passed on, and after the
+    // backend's 101 both connections are spliced. Any other Upgrade is
+    // dropped with the hop-by-hop headers and the request goes on plain.
+    let upgrade = upgrade_of(&parts, &site.upgrades);
     let client_upgrade = upgrade
         .is_some()
         .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
         .flatten();
-    if parts.headers.contains_key(header::CONNECTION) || parts.headers.contains_key(header::TE) {
-        strip_hop_by_hop(&mut parts.headers);
-    }
+    strip_hop_by_hop(&mut parts.headers);
     if let Some(u) = &upgrade {
         parts.headers.insert(header::UPGRADE, u.clone());
         parts
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    // h2 carries the host in :authority; HTTP/1.1 to the backend needs Host.
-    if !parts.headers.contains_key(header::HOST) {
-        if let Some(v) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
-            parts.headers.insert(header::HOST, v);
-        }
+    // The backend gets the host the request was routed by: the
+    // authority replaces a Host that disagrees with it (RFC 9112 §3.2.2),
+    // and HTTP/1.1 needs one where h2 carried :authority.
+    if let Some(v) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
+        parts.headers.insert(header::HOST, v);
     }
+    // hyper frames the body to the backend from what it read: the
+    // client's own Content-Length never goes on beside it.
+    parts.headers.remove(header::CONTENT_LENGTH);
     let facts = RequestFacts {
         peer: conn.peer,
         local: conn.local,
@@ -446,10 +565,13 @@ async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
     parts.version = Version::HTTP_11;
     let bodiless = body.is_end_stream();
     let replayable = bodiless && is_idempotent(&parts.method);
+    // Whether the client broke its body's framing: then a failed send is
+    // the client's fault, not the backend's.
+    let body_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let body: UpBody = if bodiless {
         Either::Right(Empty::new())
     } else {
-        Either::Left(body)
+        Either::Left(ClientBody::new(body, body_failed.clone()))
     };
     let copy = replayable.then(|| {
         (
@@ -505,6 +627,12 @@ async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
                 tracing::info!(%backend, error = %why, "request not sent; trying another backend");
                 Some(*back)
             }
+            Ok(Err(SendError::Failed(_))) if body_failed.load(Ordering::Relaxed) => {
+                // Not the backend's failure: the connection it was on is
+                // gone with the broken body, and the client is told.
+                tracing::info!(peer = %conn.peer, %backend, "malformed request body");
+                return ours(Answer::BadBody);
+            }
             Ok(Err(SendError::Failed(why))) => {
                 tracing::info!(%backend, error = %why, "backend failed the request");
                 copy.as_ref().map(|(m, u, h)| {
@@ -533,10 +661,21 @@ async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
     }
 }
 
-/// The protocol an HTTP/1.1 request asks to switch to: an `Upgrade` header
-/// with `upgrade` among the Connection tokens.
-fn upgrade_of(parts: &http::request::Parts) -> Option<HeaderValue> {
+/// The protocol an HTTP/1.1 request asks to switch to, when it is one of
+/// `allowed`: an `Upgrade` header with `upgrade` among the Connection
+/// tokens.
+fn upgrade_of(parts: &http::request::Parts, allowed: &[String]) -> Option<HeaderValue> {
     if parts.version != Version::HTTP_11 {
+        return None;
+    }
+    let mut offered = parts.headers.get_all(header::UPGRADE).iter();
+    let (Some(value), None) = (offered.next(), offered.next()) else {
+        return None;
+    };
+    // One protocol, one the listener passes: a list could name h2c beside
+    // websocket and the backend would choose.
+    let token = value.to_str().ok()?.trim();
+    if !allowed.iter().any(|a| a.eq_ignore_ascii_case(token)) {
         return None;
     }
     let asked = parts

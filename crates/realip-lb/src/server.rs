@@ -362,10 +362,15 @@ fn build_site(
                 forwarding: Forwarding {
                     headers: l.header_set(),
                     xff: l.xff.as_ref().map_or_else(Default::default, |x| x.0),
+                    underscores: l
+                        .underscores
+                        .as_ref()
+                        .map_or_else(Default::default, |u| u.0),
                     resolver: realip_core::Resolver::new(trusted, l.strategies()),
                 },
                 tls,
                 accept_proxy,
+                upgrades: l.upgrade_tokens(),
                 limits: HttpLimits {
                     max_header_bytes: l.max_header_bytes.unwrap_or(d.max_header_bytes),
                     header_timeout: l.header_timeout.map_or(d.header_timeout, |t| t.0),

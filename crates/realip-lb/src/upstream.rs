@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -29,7 +30,52 @@ use tokio::net::TcpStream;
 /// A request body on its way to a backend: the client's, or none (a
 /// bodiless request is sent with an empty body, so it can be rebuilt
 /// for a retry).
-pub type UpBody = Either<Incoming, Empty<Bytes>>;
+pub type UpBody = Either<ClientBody, Empty<Bytes>>;
+
+/// The client's request body, noting whether it broke its own framing (a
+/// malformed chunk): the send then fails through the client's fault, and
+/// the proxy answers 400 rather than blaming the backend.
+pub struct ClientBody {
+    inner: Incoming,
+    failed: Arc<AtomicBool>,
+}
+
+impl ClientBody {
+    /// Wrap `inner`; `failed` is set if it yields an error.
+    pub fn new(inner: Incoming, failed: Arc<AtomicBool>) -> Self {
+        ClientBody { inner, failed }
+    }
+}
+
+impl std::fmt::Debug for ClientBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBody").finish_non_exhaustive()
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &polled {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// Settings of the connection pool.
 #[derive(Debug, Clone, Copy)]
@@ -281,6 +327,25 @@ impl Body for PooledBody {
     }
 }
 
+/// Whether an idle backend connection has nothing to read: not closed, and
+/// no bytes the backend sent unasked. Anything there would be read as the
+/// answer to the next client's request (response queue poisoning), so it
+/// is looked for every time, with one non-blocking peek at the socket
+/// itself (tokio's readiness may not have seen bytes that just arrived).
+fn quiet(stream: &TcpStream) -> bool {
+    use nix::sys::socket::{recv, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let mut probe = [0u8; 1];
+    matches!(
+        recv(
+            stream.as_raw_fd(),
+            &mut probe,
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT
+        ),
+        Err(nix::errno::Errno::EAGAIN)
+    )
+}
+
 /// Idle raw connections to backends, for the HTTP/1.1 fast path (which
 /// writes and reads the wire format itself).
 pub struct RawPool {
@@ -321,23 +386,14 @@ impl RawPool {
     }
 
     /// An idle connection to `backend`, if one is left that the backend
-    /// has not closed.
+    /// has neither closed nor written to.
     pub fn take(&self, backend: SocketAddr) -> Option<RawConn> {
-        // A connection idle a while may have been closed by the backend's
-        // keep-alive timeout: look (one non-blocking read) before using
-        // it. A hot one is used as is; if it turns out closed, the caller
-        // retries when that is safe.
-        let alive = |stream: &TcpStream, idle_for: Duration| {
-            idle_for <= Duration::from_millis(500)
-                || {
-                    let mut probe = [0u8; 1];
-                    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-                }
-        };
-        self.idle.take(backend, alive).map(|stream| RawConn {
-            stream,
-            reused: true,
-        })
+        self.idle
+            .take(backend, |stream, _| quiet(stream))
+            .map(|stream| RawConn {
+                stream,
+                reused: true,
+            })
     }
 
     /// Give back a connection whose last response was read to its end.

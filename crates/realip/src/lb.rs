@@ -28,7 +28,11 @@ keep-alive connections to the backends. It adds the forwarding headers nginx-ing
 choose with --header, or --client-ip none for none). From a peer that is not --trusted every \
 forwarding header is removed and the chain restarts at the peer; from a trusted one the chain is kept \
 and the client resolved from it. No backend up: 503; a backend unreachable: 502 after trying \
---retries others; no answer in --response-timeout: 504. HTTP/1.1 upgrades (WebSocket) pass through.
+--retries others; no answer in --response-timeout: 504. HTTP/1.1 upgrades pass through for the \
+--upgrade protocols (websocket by default). Requests that could be read two ways are refused with 400 \
+and the connection closed (two Host headers, a missing or listed Host, Content-Length and \
+Transfer-Encoding together, a malformed chunked body); a backend answer that could be read two ways \
+is 502; header names with underscores are dropped (--underscores-in-headers).
 
 --mode tcp: --client-ip none (the backend sees this process: the seeds' problem), proxy-v1, \
 proxy-v2 (haproxy's send-proxy / send-proxy-v2), or transparent (IP_TRANSPARENT: the backend sees \
@@ -78,6 +82,22 @@ pub struct Args {
     /// resolved client (client).
     #[arg(long, default_value = "append")]
     xff: realip_lb::forward::XffMode,
+    /// HTTP: request headers whose name holds `_`: drop (as nginx's
+    /// default `underscores_in_headers off`) or pass. CGI, WSGI, PHP and
+    /// Rack read `X_Forwarded_For` as X-Forwarded-For, so any spelling of a
+    /// forwarding header is removed whichever is chosen.
+    #[arg(
+        long = "underscores-in-headers",
+        default_value = "drop",
+        value_name = "drop|pass"
+    )]
+    underscores: realip_lb::forward::Underscores,
+    /// HTTP: a protocol an HTTP/1.1 Upgrade may switch to (repeatable;
+    /// default websocket). Other Upgrade requests go on as plain requests
+    /// without it; h2c is refused (its tunnel would carry requests past
+    /// the proxy's rewriting).
+    #[arg(long = "upgrade", value_name = "PROTOCOL")]
+    upgrades: Vec<realip_lb::config::UpgradeToken>,
     /// HTTP: terminate TLS with this PEM certificate chain (h2 and
     /// HTTP/1.1 by ALPN).
     #[arg(long = "tls-cert", value_name = "FILE", requires = "tls_key")]
@@ -190,6 +210,8 @@ fn from_flags(a: &Args) -> Result<Config, String> {
         routes: Vec::new(),
         headers: None,
         xff: None,
+        underscores: None,
+        upgrades: None,
         strategy: Vec::new(),
         tls: None,
         connect_timeout: Some(Dur(a.connect_timeout)),
@@ -218,6 +240,16 @@ fn from_flags(a: &Args) -> Result<Config, String> {
                 }
             };
             l.xff = Some(XffField(a.xff));
+            l.underscores = Some(realip_lb::config::UnderscoresField(a.underscores));
+            if !a.upgrades.is_empty() {
+                l.upgrades = Some(
+                    a.upgrades
+                        .iter()
+                        .cloned()
+                        .map(realip_lb::config::UpgradeField)
+                        .collect(),
+                );
+            }
             l.tls = match (&a.tls_cert, &a.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsSpec {
                     cert: cert.clone(),

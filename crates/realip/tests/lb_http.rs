@@ -644,7 +644,9 @@ async fn an_upgrade_is_passed_through_and_spliced() {
             let _ = s.write_all(&buf[..n].to_ascii_uppercase()).await;
         }
     });
-    let lb = lb_http(&["--backend", &backend.to_string()]);
+    // Only the protocols named pass (websocket by default), so this one
+    // is named.
+    let lb = lb_http(&["--backend", &backend.to_string(), "--upgrade", "echo"]);
     let mut c = connect_from("127.0.0.8", lb.http).await;
     let head = raw_until(
         &mut c,
