@@ -82,11 +82,11 @@ fn connection_tokens(v: &[u8]) -> Option<(bool, bool)> {
 }
 
 /// A request the fast path takes, its upstream head already written.
-struct Taken {
+pub(crate) struct Taken {
     /// Bytes of the client's head.
-    len: usize,
+    pub(crate) len: usize,
     /// Where it goes, when a route matched.
-    routed: Option<Routed>,
+    pub(crate) routed: Option<Routed>,
     http10: bool,
     keep_alive: bool,
     is_head: bool,
@@ -95,13 +95,13 @@ struct Taken {
 
 /// A request's route: the site it was routed under (read once the head is
 /// whole), the pool and the forwarding plan.
-struct Routed {
+pub(crate) struct Routed {
     site: std::sync::Arc<crate::http::Site>,
     pool: std::sync::Arc<crate::pool::Pool>,
     plan: Plan,
 }
 
-enum Parsed {
+pub(crate) enum Parsed {
     Partial,
     NotSimple,
     Simple(Taken),
@@ -215,7 +215,7 @@ where
 
 /// Parse a head; when the fast path takes it, route it, plan its
 /// forwarding headers and write its upstream head into `up`.
-fn parse(buf: &[u8], conn: &Conn, up: &mut Vec<u8>) -> Parsed {
+pub(crate) fn parse(buf: &[u8], conn: &Conn, up: &mut Vec<u8>) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
@@ -679,6 +679,51 @@ pub(crate) fn frame_response(
     })
 }
 
+/// The head the client gets for a backend's response `resp` framed as
+/// `head`: the client's version, hop-by-hop headers out, and exactly one
+/// framing header, written here rather than copied.
+pub(crate) fn write_response_head(
+    out: &mut Vec<u8>,
+    resp: &httparse::Response<'_, '_>,
+    head: &ResponseHead,
+    http10: bool,
+    is_head: bool,
+    client_keep: bool,
+) {
+    let reason = resp.reason.unwrap_or("");
+    out.clear();
+    out.extend_from_slice(if http10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
+    out.extend_from_slice(head.code.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in resp.headers.iter() {
+        if is_hop_by_hop(h.name) || h.name.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    // A HEAD answer says what a GET would get.
+    if let Some(n) = head.length {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(n.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    } else if head.framing == Framing::Chunked || (is_head && head.chunked) {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if !(100..200).contains(&head.code) {
+        if !client_keep {
+            out.extend_from_slice(b"connection: close\r\n");
+        } else if http10 {
+            out.extend_from_slice(b"connection: keep-alive\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Why the relay stopped.
 enum Relayed {
     /// Done; whether the client connection stays open.
@@ -727,7 +772,6 @@ async fn relay<I: AsyncRead + AsyncWrite + Unpin>(
             up_close,
             ..
         } = head;
-        let reason = resp.reason.unwrap_or("");
         if code == 101 {
             // Never asked for (no Upgrade is forwarded here).
             return Relayed::Refused("101 to a request that asked for no upgrade");
@@ -739,38 +783,7 @@ async fn relay<I: AsyncRead + AsyncWrite + Unpin>(
         }
         let interim = (100..200).contains(&code);
         let client_keep = t.keep_alive && !matches!(framing, Framing::Close);
-        out.clear();
-        out.extend_from_slice(if t.http10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
-        out.extend_from_slice(code.to_string().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(reason.as_bytes());
-        out.extend_from_slice(b"\r\n");
-        for h in resp.headers.iter() {
-            if is_hop_by_hop(h.name) || h.name.eq_ignore_ascii_case("content-length") {
-                continue;
-            }
-            out.extend_from_slice(h.name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(h.value);
-            out.extend_from_slice(b"\r\n");
-        }
-        // One framing header, written here: the length as a plain number,
-        // or chunked (a HEAD answer says what a GET would get).
-        if let Some(n) = head.length {
-            out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(n.to_string().as_bytes());
-            out.extend_from_slice(b"\r\n");
-        } else if framing == Framing::Chunked || (t.is_head && head.chunked) {
-            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-        }
-        if !interim {
-            if !client_keep {
-                out.extend_from_slice(b"connection: close\r\n");
-            } else if t.http10 {
-                out.extend_from_slice(b"connection: keep-alive\r\n");
-            }
-        }
-        out.extend_from_slice(b"\r\n");
+        write_response_head(out, &resp, &head, t.http10, t.is_head, client_keep);
         rbuf.advance(head_len);
         if interim {
             // 1xx (103 Early Hints): passed on to HTTP/1.1 clients, then

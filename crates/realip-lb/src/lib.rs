@@ -30,6 +30,8 @@
 
 pub mod chunked;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub use realip_http::forward;
 pub mod h1proxy;
 pub mod health;
