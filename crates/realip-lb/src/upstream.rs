@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -155,8 +156,13 @@ async fn dial(backend: SocketAddr, timeout: Duration) -> Result<TcpStream, Strin
 /// Idle connections to every backend.
 pub struct Upstream {
     limits: PoolLimits,
-    idle: IdleConns<SendRequest<UpBody>>,
+    /// Each with the number of the socket hyper's connection task owns,
+    /// for the same peek as the raw pool's (see `take_idle`).
+    idle: IdleConns<Idle>,
 }
+
+/// A pooled hyper connection: its sender and its socket's number.
+type Idle = (SendRequest<UpBody>, RawFd);
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -184,19 +190,26 @@ impl Upstream {
         })
     }
 
-    fn take_idle(&self, backend: SocketAddr) -> Option<SendRequest<UpBody>> {
-        // hyper's connection task sees the backend close; nothing to probe.
-        self.idle.take(backend, |sender, _| !sender.is_closed())
+    fn take_idle(&self, backend: SocketAddr) -> Option<Idle> {
+        // hyper's connection task closes a connection that has bytes to
+        // read while idle, but only once it has run and tokio has seen them:
+        // peek at the socket too. While the sender is open the task holds
+        // the socket, so the number is its; should the task end in between,
+        // a peek at whatever took the number only reads, and the request
+        // then fails as not sent and goes to a fresh connection.
+        self.idle
+            .take(backend, |(sender, fd), _| !sender.is_closed() && quiet(*fd))
     }
 
-    fn put_idle(&self, backend: SocketAddr, sender: SendRequest<UpBody>) {
-        if !sender.is_closed() {
+    fn put_idle(&self, backend: SocketAddr, sender: Idle) {
+        if !sender.0.is_closed() {
             self.idle.put(backend, sender);
         }
     }
 
-    async fn connect(&self, backend: SocketAddr) -> Result<SendRequest<UpBody>, String> {
+    async fn connect(&self, backend: SocketAddr) -> Result<Idle, String> {
         let stream = dial(backend, self.limits.connect_timeout).await?;
+        let fd = stream.as_raw_fd();
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .writev(false)
             // A backend that stalls mid-body is cut off, not waited on
@@ -213,7 +226,7 @@ impl Upstream {
                 tracing::debug!(%backend, error = %e, "backend connection ended");
             }
         });
-        Ok(sender)
+        Ok((sender, fd))
     }
 
     /// Send `req` to `backend` on an idle connection, or a new one.
@@ -225,7 +238,7 @@ impl Upstream {
         let mut req = req;
         // Pooled connections first; one that proves closed before the
         // request is written gives the request back, and the next is tried.
-        while let Some(mut sender) = self.take_idle(backend) {
+        while let Some((mut sender, fd)) = self.take_idle(backend) {
             // Back in the pool as soon as the last body byte was read, a
             // connection may need a moment to be ready for the next request.
             if !matches!(
@@ -235,19 +248,19 @@ impl Upstream {
                 continue;
             }
             match sender.try_send_request(req).await {
-                Ok(resp) => return Ok(self.wrap(backend, sender, resp)),
+                Ok(resp) => return Ok(self.wrap(backend, (sender, fd), resp)),
                 Err(mut e) => match e.take_message() {
                     Some(back) => req = back,
                     None => return Err(SendError::Failed(format!("{backend}: {}", e.error()))),
                 },
             }
         }
-        let mut sender = match self.connect(backend).await {
+        let (mut sender, fd) = match self.connect(backend).await {
             Ok(s) => s,
             Err(why) => return Err(SendError::NotSent(Box::new(req), why)),
         };
         match sender.try_send_request(req).await {
-            Ok(resp) => Ok(self.wrap(backend, sender, resp)),
+            Ok(resp) => Ok(self.wrap(backend, (sender, fd), resp)),
             Err(mut e) => match e.take_message() {
                 Some(back) => Err(SendError::NotSent(
                     Box::new(back),
@@ -261,7 +274,7 @@ impl Upstream {
     fn wrap(
         self: &Arc<Self>,
         backend: SocketAddr,
-        sender: SendRequest<UpBody>,
+        sender: Idle,
         resp: Response<Incoming>,
     ) -> Response<PooledBody> {
         // A connection that switched protocols is no HTTP connection any
@@ -282,7 +295,7 @@ impl Upstream {
 /// pool.
 pub struct PooledBody {
     inner: Incoming,
-    home: Option<(Arc<Upstream>, SocketAddr, SendRequest<UpBody>)>,
+    home: Option<(Arc<Upstream>, SocketAddr, Idle)>,
 }
 
 impl std::fmt::Debug for PooledBody {
@@ -332,16 +345,11 @@ impl Body for PooledBody {
 /// answer to the next client's request (response queue poisoning), so it
 /// is looked for every time, with one non-blocking peek at the socket
 /// itself (tokio's readiness may not have seen bytes that just arrived).
-fn quiet(stream: &TcpStream) -> bool {
+fn quiet(fd: RawFd) -> bool {
     use nix::sys::socket::{recv, MsgFlags};
-    use std::os::fd::AsRawFd;
     let mut probe = [0u8; 1];
     matches!(
-        recv(
-            stream.as_raw_fd(),
-            &mut probe,
-            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT
-        ),
+        recv(fd, &mut probe, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT),
         Err(nix::errno::Errno::EAGAIN)
     )
 }
@@ -389,7 +397,7 @@ impl RawPool {
     /// has neither closed nor written to.
     pub fn take(&self, backend: SocketAddr) -> Option<RawConn> {
         self.idle
-            .take(backend, |stream, _| quiet(stream))
+            .take(backend, |stream, _| quiet(stream.as_raw_fd()))
             .map(|stream| RawConn {
                 stream,
                 reused: true,
