@@ -4,7 +4,13 @@
 //! `for=` nodes and command-line arguments, so every place agrees on what an
 //! address is: `1.2.3.4`, `1.2.3.4:80`, `[2001:db8::1]:443`, a bare
 //! `2001:db8::1`, or a zoned `fe80::1%eth0`. IPv4-mapped IPv6 is unmapped, so
-//! `::ffff:10.0.0.1` matches `10.0.0.0/8` exactly as nginx does.
+//! `::ffff:10.0.0.1` matches `10.0.0.0/8` exactly as nginx does, zoned or not.
+//!
+//! A zone is kept for display only: every judgement (trusted, private,
+//! public) is made on [`Addr::ip`] alone, so `fe80::1%eth0` is link-local
+//! like `fe80::1`. A zone names an interface on the machine that wrote it
+//! (RFC 4007 section 6, RFC 6874): it says nothing about where the address
+//! lives, so it must neither earn nor lose trust.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -49,15 +55,15 @@ pub enum AddrError {
 }
 
 /// An address read from text: the IP, an optional port, and an optional IPv6
-/// zone. A zoned address is kept for display but is never trusted, because a
-/// zone names an interface on someone else's machine.
+/// zone. The zone is shown but never judged: trust looks at `ip` only.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Addr {
     /// The IP, with IPv4-mapped IPv6 already unmapped.
     pub ip: IpAddr,
     /// The port, when the text carried one.
     pub port: Option<u16>,
-    /// The IPv6 zone (`eth0` in `fe80::1%eth0`), when present.
+    /// The IPv6 zone (`eth0` in `fe80::1%eth0`), when present. Never set
+    /// on an IPv4 `ip`: IPv4 has no zones, so unmapping drops it.
     pub zone: Option<Box<str>>,
 }
 
@@ -332,9 +338,12 @@ fn parse_v6_zoned(text: &str) -> Result<(Ipv6Addr, Option<Box<str>>), AddrError>
 }
 
 fn finish(ip: IpAddr, port: Option<u16>, zone: Option<Box<str>>) -> Result<Addr, AddrError> {
-    // A mapped address with a zone is nonsense; keep it IPv6 so it is shown
-    // as written and, being zoned, never trusted.
-    let ip = if zone.is_none() { unmap(ip) } else { ip };
+    // `::ffff:10.0.0.9%eth0` is 10.0.0.9 for every judgement: a zone must not
+    // keep a mapped address out of the IPv4 ranges written for it. IPv4 has
+    // no zones, so the zone goes with the IPv6 form (and the address shows
+    // as `10.0.0.9`, which reads back as the same Addr).
+    let ip = unmap(ip);
+    let zone = if ip.is_ipv4() { None } else { zone };
     if ip.is_unspecified() {
         return Err(AddrError::Unspecified);
     }
@@ -398,6 +407,25 @@ mod tests {
         assert_eq!(b.zone.as_deref(), Some("eth0"));
         assert_eq!(b.port, Some(8080));
         assert_eq!(b.to_string(), "[fe80::abcd%eth0]:8080");
+        assert_eq!(ok("fe80::abcd%eth0").to_string(), "fe80::abcd%eth0");
+    }
+
+    #[test]
+    fn a_zoned_mapped_address_is_unmapped() {
+        for t in [
+            "::ffff:10.0.0.9%eth0",
+            "[::ffff:10.0.0.9%eth0]:80",
+            "::ffff:a00:9%2",
+        ] {
+            let a = ok(t);
+            assert_eq!(a.ip, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)), "{t}");
+            assert_eq!(a.zone, None, "{t}");
+            assert_eq!(ok(&a.to_string()), a, "{t} shows as it reads back");
+        }
+        assert_eq!(
+            Addr::parse("::ffff:0.0.0.0%eth0"),
+            Err(AddrError::Unspecified)
+        );
     }
 
     #[test]

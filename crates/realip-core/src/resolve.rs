@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::addr::{Addr, AddrError};
 use crate::headers::{self, Headers, Node};
 use crate::strategy::{HeaderName, Strategy};
-use crate::trust::{is_private_or_loopback, TrustSet};
+use crate::trust::{not_public, TrustSet};
 
 /// The socket peer: the address the kernel says the connection came from.
 /// A distinct type so it cannot be mixed up with a resolved client.
@@ -280,6 +280,12 @@ pub enum Stop {
     Answered,
     /// The peer is not trusted, so nothing it sent was read.
     PeerUntrusted,
+    /// A `*-non-private` strategy met a public peer: its headers are not
+    /// read and the strategy has no answer, so the chain goes on.
+    PeerPublic,
+    /// The peer is 0.0.0.0 or `::`: no connection comes from there, so no
+    /// strategy answers with it or believes what it sent.
+    PeerUnspecified,
     /// The walk reached an untrusted entry: the client.
     UntrustedEntry,
     /// Every entry was trusted; the leftmost is the answer.
@@ -323,6 +329,8 @@ impl fmt::Display for Stop {
         match self {
             Stop::Answered => f.write_str("found"),
             Stop::PeerUntrusted => f.write_str("the peer is not trusted, so its headers were not read; the peer is the client"),
+            Stop::PeerPublic => f.write_str("the peer is public, so its headers were not read; no answer here (end the chain with remote-addr to take the peer)"),
+            Stop::PeerUnspecified => f.write_str("the peer is unspecified (0.0.0.0 or ::), never a client or a proxy; no answer"),
             Stop::UntrustedEntry => f.write_str("reached the first untrusted entry from the right: the client"),
             Stop::AllTrusted => f.write_str("every entry is trusted; the leftmost is the answer"),
             Stop::NoEntries => f.write_str("no entries; the trusted peer is the answer"),
@@ -354,7 +362,8 @@ pub struct Step {
 /// The answer and how it was reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolution {
-    /// The client, if any strategy found one.
+    /// The client, if any strategy found one (`None` when the whole chain
+    /// gave out; see [`Resolver::resolve`]).
     pub client: Option<ClientAddr>,
     /// One step per strategy tried, in order.
     pub steps: Vec<Step>,
@@ -406,6 +415,16 @@ impl Resolver {
     }
 
     /// The client, without an explanation: the hot path.
+    ///
+    /// The strategies are tried in order and the first answer wins; a
+    /// strategy without one (no evidence, an untrusted or public peer,
+    /// nothing qualified) hands on to the next. When none answers the
+    /// result is `None`, never a guess: the peer is the answer only where a
+    /// strategy says so (an untrusted peer under rightmost-trusted-range,
+    /// or a `remote-addr` ending the chain, the labelled last resort).
+    /// realclientip-go's ChainStrategy likewise returns "" and leaves the
+    /// choice to its caller; ours print why (`realip resolve` exits 1,
+    /// whoami's /realip answers 422) or, like realip-http, use the peer.
     pub fn resolve<H: Headers + ?Sized>(&self, req: &Request<'_, H>) -> Option<ClientAddr> {
         self.chain
             .iter()
@@ -637,15 +656,14 @@ fn verdict(
     );
     let untrusted = || -> Reason {
         match a {
-            Some(a) if a.zone.is_some() => "zoned address, never trusted".into(),
-            Some(_) if private_rule => "not private or loopback".into(),
+            Some(_) if private_rule => "public: in no special-purpose block".into(),
             Some(_) if trusted.is_empty() => "no trusted ranges configured".into(),
             Some(_) => trusted.not_in_label().clone().into(),
             None => "not an address".into(),
         }
     };
     match ev {
-        Event::Trusted if private_rule => Verdict::Trusted("private or loopback".into()),
+        Event::Trusted if private_rule => Verdict::Trusted(not_public_reason(a)),
         Event::Trusted => Verdict::Trusted(match a.and_then(|a| trusted.matching_label(a.ip)) {
             Some(label) => label.clone().into(),
             None => "trusted".into(),
@@ -665,9 +683,9 @@ fn verdict(
             HopAddr::Unknown => "for=unknown: the proxy did not know the client".into(),
             HopAddr::Obfuscated(_) => "obfuscated identifier, no address".into(),
             HopAddr::Missing => "element without for=".into(),
-            HopAddr::Addr(_) => "not usable here".into(),
+            HopAddr::Addr(_) => "unspecified (0.0.0.0 or ::): never a client or a proxy".into(),
         }),
-        Event::SkippedPrivate => Verdict::Skipped("private or loopback".into()),
+        Event::SkippedPrivate => Verdict::Skipped(not_public_reason(a)),
         Event::NotBelieved => Verdict::Skipped("not believed: the peer is not trusted".into()),
         Event::NoAddress => Verdict::Skipped("carries no address (UNKNOWN/LOCAL)".into()),
         Event::Answer => match strategy {
@@ -690,6 +708,14 @@ fn verdict(
             _ => Verdict::Untrusted(untrusted()),
         },
     }
+}
+
+/// The special-purpose block that makes a hop not public, for the
+/// `*-non-private` strategies' verdicts.
+fn not_public_reason(a: Option<&Addr>) -> Reason {
+    a.and_then(|a| not_public(a.ip))
+        .unwrap_or("not public")
+        .into()
 }
 
 impl Record<'_> {
@@ -775,6 +801,15 @@ fn run<'h, H: Headers + ?Sized, R: Recorder<'h>>(
     // The peer's scope id is our own interface, not a claim from afar, so it
     // is dropped and the peer can be trusted like any other address.
     let peer = Addr::from_socket(req.peer.0);
+    // Only an API caller or a forged UDP source can hand us 0.0.0.0 or `::`;
+    // the address parser refuses them everywhere else, and so do we here.
+    if peer.ip.is_unspecified() {
+        if let Some(h) = strategy.header() {
+            rec.header_name(h);
+        }
+        rec.event(At::Peer, Event::Unusable);
+        return (None, Stop::PeerUnspecified);
+    }
     match strategy {
         Strategy::RemoteAddr => {
             rec.event(At::Peer, Event::Answer);
@@ -786,15 +821,15 @@ fn run<'h, H: Headers + ?Sized, R: Recorder<'h>>(
             &peer,
             rec,
             |a| trusted.trusts(a),
-            Leftover::Leftmost,
+            Rule::TrustedRange,
         ),
         Strategy::RightmostNonPrivate(h) => walk_rightmost(
             h,
             req.headers,
             &peer,
             rec,
-            |a| a.zone.is_none() && is_private_or_loopback(a.ip),
-            Leftover::Nothing,
+            |a| not_public(a.ip).is_some(),
+            Rule::NonPublic,
         ),
         Strategy::LeftmostNonPrivate(h) => walk_leftmost(h, req.headers, &peer, rec),
         Strategy::RightmostTrustedCount { header, count } => {
@@ -917,13 +952,16 @@ fn claimed<'h, R: Recorder<'h>>(
     }
 }
 
-/// What a rightmost walk answers when every entry passed.
+/// Which rightmost walk: the two differ only where the chain gives out.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Leftover {
-    /// The leftmost entry (nginx: all trusted, so the leftmost).
-    Leftmost,
-    /// No answer (rightmost-non-private: only private addresses seen).
-    Nothing,
+enum Rule {
+    /// nginx's realip: an untrusted peer is the client, an entry that does
+    /// not parse leaves the last address walked (flagged), and when every
+    /// entry is trusted the leftmost is the answer.
+    TrustedRange,
+    /// rightmost-non-private: a public peer, a broken entry or a chain of
+    /// only non-public addresses is no answer, so the chain goes on.
+    NonPublic,
 }
 
 #[inline]
@@ -944,7 +982,7 @@ fn walk_rightmost<'h, H: Headers + ?Sized, R: Recorder<'h>>(
     peer: &Addr,
     rec: &mut R,
     passes: impl Fn(&Addr) -> bool,
-    leftover: Leftover,
+    rule: Rule,
 ) -> Outcome {
     rec.header_name(name);
     if R::ON {
@@ -953,15 +991,7 @@ fn walk_rightmost<'h, H: Headers + ?Sized, R: Recorder<'h>>(
         let n = all.len();
         rec.entries(all.clone());
         let total = || n;
-        walk_rightmost_over(
-            all.into_iter().rev(),
-            total,
-            name,
-            peer,
-            rec,
-            passes,
-            leftover,
-        )
+        walk_rightmost_over(all.into_iter().rev(), total, name, peer, rec, passes, rule)
     } else {
         // The hot path: entries parsed lazily, nearest first, and counted
         // only if the answer is one of them.
@@ -973,9 +1003,9 @@ fn walk_rightmost<'h, H: Headers + ?Sized, R: Recorder<'h>>(
                     .rev()
                     .map(forwarded_hop)
             });
-            walk_rightmost_over(it, total, name, peer, rec, passes, leftover)
+            walk_rightmost_over(it, total, name, peer, rec, passes, rule)
         } else {
-            xff_rightmost(name, headers, peer, passes, leftover)
+            xff_rightmost(name, headers, peer, passes, rule)
         }
     }
 }
@@ -992,7 +1022,7 @@ fn xff_rightmost<H: Headers + ?Sized>(
     headers: &H,
     peer: &Addr,
     passes: impl Fn(&Addr) -> bool,
-    leftover: Leftover,
+    rule: Rule,
 ) -> Outcome {
     // The same judgement on a bare IPv4 (trust looks at the address and the
     // zone only).
@@ -1004,6 +1034,9 @@ fn xff_rightmost<H: Headers + ?Sized>(
         })
     };
     if !passes(peer) {
+        if rule == Rule::NonPublic {
+            return (None, Stop::PeerPublic);
+        }
         return (Some(peer_client(peer)), Stop::PeerUntrusted);
     }
     let sep = |b: u8| matches!(b, b',' | b' ' | b'\t');
@@ -1058,7 +1091,7 @@ fn xff_rightmost<H: Headers + ?Sized>(
                     return (Some(header_client(name, left, a)), Stop::UntrustedEntry);
                 }
                 Err(_) => {
-                    if leftover == Leftover::Nothing {
+                    if rule == Rule::NonPublic {
                         return (None, Stop::NothingQualified);
                     }
                     return match last {
@@ -1074,11 +1107,11 @@ fn xff_rightmost<H: Headers + ?Sized>(
             end = start;
         }
     }
-    match (last, leftover) {
-        (_, Leftover::Nothing) => (None, Stop::NothingQualified),
+    match (last, rule) {
+        (_, Rule::NonPublic) => (None, Stop::NothingQualified),
         // Every entry trusted: the last one walked is the leftmost.
-        (Some(a), Leftover::Leftmost) => (Some(header_client(name, 0, a)), Stop::AllTrusted),
-        (None, Leftover::Leftmost) => (Some(peer_client(peer)), Stop::NoEntries),
+        (Some(a), Rule::TrustedRange) => (Some(header_client(name, 0, a)), Stop::AllTrusted),
+        (None, Rule::TrustedRange) => (Some(peer_client(peer)), Stop::NoEntries),
     }
 }
 
@@ -1089,10 +1122,13 @@ fn walk_rightmost_over<'h, R: Recorder<'h>>(
     peer: &Addr,
     rec: &mut R,
     passes: impl Fn(&Addr) -> bool,
-    leftover: Leftover,
+    rule: Rule,
 ) -> Outcome {
     if !passes(peer) {
         rec.event(At::Peer, Event::Untrusted);
+        if rule == Rule::NonPublic {
+            return (None, Stop::PeerPublic);
+        }
         return (Some(peer_client(peer)), Stop::PeerUntrusted);
     }
     rec.event(At::Peer, Event::Trusted);
@@ -1119,7 +1155,7 @@ fn walk_rightmost_over<'h, R: Recorder<'h>>(
                 } else {
                     Stop::Unparsable
                 };
-                if leftover == Leftover::Nothing {
+                if rule == Rule::NonPublic {
                     return (None, Stop::NothingQualified);
                 }
                 return match last {
@@ -1135,13 +1171,13 @@ fn walk_rightmost_over<'h, R: Recorder<'h>>(
             }
         }
     }
-    match (last, leftover) {
-        (_, Leftover::Nothing) => (None, Stop::NothingQualified),
-        (Some((lr, a)), Leftover::Leftmost) => {
+    match (last, rule) {
+        (_, Rule::NonPublic) => (None, Stop::NothingQualified),
+        (Some((lr, a)), Rule::TrustedRange) => {
             rec.event(At::FromRight(lr), Event::Answer);
             (Some(header_client(name, index_of(lr), a)), Stop::AllTrusted)
         }
-        (None, Leftover::Leftmost) => {
+        (None, Rule::TrustedRange) => {
             rec.event(At::Peer, Event::Answer);
             (Some(peer_client(peer)), Stop::NoEntries)
         }
@@ -1158,10 +1194,10 @@ fn walk_leftmost<'h, H: Headers + ?Sized, R: Recorder<'h>>(
     if R::ON {
         rec.entries(hops_fwd(headers, name).collect());
     }
-    let private = |a: &Addr| a.zone.is_none() && is_private_or_loopback(a.ip);
+    let private = |a: &Addr| not_public(a.ip).is_some();
     if !private(peer) {
         rec.event(At::Peer, Event::Untrusted);
-        return (Some(peer_client(peer)), Stop::PeerUntrusted);
+        return (None, Stop::PeerPublic);
     }
     rec.event(At::Peer, Event::Trusted);
     for (l, hop) in hops_fwd(headers, name).enumerate() {

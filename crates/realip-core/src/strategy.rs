@@ -1,7 +1,9 @@
 //! The resolution strategies, by name.
 //!
 //! A strategy says where to look for the client and how far to believe what
-//! it finds. Several can be chained: the first that yields an answer wins.
+//! it finds. Several can be chained: the first that yields an answer wins, a
+//! strategy without one hands on to the next, and a chain that gives out
+//! has no answer (see [`crate::Resolver::resolve`]).
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -33,9 +35,10 @@ pub enum Strategy {
         /// How many proxies in front of us append to it.
         count: NonZeroUsize,
     },
-    /// The rightmost entry that is not private or loopback.
+    /// The rightmost public entry, behind a non-public peer ("public" as
+    /// [`crate::trust::not_public`] defines it).
     RightmostNonPrivate(HeaderName),
-    /// The leftmost entry that is not private or loopback. Forgeable: for
+    /// The leftmost public entry, behind a non-public peer. Forgeable: for
     /// logging only.
     LeftmostNonPrivate(HeaderName),
     /// The source address of a PROXY protocol header, from a trusted peer.
@@ -68,7 +71,11 @@ pub enum StrategyError {
 /// The help text for every strategy, with an example of each. Kept beside
 /// the parser so the two cannot drift apart.
 pub const STRATEGY_HELP: &str = "\
-Strategies (chain several with commas or repeated --strategy; the first that yields an answer wins):
+Strategies (chain several with commas or repeated --strategy): the first that yields an answer wins;
+a strategy with no answer hands on to the next. If none answers there is no client (exit 1):
+end the chain with remote-addr to fall back to the peer, labelled as such.
+Zones (fe80::1%eth0) are shown but never judged: every strategy trusts or skips an address
+exactly as it would without its zone, and ::ffff:a.b.c.d%zone is a.b.c.d.
 
   remote-addr
       The socket peer. Example: peer 9.9.9.9:1234 -> 9.9.9.9.
@@ -90,16 +97,26 @@ Strategies (chain several with commas or repeated --strategy; the first that yie
       203.0.113.1 -> 203.0.113.10.
 
   rightmost-non-private[:HEADER]
-      Headers are read only when the peer is private or loopback (else the peer is the
-      client); then the rightmost entry that is not private or loopback. A broken entry or a
-      chain of only private entries gives no answer. Needs no --trusted: the trust is
-      `private` plus `loopback` by definition.
+      Headers are read only when the peer is not public (a public peer: no answer, the chain
+      goes on); then the rightmost public entry. A broken entry or a chain of only non-public
+      entries gives no answer. Needs no --trusted: every non-public address is trusted.
+      Not public (IANA special-purpose registries, RFC 6890: the blocks marked not globally
+      reachable, plus what can never be a source):
+        IPv4  0/8, 10/8, 100.64/10 (CGNAT), 127/8, 169.254/16, 172.16/12, 192.0.0/24 (but
+              192.0.0.9 and .10), 192.0.2/24, 198.51.100/24, 203.0.113/24 (documentation),
+              192.88.99/24 (old 6to4 relays), 192.168/16, 198.18/15 (benchmarking),
+              224/4 (multicast), 240/4, 255.255.255.255
+        IPv6  ::1, ::, 64:ff9b:1::/48, 100::/64, 2001::/23 (but Teredo 2001::/32 and the other
+              globally reachable blocks in it), 2001:2::/48, 2001:db8::/32 and 3fff::/20
+              (documentation), 5f00::/16, fc00::/7, fe80::/10, ff00::/8 (multicast)
+      So a lab client in 203.0.113.0/24 is never the answer here; use a trust set.
       Example: peer 10.0.0.5, X-Forwarded-For: 1.1.1.1, 8.8.8.8, 10.0.0.1 -> 8.8.8.8.
 
   leftmost-non-private[:HEADER]
-      The leftmost entry that is not private or loopback (read only when the peer is private
-      or loopback). FORGEABLE: the client writes the left end. For logging only, never for
-      access control. Example: peer 10.0.0.5, X-Forwarded-For: 1.1.1.1, 8.8.8.8 -> 1.1.1.1.
+      The leftmost public entry, skipping broken ones (read only when the peer is not public;
+      a public peer: no answer). FORGEABLE: the client writes the left end. For logging only,
+      never for access control. Public as for rightmost-non-private.
+      Example: peer 10.0.0.5, X-Forwarded-For: 1.1.1.1, 8.8.8.8 -> 1.1.1.1.
 
   single-header:NAME
       A header that holds exactly one address (X-Real-IP, True-Client-IP, CF-Connecting-IP),
@@ -321,6 +338,25 @@ mod tests {
                 STRATEGY_HELP.contains(&format!("\n  {s}")),
                 "{s} missing from help"
             );
+        }
+    }
+
+    #[test]
+    fn help_lists_every_not_public_block() {
+        // The help abbreviates (10/8); each block's network must appear in
+        // some form, so the list cannot drift from the table.
+        for label in crate::trust::not_public_blocks() {
+            let cidr = label.split(' ').next().unwrap();
+            let (net, len) = cidr.split_once('/').unwrap();
+            let mut forms = vec![cidr.to_string()];
+            let mut short = net;
+            while let Some(t) = short.strip_suffix(".0") {
+                short = t;
+                forms.push(format!("{short}/{len}"));
+            }
+            let found = forms.iter().any(|f| STRATEGY_HELP.contains(f.as_str()))
+                || (len == "32" || len == "128") && STRATEGY_HELP.contains(net);
+            assert!(found, "{label} missing from the help");
         }
     }
 

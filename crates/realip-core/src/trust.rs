@@ -196,7 +196,8 @@ impl Preset {
 }
 
 /// Whether an address is private in the sense of the `private` preset or
-/// loopback: the `*-non-private` strategies skip these.
+/// loopback. (The `*-non-private` strategies use the wider
+/// [`not_public`].)
 pub fn is_private_or_loopback(ip: IpAddr) -> bool {
     match unmap(ip) {
         IpAddr::V4(v4) => {
@@ -211,6 +212,239 @@ pub fn is_private_or_loopback(ip: IpAddr) -> bool {
             v6.is_loopback() || (s & 0xfe00) == 0xfc00 || (s & 0xffc0) == 0xfe80
         }
     }
+}
+
+// What "not public" means for the `*-non-private` strategies.
+//
+// The rule, in one sentence: an address is not public when the most
+// specific block of the IANA special-purpose address registries (RFC 6890,
+// as kept current at iana.org/assignments/iana-ipv4-special-registry and
+// iana-ipv6-special-registry) that holds it says "Globally Reachable:
+// False", or when it can never be a packet's source at all (multicast,
+// class E, limited broadcast: RFC 1122 section 3.2.1.3, RFC 4291 section
+// 2.7). Such an address cannot be the internet client, so a walk looking
+// for the client passes over it like a private proxy.
+//
+// Two rows say "N/A" rather than True or False because they embed another
+// address: Teredo (2001::/32) and 6to4 (2002::/16). Both are the real
+// addresses of real tunnelled clients, so they count as public here.
+// 192.88.99.0/24 (6to4 relay anycast, deprecated by RFC 7526) is also N/A;
+// it is nobody's own address, so it counts as not public.
+//
+// The documentation blocks (192.0.2/24, 198.51.100/24, 203.0.113/24,
+// 2001:db8::/32, 3fff::/20) are not public: nothing on the internet may use
+// them (RFC 5737, RFC 3849, RFC 9637). Labs that play "the internet" with
+// them (ours uses 203.0.113.7) must resolve with a trust set
+// (rightmost-trusted-range), not with these strategies.
+//
+// realclientip-go's list agrees on every IPv4 block except the two
+// globally reachable anycast exceptions inside 192.0.0.0/24; for IPv6 it
+// also counts Teredo, 6to4 and all of 2001::/23 as not public and does not
+// know 64:ff9b:1::/48, 3fff::/20 or 5f00::/16.
+//
+// Order matters: the first row that holds the address decides, so each
+// globally reachable exception sits before the block it is carved from.
+
+/// One row of the table: network, prefix, and `None` when the block is
+/// globally reachable (an exception to a wider block) or the label an
+/// explanation shows when it is not.
+type Row4 = (u32, u8, Option<&'static str>);
+type Row6 = (u128, u8, Option<&'static str>);
+
+const fn v4(a: u8, b: u8, c: u8, d: u8) -> u32 {
+    u32::from_be_bytes([a, b, c, d])
+}
+
+const NOT_PUBLIC_V4: &[Row4] = &[
+    (
+        v4(0, 0, 0, 0),
+        8,
+        Some("0.0.0.0/8 (\"this network\", RFC 791)"),
+    ),
+    (v4(10, 0, 0, 0), 8, Some("10.0.0.0/8 (private, RFC 1918)")),
+    (
+        v4(100, 64, 0, 0),
+        10,
+        Some("100.64.0.0/10 (shared CGNAT space, RFC 6598)"),
+    ),
+    (
+        v4(127, 0, 0, 0),
+        8,
+        Some("127.0.0.0/8 (loopback, RFC 1122)"),
+    ),
+    (
+        v4(169, 254, 0, 0),
+        16,
+        Some("169.254.0.0/16 (link-local, RFC 3927)"),
+    ),
+    (
+        v4(172, 16, 0, 0),
+        12,
+        Some("172.16.0.0/12 (private, RFC 1918)"),
+    ),
+    (v4(192, 0, 0, 9), 32, None), // PCP anycast, RFC 7723: globally reachable
+    (v4(192, 0, 0, 10), 32, None), // TURN anycast, RFC 8155: globally reachable
+    (
+        v4(192, 0, 0, 0),
+        24,
+        Some("192.0.0.0/24 (IETF protocol assignments, RFC 6890)"),
+    ),
+    (
+        v4(192, 0, 2, 0),
+        24,
+        Some("192.0.2.0/24 (documentation TEST-NET-1, RFC 5737)"),
+    ),
+    (
+        v4(192, 88, 99, 0),
+        24,
+        Some("192.88.99.0/24 (deprecated 6to4 relay anycast, RFC 7526)"),
+    ),
+    (
+        v4(192, 168, 0, 0),
+        16,
+        Some("192.168.0.0/16 (private, RFC 1918)"),
+    ),
+    (
+        v4(198, 18, 0, 0),
+        15,
+        Some("198.18.0.0/15 (benchmarking, RFC 2544)"),
+    ),
+    (
+        v4(198, 51, 100, 0),
+        24,
+        Some("198.51.100.0/24 (documentation TEST-NET-2, RFC 5737)"),
+    ),
+    (
+        v4(203, 0, 113, 0),
+        24,
+        Some("203.0.113.0/24 (documentation TEST-NET-3, RFC 5737)"),
+    ),
+    (
+        v4(224, 0, 0, 0),
+        4,
+        Some("224.0.0.0/4 (multicast, never a source, RFC 1122)"),
+    ),
+    (
+        v4(255, 255, 255, 255),
+        32,
+        Some("255.255.255.255/32 (limited broadcast, RFC 919)"),
+    ),
+    (
+        v4(240, 0, 0, 0),
+        4,
+        Some("240.0.0.0/4 (reserved, RFC 1112)"),
+    ),
+];
+
+const fn v6(s: [u16; 8]) -> u128 {
+    let mut v = 0u128;
+    let mut i = 0;
+    while i < 8 {
+        v = (v << 16) | s[i] as u128;
+        i += 1;
+    }
+    v
+}
+
+const NOT_PUBLIC_V6: &[Row6] = &[
+    (
+        v6([0, 0, 0, 0, 0, 0, 0, 1]),
+        128,
+        Some("::1/128 (loopback, RFC 4291)"),
+    ),
+    (v6([0; 8]), 128, Some("::/128 (unspecified, RFC 4291)")),
+    (
+        v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0]),
+        48,
+        Some("64:ff9b:1::/48 (local-use IPv4/IPv6 translation, RFC 8215)"),
+    ),
+    (
+        v6([0x100, 0, 0, 0, 0, 0, 0, 0]),
+        64,
+        Some("100::/64 (discard-only, RFC 6666)"),
+    ),
+    // Carved out of 2001::/23 and globally reachable (the registry's
+    // "unless allowed by a more specific allocation").
+    (v6([0x2001, 0, 0, 0, 0, 0, 0, 0]), 32, None), // Teredo, RFC 4380 (N/A: see above)
+    (v6([0x2001, 1, 0, 0, 0, 0, 0, 1]), 128, None), // PCP anycast, RFC 7723
+    (v6([0x2001, 1, 0, 0, 0, 0, 0, 2]), 128, None), // TURN anycast, RFC 8155
+    (v6([0x2001, 1, 0, 0, 0, 0, 0, 3]), 128, None), // DNS-SD SRP anycast, RFC 9665
+    (v6([0x2001, 3, 0, 0, 0, 0, 0, 0]), 32, None), // AMT, RFC 7450
+    (v6([0x2001, 4, 0x112, 0, 0, 0, 0, 0]), 48, None), // AS112-v6, RFC 7535
+    (v6([0x2001, 0x20, 0, 0, 0, 0, 0, 0]), 28, None), // ORCHIDv2, RFC 7343
+    (v6([0x2001, 0x30, 0, 0, 0, 0, 0, 0]), 28, None), // DRIP DETs, RFC 9374
+    (
+        v6([0x2001, 2, 0, 0, 0, 0, 0, 0]),
+        48,
+        Some("2001:2::/48 (benchmarking, RFC 5180)"),
+    ),
+    (
+        v6([0x2001, 0, 0, 0, 0, 0, 0, 0]),
+        23,
+        Some("2001::/23 (IETF protocol assignments, RFC 2928)"),
+    ),
+    (
+        v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0]),
+        32,
+        Some("2001:db8::/32 (documentation, RFC 3849)"),
+    ),
+    (
+        v6([0x3fff, 0, 0, 0, 0, 0, 0, 0]),
+        20,
+        Some("3fff::/20 (documentation, RFC 9637)"),
+    ),
+    (
+        v6([0x5f00, 0, 0, 0, 0, 0, 0, 0]),
+        16,
+        Some("5f00::/16 (SRv6 SIDs, RFC 9602)"),
+    ),
+    (
+        v6([0xfc00, 0, 0, 0, 0, 0, 0, 0]),
+        7,
+        Some("fc00::/7 (unique local, RFC 4193)"),
+    ),
+    (
+        v6([0xfe80, 0, 0, 0, 0, 0, 0, 0]),
+        10,
+        Some("fe80::/10 (link-local, RFC 4291)"),
+    ),
+    (
+        v6([0xff00, 0, 0, 0, 0, 0, 0, 0]),
+        8,
+        Some("ff00::/8 (multicast, never a source, RFC 4291)"),
+    ),
+];
+
+/// Why `ip` is not public: the special-purpose block that holds it (see
+/// the table above for the rule and its sources), as an explanation shows
+/// it, e.g. `"203.0.113.0/24 (documentation TEST-NET-3, RFC 5737)"`.
+/// `None` for a public address. IPv4-mapped IPv6 is judged as IPv4.
+pub fn not_public(ip: IpAddr) -> Option<&'static str> {
+    match unmap(ip) {
+        IpAddr::V4(a) => {
+            let a = u32::from(a);
+            NOT_PUBLIC_V4
+                .iter()
+                .find(|&&(n, p, _)| a & mask4(p) == n)
+                .and_then(|r| r.2)
+        }
+        IpAddr::V6(a) => {
+            let a = u128::from(a);
+            NOT_PUBLIC_V6
+                .iter()
+                .find(|&&(n, p, _)| a & mask6(p) == n)
+                .and_then(|r| r.2)
+        }
+    }
+}
+
+/// Every block [`not_public`] counts, in table order (for help texts and
+/// tests).
+pub fn not_public_blocks() -> impl Iterator<Item = &'static str> {
+    NOT_PUBLIC_V4
+        .iter()
+        .filter_map(|r| r.2)
+        .chain(NOT_PUBLIC_V6.iter().filter_map(|r| r.2))
 }
 
 /// One entry of a trust set, kept with how it was written, so that an
@@ -364,11 +598,13 @@ impl TrustSet {
         self.index_of(ip).is_some()
     }
 
-    /// Whether a parsed address is trusted. A zoned address never is: a zone
-    /// names an interface on another machine, so the range cannot vouch for it.
+    /// Whether a parsed address is trusted. Judged on the address alone: a
+    /// zone names an interface on the machine that wrote it and says nothing
+    /// about where the address lives, so `fe80::1%eth0` is trusted exactly
+    /// when `fe80::1` is.
     #[inline]
     pub fn trusts(&self, addr: &Addr) -> bool {
-        addr.zone.is_none() && self.contains(addr.ip)
+        self.contains(addr.ip)
     }
 }
 
@@ -473,10 +709,143 @@ mod tests {
     }
 
     #[test]
-    fn zoned_never_trusted() {
-        let set = TrustSet::parse(["any"]).unwrap();
-        assert!(!set.trusts(&Addr::parse("fe80::1%eth0").unwrap()));
-        assert!(set.trusts(&Addr::parse("fe80::1").unwrap()));
+    fn a_zone_never_changes_trust() {
+        for trust in [
+            &["any"][..],
+            &["fe80::/10"],
+            &["10.0.0.0/8"],
+            &["private"],
+            &[],
+        ] {
+            let set = TrustSet::parse(trust.iter().copied()).unwrap();
+            for (zoned, bare) in [
+                ("fe80::1%eth0", "fe80::1"),
+                ("[fe80::1%eth0]:80", "fe80::1"),
+                ("::ffff:10.0.0.9%eth0", "10.0.0.9"),
+                ("2001:db8::1%7", "2001:db8::1"),
+            ] {
+                let z = Addr::parse(zoned).unwrap();
+                let b = Addr::parse(bare).unwrap();
+                assert_eq!(set.trusts(&z), set.trusts(&b), "{trust:?} {zoned}");
+            }
+        }
+        let set = TrustSet::parse(["10.0.0.0/8"]).unwrap();
+        assert!(set.trusts(&Addr::parse("::ffff:10.0.0.9%eth0").unwrap()));
+    }
+
+    #[test]
+    fn not_public_follows_the_special_purpose_registries() {
+        for a in [
+            "0.1.2.3",
+            "10.0.0.1",
+            "100.64.0.1",
+            "100.127.255.255",
+            "127.0.0.2",
+            "169.254.1.1",
+            "172.16.0.1",
+            "192.0.0.8",
+            "192.0.0.170",
+            "192.0.2.60",
+            "192.88.99.1",
+            "192.168.1.1",
+            "198.18.5.5",
+            "198.19.255.255",
+            "198.51.100.7",
+            "203.0.113.7",
+            "224.0.0.1",
+            "239.255.255.250",
+            "240.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "64:ff9b:1::a00:1",
+            "100::1",
+            "2001:2::1",
+            "2001:1::4",
+            "2001:10::1",
+            "2001:db8::1",
+            "3fff::1",
+            "5f00::1",
+            "fc00::1",
+            "fd12:3456:789a:1::1",
+            "fe80::abcd",
+            "ff02::1",
+            "::ffff:192.168.1.1",
+            "::ffff:203.0.113.7",
+        ] {
+            assert!(not_public(ip(a)).is_some(), "{a} should not be public");
+        }
+        for a in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "100.63.255.255",
+            "100.128.0.1",
+            "172.32.0.1",
+            "192.0.0.9",
+            "192.0.0.10",
+            "192.0.1.1",
+            "192.18.5.5",
+            "198.17.255.255",
+            "198.20.0.1",
+            "203.0.114.1",
+            "223.255.255.255",
+            "::ffff:188.0.2.128",
+            "2607:f8b0:4004:83f::18",
+            "64:ff9b::bc00:280",
+            "2001::1",
+            "2001:1::1",
+            "2001:3::1",
+            "2001:4:112::1",
+            "2001:20::1",
+            "2001:30::1",
+            "2002:c000:204::",
+            "2001:db9::1",
+            "3fff:1000::1",
+            "2400:cb00::1",
+        ] {
+            assert_eq!(not_public(ip(a)), None, "{a} should be public");
+        }
+        assert_eq!(
+            not_public(ip("203.0.113.7")),
+            Some("203.0.113.0/24 (documentation TEST-NET-3, RFC 5737)")
+        );
+        // The private preset and loopback are a subset.
+        for a in [
+            "10.0.0.1",
+            "100.64.0.1",
+            "127.0.0.1",
+            "::1",
+            "fc00::1",
+            "fe80::1",
+            "169.254.0.1",
+        ] {
+            assert!(
+                is_private_or_loopback(ip(a)) && not_public(ip(a)).is_some(),
+                "{a}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_table_is_well_formed() {
+        // No host bits set, so every row can match.
+        for &(n, p, _) in NOT_PUBLIC_V4 {
+            assert_eq!(n & mask4(p), n, "{n:#x}/{p}");
+        }
+        for &(n, p, _) in NOT_PUBLIC_V6 {
+            assert_eq!(n & mask6(p), n, "{n:#x}/{p}");
+        }
+        // Each label names its own row's network.
+        for &(n, p, l) in NOT_PUBLIC_V4 {
+            if let Some(l) = l {
+                assert!(l.starts_with(&format!("{}/{p} ", Ipv4Addr::from(n))), "{l}");
+            }
+        }
+        for &(n, p, l) in NOT_PUBLIC_V6 {
+            if let Some(l) = l {
+                assert!(l.starts_with(&format!("{}/{p} ", Ipv6Addr::from(n))), "{l}");
+            }
+        }
+        assert_eq!(not_public_blocks().count(), 16 + 12);
     }
 
     #[test]

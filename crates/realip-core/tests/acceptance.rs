@@ -179,17 +179,48 @@ fn mapped_and_zoned_entries() {
         &[("X-Forwarded-For", "7.7.7.7, ::ffff:10.0.0.9")],
     );
     assert_eq!(ip(&c), "7.7.7.7");
-    // A zoned entry is never trusted, even under `any`.
+    // A zone changes nothing: the address is judged without it, and a
+    // zoned mapped address is unmapped before the trust check.
+    let (c, _) = both(
+        &r,
+        "10.0.0.5:1",
+        &[("X-Forwarded-For", "7.7.7.7, ::ffff:10.0.0.9%eth0")],
+    );
+    assert_eq!(ip(&c), "7.7.7.7");
     let r = resolver(&["any"], "rightmost-trusted-range");
     let (c, full) = both(
         &r,
         "10.0.0.5:1",
         &[("X-Forwarded-For", "7.7.7.7, fe80::1%eth0")],
     );
-    assert_eq!(ip(&c), "fe80::1");
     assert_eq!(
-        full.hops()[1].verdict,
-        Verdict::Untrusted("zoned address, never trusted".into())
+        (ip(&c), c.unwrap().source.to_string()),
+        ("7.7.7.7".into(), "X-Forwarded-For[0]".into())
+    );
+    assert_eq!(
+        full.hops()[1].addr.to_string(),
+        "fe80::1%eth0",
+        "the zone is still shown"
+    );
+    assert_eq!(full.hops()[1].verdict.trusted(), Some(true));
+    // Link-local with a zone is not public.
+    let r = resolver(&[], "rightmost-non-private");
+    let (c, _) = both(
+        &r,
+        "10.0.0.5:1",
+        &[("X-Forwarded-For", "7.7.7.7, fe80::1%eth0")],
+    );
+    assert_eq!(ip(&c), "7.7.7.7");
+    // A public address keeps its zone for display; the answer has none.
+    let (c, full) = both(
+        &r,
+        "10.0.0.5:1",
+        &[("X-Forwarded-For", "2607:f8b0:4004:83f::18%eth0, 10.0.0.1")],
+    );
+    assert_eq!(ip(&c), "2607:f8b0:4004:83f::18");
+    assert_eq!(
+        full.hops()[0].addr.to_string(),
+        "2607:f8b0:4004:83f::18%eth0"
     );
 }
 
@@ -291,9 +322,38 @@ fn non_private() {
         &[("X-Forwarded-For", "1.1.1.1, 8.8.8.8, 10.0.0.1")],
     );
     assert_eq!(ip(&c), "8.8.8.8");
-    // A public peer is the client: its headers are not read.
-    let (c, _) = both(&r, "8.8.4.4:1", &[("X-Forwarded-For", "1.1.1.1")]);
-    assert_eq!(ip(&c), "8.8.4.4");
+    // A public peer: its headers are not read and there is no answer, so
+    // a chain goes on to the next strategy ...
+    let (c, full) = both(&r, "8.8.4.4:1", &[("X-Forwarded-For", "1.1.1.1")]);
+    assert!(c.is_none());
+    assert_eq!(full.decisive().unwrap().stop, Stop::PeerPublic);
+    assert_eq!(full.hops()[1].verdict.trusted(), Some(false));
+    // ... such as remote-addr, the labelled last resort.
+    let rr = resolver(&[], "rightmost-non-private, remote-addr");
+    let (c, full) = both(&rr, "8.8.4.4:1", &[("X-Forwarded-For", "1.1.1.1")]);
+    assert_eq!(
+        (ip(&c), c.unwrap().source),
+        ("8.8.4.4".into(), Source::Peer)
+    );
+    assert_eq!(full.steps.len(), 2);
+    // Documentation, benchmarking and other special-purpose blocks are not
+    // public: skipped like private proxies, and said why.
+    let (c, full) = both(
+        &r,
+        "10.0.0.5:1",
+        &[(
+            "X-Forwarded-For",
+            "8.8.8.8, 203.0.113.7, 198.18.0.1, 2001:db8::1",
+        )],
+    );
+    assert_eq!(ip(&c), "8.8.8.8");
+    assert_eq!(
+        full.hops()[1].verdict,
+        Verdict::Trusted("203.0.113.0/24 (documentation TEST-NET-3, RFC 5737)".into())
+    );
+    // A peer in one of them counts as a private proxy.
+    let (c, _) = both(&r, "198.51.100.1:1", &[("X-Forwarded-For", "8.8.8.8")]);
+    assert_eq!(ip(&c), "8.8.8.8");
     // Only private entries: no answer.
     let (c, full) = both(
         &r,
@@ -314,8 +374,73 @@ fn non_private() {
     assert!(matches!(hops[0].verdict, Verdict::Skipped(_)));
     assert!(matches!(hops[1].verdict, Verdict::Unusable(_)));
     assert!(matches!(hops[3].verdict, Verdict::NotReached));
-    let (c, _) = both(&l, "8.8.4.4:1", &[("X-Forwarded-For", "1.1.1.1")]);
-    assert_eq!(ip(&c), "8.8.4.4");
+    let (c, full) = both(&l, "8.8.4.4:1", &[("X-Forwarded-For", "1.1.1.1")]);
+    assert!(c.is_none());
+    assert_eq!(full.decisive().unwrap().stop, Stop::PeerPublic);
+    assert_eq!(
+        full.hops()[0].verdict,
+        Verdict::NotReached,
+        "a public peer's header is not read"
+    );
+}
+
+#[test]
+fn a_strategy_without_an_answer_hands_on() {
+    // The chain of issue 10: a public trusted peer (a CDN) sends X-Real-IP.
+    let r = resolver(
+        &["8.8.4.0/24"],
+        "rightmost-non-private, single-header:X-Real-IP",
+    );
+    let h = [("X-Real-IP", "1.2.3.4"), ("X-Forwarded-For", "5.5.5.5")];
+    let (c, full) = both(&r, "8.8.4.4:1", &h);
+    assert_eq!(ip(&c), "1.2.3.4");
+    assert_eq!(full.steps[0].stop, Stop::PeerPublic);
+    // A private peer whose chain is all private hands on too.
+    let h = [("X-Real-IP", "1.2.3.4"), ("X-Forwarded-For", "10.1.1.1")];
+    let r = resolver(
+        TEN,
+        "leftmost-non-private, rightmost-non-private, single-header:X-Real-IP",
+    );
+    let (c, full) = both(&r, "10.0.0.5:1", &h);
+    assert_eq!(ip(&c), "1.2.3.4");
+    assert_eq!(full.steps.len(), 3);
+    // Nothing answers: no client, and the last step says why.
+    let r = resolver(&[], "rightmost-non-private, single-header:X-Real-IP");
+    let (c, full) = both(&r, "8.8.4.4:1", &h);
+    assert!(c.is_none());
+    assert_eq!(full.steps.len(), 2);
+    assert_eq!(
+        full.decisive().unwrap().stop,
+        Stop::EvidenceUntrusted("header")
+    );
+}
+
+#[test]
+fn an_unspecified_peer_is_never_an_answer() {
+    for strategy in [
+        "remote-addr",
+        "rightmost-trusted-range",
+        "rightmost-trusted-count:1",
+        "rightmost-non-private",
+        "leftmost-non-private",
+        "single-header:X-Real-IP",
+    ] {
+        let r = resolver(&["any"], strategy);
+        for p in ["0.0.0.0:1", "[::]:1", "[::ffff:0.0.0.0]:1"] {
+            let (c, full) = both(
+                &r,
+                p,
+                &[("X-Forwarded-For", "1.1.1.1"), ("X-Real-IP", "1.1.1.1")],
+            );
+            assert!(c.is_none(), "{strategy} {p}");
+            let step = full.decisive().unwrap();
+            assert_eq!(step.stop, Stop::PeerUnspecified);
+            assert!(matches!(
+                step.hops.last().unwrap().verdict,
+                Verdict::Unusable(_)
+            ));
+        }
+    }
 }
 
 #[test]
