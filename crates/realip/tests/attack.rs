@@ -226,7 +226,22 @@ impl Obs {
         }
     }
 
+    /// The request hidden after a body reached the backend as the
+    /// attacker wrote it (its forged XFF intact: nobody rewrote it).
     pub fn smuggled(&self) -> bool {
+        self.reqs().any(|r| {
+            r.target.contains("smuggled")
+                && r.head
+                    .all("x-forwarded-for")
+                    .iter()
+                    .any(|v| wire::lossy(v).contains(FORGED))
+        })
+    }
+
+    /// The request hidden after a body was served, rewritten: the proxy
+    /// read the body differently than its framing allowed, or kept
+    /// reading after a message it must have refused or closed on.
+    pub fn served_after(&self) -> bool {
         self.reqs().any(|r| r.target.contains("smuggled"))
     }
 
@@ -266,12 +281,12 @@ impl Obs {
 pub fn forwarding_like(name: &str) -> bool {
     let n = name.to_ascii_lowercase().replace('_', "-");
     n == "forwarded"
-        || n.contains("forwarded-for")
         || n.starts_with("x-forwarded")
-        || n.contains("real-ip")
-        || n.contains("client-ip")
+        || n == "x-real-ip"
+        || n == "x-original-uri"
+        || n == "x-scheme"
+        || n == "x-request-id"
         || n == "x-original-forwarded-for"
-        || n == "cf-connecting-ip"
 }
 
 /// A short cell: `fwd2 200,200 open`, `400 close`, `RST`, with flags.
@@ -306,7 +321,6 @@ fn cell(o: &Obs) -> String {
                 let st: Vec<String> = c
                     .resps
                     .iter()
-                    .filter(|r| r.status >= 200)
                     .map(|r| format!("{}{}", r.status, if r.complete { "" } else { "cut" }))
                     .collect();
                 let st = if st.is_empty() {
@@ -328,6 +342,8 @@ fn cell(o: &Obs) -> String {
     }
     if o.smuggled() {
         out.push_str(" SMUGGLED");
+    } else if o.served_after() {
+        out.push_str(" AFTER");
     }
     if o.forged().is_some() {
         out.push_str(" FORGED");
@@ -479,8 +495,15 @@ fn judge(v: &Vector, o: &Obs) -> Vec<String> {
 // ------------------------------------------------------------ raw backend
 
 pub const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-const SWITCH: &[u8] =
-    b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+/// A 101 to `token`, with the accept key of RFC 6455's example nonce
+/// (the one the vectors send).
+fn switch_to(token: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: {token}\r\n\
+         Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+    )
+    .into_bytes()
+}
 
 fn has_token(h: &Head, name: &str, token: &str) -> bool {
     h.all(name).iter().any(|v| {
@@ -521,7 +544,12 @@ fn backend_request(buf: &[u8], at: usize) -> Result<Option<(BReq, usize)>, Strin
     )))
 }
 
-async fn backend_conn(mut s: TcpStream, script: Arc<Script>, log: Arc<Mutex<Vec<BConn>>>) {
+async fn backend_conn(
+    mut s: TcpStream,
+    script: Arc<Script>,
+    log: Arc<Mutex<Vec<BConn>>>,
+    answered: Arc<std::sync::atomic::AtomicUsize>,
+) {
     let me = {
         let mut l = log.lock().unwrap();
         l.push(BConn::default());
@@ -529,7 +557,6 @@ async fn backend_conn(mut s: TcpStream, script: Arc<Script>, log: Arc<Mutex<Vec<
     };
     let mut buf = Vec::new();
     let mut at = 0;
-    let mut answered = 0usize;
     let mut tmp = vec![0u8; 16384];
     loop {
         let n = match s.read(&mut tmp).await {
@@ -573,9 +600,9 @@ async fn backend_conn(mut s: TcpStream, script: Arc<Script>, log: Arc<Mutex<Vec<
                                     .is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
                                     && conn_upgrade =>
                             {
-                                (SWITCH, None, false, true)
+                                (&[], None, false, true)
                             }
-                            Script::Upgrade101 if upgrade.is_some() => (SWITCH, None, false, true),
+                            Script::Upgrade101 if upgrade.is_some() => (&[], None, false, true),
                             Script::Ok | Script::Upgrade101 | Script::NoUpgrade => {
                                 (OK, None, false, false)
                             }
@@ -585,7 +612,7 @@ async fn backend_conn(mut s: TcpStream, script: Arc<Script>, log: Arc<Mutex<Vec<
                                 later,
                                 close,
                             } => {
-                                if answered == 0 {
+                                if answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
                                     (first, later.as_deref(), *close, false)
                                 } else {
                                     (rest, None, *close, false)
@@ -593,8 +620,12 @@ async fn backend_conn(mut s: TcpStream, script: Arc<Script>, log: Arc<Mutex<Vec<
                             }
                         };
                     log.lock().unwrap()[me].reqs.push(req);
-                    answered += 1;
-                    if s.write_all(answer).await.is_err() {
+                    let answer = if switch {
+                        switch_to(upgrade.as_deref().unwrap_or("websocket"))
+                    } else {
+                        answer.to_vec()
+                    };
+                    if s.write_all(&answer).await.is_err() {
                         return;
                     }
                     if let Some(l) = later {
@@ -620,9 +651,15 @@ async fn raw_backend(ip: &str, script: Script) -> (SocketAddr, Arc<Mutex<Vec<BCo
     let addr = l.local_addr().unwrap();
     let log = Arc::new(Mutex::new(Vec::new()));
     let (script, log2) = (Arc::new(script), log.clone());
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(backend_conn(s, script.clone(), log2.clone()));
+            tokio::spawn(backend_conn(
+                s,
+                script.clone(),
+                log2.clone(),
+                answered.clone(),
+            ));
         }
     });
     (addr, log)
@@ -968,7 +1005,22 @@ fn trunc(s: &str, n: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attack_suite() {
     let started = Instant::now();
-    let vs = Arc::new(vectors::all());
+    // ATTACK_ONLY=text runs the vectors whose name contains it;
+    // ATTACK_DUMP=1 prints everything each proxy's backend and client saw.
+    let only = std::env::var("ATTACK_ONLY").ok();
+    let dump = std::env::var("ATTACK_DUMP").is_ok();
+    let all = vectors::all();
+    let total = all.len();
+    let mut names: Vec<&str> = all.iter().map(|v| v.name.as_str()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), total, "vector names must be unique");
+    assert!(total >= 120, "only {total} vectors");
+    let vs: Vec<Vector> = all
+        .into_iter()
+        .filter(|v| only.as_ref().is_none_or(|o| v.name.contains(o.as_str())))
+        .collect();
+    let vs = Arc::new(vs);
     let pki = common::pki();
     let tls = tls_config(&pki);
     let dir = common::scratch("attack");
@@ -1114,12 +1166,30 @@ async fn attack_suite() {
         }
     }
     println!("\ncomparison rule (nginx and HAProxy refuse, realip accepts): {rule:?}");
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut names: Vec<&str> = vs.iter().map(|v| v.name.as_str()).collect();
-    names.sort();
-    names.dedup();
-    assert_eq!(names.len(), vs.len(), "vector names must be unique");
-    assert!(vs.len() >= 120, "only {} vectors", vs.len());
+    if dump {
+        for (v, o) in vs.iter().zip(&obs) {
+            for (pi, po) in o.iter().enumerate() {
+                println!("\n== {} on {}", v.name, PROXIES[pi].0);
+                for (i, c) in po.backend.iter().enumerate() {
+                    println!(
+                        "  backend conn {i} (bad {:?}): {:?}",
+                        c.bad,
+                        wire::lossy(&c.bytes)
+                    );
+                }
+                for (i, c) in po.clients.iter().enumerate() {
+                    println!(
+                        "  client {i} (closed {}): {:?}",
+                        c.closed,
+                        wire::lossy(&c.raw)
+                    );
+                }
+            }
+        }
+        println!("scratch dir kept: {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     assert!(
         not_run.is_empty(),
         "a proxy was not really run: {not_run:?}"
