@@ -1798,15 +1798,30 @@ fn response(out: &mut Vec<Vector>) {
     // Response queue poisoning: unsolicited bytes after a complete
     // response, in the same write or 50 ms later; client B comes at once
     // (before a 500 ms idle check) or after 700 ms idle.
-    for (late, delay) in [(false, 50u64), (false, 700), (true, 80), (true, 700)] {
+    // Client A says Connection: close (or not), so that its backend
+    // connection goes back to the pool at once and B may be given it.
+    for (late, delay, a_closes) in [
+        (false, 50u64, true),
+        (false, 700, true),
+        (true, 80, true),
+        (true, 700, true),
+        (false, 50, false),
+        (true, 80, false),
+    ] {
         let name = format!(
-            "poison: extra response {} then client B after {delay} ms",
+            "poison: extra response {}, B after {delay} ms{}",
             if late {
                 "50 ms later"
             } else {
                 "in the same write"
-            }
+            },
+            if a_closes { ", A closes" } else { ", A stays" }
         );
+        let a_req = if a_closes {
+            get(&[b"Connection: close"])
+        } else {
+            get(&[])
+        };
         let (first, later) = if late {
             (OK.to_vec(), Some(p.to_vec()))
         } else {
@@ -1823,7 +1838,7 @@ fn response(out: &mut Vec<Vector>) {
             .clients(vec![
                 Client {
                     delay_ms: 0,
-                    steps: vec![Step::Send(get(&[]))],
+                    steps: vec![Step::Send(a_req)],
                     head: false,
                 },
                 Client {
