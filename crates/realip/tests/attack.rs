@@ -466,8 +466,10 @@ fn judge(v: &Vector, o: &Obs) -> Vec<String> {
                 Ok(())
             } else {
                 Err(format!(
-                    "client got a complete {:?}, wanted 502 or a cut",
-                    o.first_complete(0)
+                    "client got {:?} complete={:?} closed={}, wanted a 502, or a cut and a close",
+                    o.finals(0),
+                    o.first_complete(0),
+                    o.clients[0].closed
                 ))
             }
         }
