@@ -593,7 +593,7 @@ pub(crate) struct ResponseHead {
 /// A Content-Length value: one decimal number, or a list of the same one
 /// (RFC 9110 §8.6). Signs, spaces inside, hex and overflow are refused:
 /// two readers could disagree on them.
-fn content_length(v: &[u8]) -> Option<u64> {
+pub(crate) fn content_length(v: &[u8]) -> Option<u64> {
     let mut n: Option<u64> = None;
     for part in v.split(|&b| b == b',') {
         let part = part.trim_ascii();
@@ -842,6 +842,9 @@ async fn relay<I: AsyncRead + AsyncWrite + Unpin>(
                 while ok && left > 0 {
                     rbuf.clear();
                     match read_timed(&mut up.stream, rbuf, limits_timeout, timer.as_mut()).await {
+                        // Cut short: the client connection closes too, so
+                        // the client sees the body is incomplete.
+                        Some(0) | None => ok = false,
                         Some(n) => {
                             let take = usize::try_from(left).unwrap_or(usize::MAX).min(n);
                             surplus = take < n;
@@ -850,7 +853,6 @@ async fn relay<I: AsyncRead + AsyncWrite + Unpin>(
                                 .await
                                 .is_ok();
                         }
-                        None => ok = false,
                     }
                 }
                 ok
@@ -873,6 +875,7 @@ async fn relay<I: AsyncRead + AsyncWrite + Unpin>(
                 while ok && !tracker.is_done() {
                     rbuf.clear();
                     match read_timed(&mut up.stream, rbuf, limits_timeout, timer.as_mut()).await {
+                        Some(0) => ok = false,
                         Some(n) => match tracker.feed(&rbuf[..n]) {
                             Ok(used) => {
                                 surplus = used < n;

@@ -300,7 +300,8 @@ pub(crate) enum Answer {
     /// A request target that is no URI, or CONNECT (a tunnel this proxy
     /// does not open): 400.
     BadTarget,
-    /// Content-Length and Transfer-Encoding together (RFC 9112 §6.3): 400.
+    /// Content-Length and Transfer-Encoding together, or a coding list
+    /// other than one `chunked` (RFC 9112 §6.3, §7): 400.
     TwoFramings,
     /// The client's body broke its own framing (a malformed chunk): 400.
     BadBody,
@@ -344,7 +345,7 @@ impl Answer {
             Answer::NoHost => "no Host header\n",
             Answer::BadHost => "the Host header is no host[:port]\n",
             Answer::BadTarget => "bad request target\n",
-            Answer::TwoFramings => "both Content-Length and Transfer-Encoding\n",
+            Answer::TwoFramings => "the body's framing could be read two ways\n",
             Answer::BadBody => "malformed request body\n",
             Answer::BadResponse => "the backend's answer could not be passed on safely\n",
         }
@@ -504,12 +505,21 @@ async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
     if parts.method == Method::CONNECT {
         return ours(Answer::BadTarget);
     }
-    // Both framings (RFC 9112 §6.3): a request that two readers could
-    // split differently is refused, and its connection closed.
-    if parts.headers.contains_key(header::TRANSFER_ENCODING)
-        && parts.headers.contains_key(header::CONTENT_LENGTH)
-    {
-        return ours(Answer::TwoFramings);
+    // Both framings (RFC 9112 §6.3), or a coding list hyper read as
+    // chunked that another reader need not (`chunked` twice, RFC 9112 §7;
+    // `x, chunked`): a request that two readers could split differently is
+    // refused, and its connection closed.
+    let mut codings = parts.headers.get_all(header::TRANSFER_ENCODING).iter();
+    match (codings.next(), codings.next()) {
+        (None, _) => {}
+        (Some(te), None)
+            if te.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked")
+                && !parts.headers.contains_key(header::CONTENT_LENGTH) => {}
+        _ => return ours(Answer::TwoFramings),
+    }
+    // The asterisk form is OPTIONS' alone (RFC 9112 §3.2.4).
+    if parts.uri == "*" && parts.method != Method::OPTIONS {
+        return ours(Answer::BadTarget);
     }
     let host = match host_of(&parts) {
         Ok(h) => h,
@@ -612,7 +622,35 @@ async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
                 if parts.headers.contains_key(header::CONNECTION) {
                     strip_hop_by_hop(&mut parts.headers);
                 }
+                // The fast path's rule (RFC 9112 §6.1, §6.3): one `chunked`
+                // from an HTTP/1.1 backend, or 502; chunked wins over a
+                // length, which then goes.
+                let mut codings = parts.headers.get_all(header::TRANSFER_ENCODING).iter();
+                match (codings.next(), codings.next()) {
+                    (None, _) => {}
+                    (Some(te), None)
+                        if te.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked")
+                            && parts.version == Version::HTTP_11 =>
+                    {
+                        parts.headers.remove(header::CONTENT_LENGTH);
+                    }
+                    _ => {
+                        conn.shared
+                            .stats
+                            .upstream_failures
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%backend, "backend answer refused: unsupported Transfer-Encoding");
+                        return ours(Answer::BadResponse);
+                    }
+                }
                 parts.headers.remove(header::TRANSFER_ENCODING);
+                // hyper accepts `Content-Length: 2, 2` and would pass the
+                // list on; the client gets one plain number (RFC 9110 §8.6).
+                if let Some(n) = one_length(&parts.headers) {
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+                }
                 return Response::from_parts(parts, Either::Left(body));
             }
             Err(_) => {
@@ -659,6 +697,22 @@ async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
             }
         }
     }
+}
+
+/// A response's Content-Length when it has one to rewrite (hyper has
+/// refused the ones that disagree).
+fn one_length(h: &HeaderMap) -> Option<u64> {
+    let mut all = h.get_all(header::CONTENT_LENGTH).iter();
+    let first = all.next()?;
+    if all.next().is_none() && first.as_bytes().iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let v: Vec<&[u8]> = h
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    crate::h1proxy::content_length(&v.join(&b","[..]))
 }
 
 /// The protocol an HTTP/1.1 request asks to switch to, when it is one of

@@ -139,6 +139,33 @@ pub struct Vector {
 /// on purpose, with the RFC argument.
 pub const DELIBERATE: &[(&str, &str)] = &[];
 
+/// Vectors where realip does not reach the vector's expectation, kept with
+/// exactly what realip does instead and why that is safe: the test fails
+/// if realip does anything else (better or worse), so the entry goes when
+/// the gap closes. All three are hyper's leniency on the hyper path, where
+/// hyper decodes a chunked body and writes a new one: the bytes a lenient
+/// reader could split at never travel on.
+pub const KNOWN_LIMITS: &[(&str, &str, &str)] = &[
+    (
+        "chunk ext NUL",
+        "fwd2 200,200 open AFTER",
+        "hyper ignores chunk extensions (RFC 9112 §7.1.1 tells a recipient to) without checking their bytes; \
+         the body goes on re-chunked without it, so the backend never sees the NUL; nginx and HAProxy accept it too",
+    ),
+    (
+        "trailer bare LF",
+        "fwd1 200 open",
+        "hyper reads the trailer section up to the next CRLF CRLF, taking the pipelined request with it: that \
+         client's own bytes, never another client's; no trailer goes on, so nothing reaches the backend unframed",
+    ),
+    (
+        "resp trailer bare LF (hyper)",
+        "fwd2 200cut open | 200 open",
+        "hyper waits for the trailer's CRLF CRLF, so the client holds a chunked body without its last chunk until \
+         the backend closes or the 75 s idle timer does; the bare LF never reaches the client (hyper re-chunks)",
+    ),
+];
+
 // ------------------------------------------------------------ observations
 
 #[derive(Debug, Clone)]
@@ -1131,7 +1158,15 @@ async fn attack_suite() {
     let mut rule = Vec::new();
     let mut not_run = Vec::new();
     for (v, o) in vs.iter().zip(&obs) {
-        let why = judge(v, &o[0]);
+        let mut why = judge(v, &o[0]);
+        if let Some((_, did, _)) = KNOWN_LIMITS.iter().find(|(n, _, _)| *n == v.name) {
+            let seen = cell(&o[0]);
+            why = if seen == *did {
+                Vec::new()
+            } else {
+                vec![format!("a known limit, written down as {did:?}, now does {seen:?}: update KNOWN_LIMITS")]
+            };
+        }
         if !why.is_empty() {
             failed.push((v, why));
         }
@@ -1171,6 +1206,10 @@ async fn attack_suite() {
         }
     }
     println!("\ncomparison rule (nginx and HAProxy refuse, realip accepts): {rule:?}");
+    println!("\nknown limits (realip's outcome pinned, with why it is safe):");
+    for (n, did, why) in KNOWN_LIMITS {
+        println!("  {n}: {did}\n      {why}");
+    }
     if dump {
         for (v, o) in vs.iter().zip(&obs) {
             for (pi, po) in o.iter().enumerate() {
