@@ -471,7 +471,13 @@ impl Config {
             reason,
         };
         let config: Config = serde_yaml_ng::from_str(text).map_err(|e| {
-            let line = e.location().map_or(0, |l| l.line());
+            // libyaml also counts a bare CR as a line break; editors,
+            // `grep -n` and the lookups below (`str::lines`) do not, so the
+            // line is counted from the byte offset instead.
+            let line = e.location().map_or(0, |l| {
+                let before = text.as_bytes().get(..l.index()).unwrap_or(text.as_bytes());
+                1 + before.iter().filter(|&&b| b == b'\n').count()
+            });
             // The reader's message ends with its own "at line N column M".
             let reason = e.to_string();
             let reason = match reason.find(" at line ") {
@@ -744,6 +750,15 @@ grace: 2s
         let e = refused(&GOOD.replace("grace: 2s", "grace: 2s\nbogus: 1"));
         assert!(e.reason.contains("bogus"), "{e}");
         assert_eq!(e.line, 24, "{e}");
+    }
+
+    #[test]
+    fn a_bare_cr_is_no_line_break_in_error_lines() {
+        // Found by the lb_config fuzz target: libyaml reported line 4 of a
+        // one-line file. Now it is the end of the file, as without the CRs.
+        let e = refused("\r\r\r\n");
+        assert_eq!(e.line, refused("\n").line, "{e}");
+        assert!(e.line <= 2, "{e}");
     }
 
     #[test]

@@ -95,7 +95,7 @@ fn tuple(b: &[u8]) -> Option<(u8, SocketAddr, SocketAddr)> {
 }
 
 /// A flow from one ctnetlink message's attributes (after nfgenmsg).
-fn flow(b: &[u8]) -> Option<Flow> {
+pub(crate) fn flow(b: &[u8]) -> Option<Flow> {
     let (mut orig, mut reply, mut zone) = (None, None, 0);
     for (ty, p) in attrs(b) {
         match (ty, p) {
@@ -117,7 +117,7 @@ fn flow(b: &[u8]) -> Option<Flow> {
     })
 }
 
-fn write_tuple(w: &mut Writer, ty: u16, proto: u8, src: SocketAddr, dst: SocketAddr) {
+pub(crate) fn write_tuple(w: &mut Writer, ty: u16, proto: u8, src: SocketAddr, dst: SocketAddr) {
     let t = w.nest(ty);
     let ip = w.nest(1);
     match (src.ip(), dst.ip()) {

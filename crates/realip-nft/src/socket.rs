@@ -100,36 +100,16 @@ impl Netlink {
                 Err(Errno::EAGAIN) => return Err(CommitError::NoAnswer(ANSWER_TIMEOUT)),
                 Err(e) => return Err(err(e)),
             };
-            let mut b = &rbuf[..n];
-            while b.len() >= 16 {
-                let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
-                let ty = u16::from_ne_bytes([b[4], b[5]]);
-                let mseq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
-                if len < 16 || len > b.len() {
-                    break;
+            match answer(&rbuf[..n], seq, dump, &mut on_msg) {
+                Answer::More => {}
+                Answer::Done => return Ok(()),
+                Answer::Refused(code) => {
+                    return Err(CommitError::Rejected {
+                        what: format!("netlink request {seq}"),
+                        error: io::Error::from_raw_os_error(-code),
+                        others: 0,
+                    })
                 }
-                if mseq == seq {
-                    match ty {
-                        // NLMSG_DONE
-                        3 => return Ok(()),
-                        // NLMSG_ERROR: 0 is the acknowledgement.
-                        2 if len >= 20 => {
-                            let code = i32::from_ne_bytes([b[16], b[17], b[18], b[19]]);
-                            if code != 0 {
-                                return Err(CommitError::Rejected {
-                                    what: format!("netlink request {seq}"),
-                                    error: io::Error::from_raw_os_error(-code),
-                                    others: 0,
-                                });
-                            }
-                            if !dump {
-                                return Ok(());
-                            }
-                        }
-                        _ => on_msg(&b[16..len]),
-                    }
-                }
-                b = &b[((len + 3) & !3).min(b.len())..];
             }
         }
     }
@@ -147,20 +127,7 @@ impl Netlink {
         req.extend_from_slice(&[family.nfproto(), 0, 0, 0]);
         let mut names = Vec::new();
         self.exchange(&req, seq, true, |payload| {
-            // nfgenmsg, then attributes: NFTA_TABLE_NAME is 1.
-            let mut a = payload.get(4..).unwrap_or(&[]);
-            while a.len() >= 4 {
-                let l = u16::from_ne_bytes([a[0], a[1]]) as usize;
-                let t = u16::from_ne_bytes([a[2], a[3]]) & 0x3fff;
-                if l < 4 || l > a.len() {
-                    break;
-                }
-                if t == 1 {
-                    let name = String::from_utf8_lossy(&a[4..l]);
-                    names.push(name.trim_end_matches('\0').to_string());
-                }
-                a = &a[((l + 3) & !3).min(a.len())..];
-            }
+            names.extend(table_names(payload));
         })?;
         Ok(names)
     }
@@ -241,9 +208,75 @@ impl Netlink {
     }
 }
 
+/// What one receive buffer says about the request numbered `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Not finished: read again.
+    More,
+    /// NLMSG_DONE, or the acknowledgement of a request that is no dump.
+    Done,
+    /// NLMSG_ERROR with this (negative errno) code.
+    Refused(i32),
+}
+
+/// Walk the messages of one receive buffer: each message of request `seq`
+/// that is neither DONE nor ERROR goes to `on_msg` (the bytes after the
+/// netlink header). A length that does not fit the buffer ends the walk
+/// instead of reading past it.
+pub(crate) fn answer(mut b: &[u8], seq: u32, dump: bool, mut on_msg: impl FnMut(&[u8])) -> Answer {
+    while b.len() >= 16 {
+        let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        let ty = u16::from_ne_bytes([b[4], b[5]]);
+        let mseq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
+        if len < 16 || len > b.len() {
+            break;
+        }
+        if mseq == seq {
+            match ty {
+                // NLMSG_DONE
+                3 => return Answer::Done,
+                // NLMSG_ERROR: 0 is the acknowledgement.
+                2 if len >= 20 => {
+                    let code = i32::from_ne_bytes([b[16], b[17], b[18], b[19]]);
+                    if code != 0 {
+                        return Answer::Refused(code);
+                    }
+                    if !dump {
+                        return Answer::Done;
+                    }
+                }
+                _ => on_msg(&b[16..len]),
+            }
+        }
+        b = &b[((len + 3) & !3).min(b.len())..];
+    }
+    Answer::More
+}
+
+/// The table names (NFTA_TABLE_NAME, attribute 1) of one NFT_MSG_NEWTABLE
+/// dump message (the bytes after the netlink header).
+pub(crate) fn table_names(payload: &[u8]) -> Vec<String> {
+    // nfgenmsg, then attributes.
+    let mut a = payload.get(4..).unwrap_or(&[]);
+    let mut names = Vec::new();
+    while a.len() >= 4 {
+        let l = u16::from_ne_bytes([a[0], a[1]]) as usize;
+        let t = u16::from_ne_bytes([a[2], a[3]]) & 0x3fff;
+        if l < 4 || l > a.len() {
+            break;
+        }
+        if t == 1 {
+            let s = String::from_utf8_lossy(&a[4..l]);
+            names.push(s.trim_end_matches('\0').to_string());
+        }
+        a = &a[((l + 3) & !3).min(a.len())..];
+    }
+    names
+}
+
 /// (sequence number, error code) of each NLMSG_ERROR in a receive buffer;
 /// code 0 is an acknowledgement.
-fn replies(mut b: &[u8]) -> Vec<(u32, i32)> {
+pub(crate) fn replies(mut b: &[u8]) -> Vec<(u32, i32)> {
     let mut out = Vec::new();
     while b.len() >= 16 {
         let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;

@@ -135,23 +135,23 @@ where
 }
 
 /// A request the fast path can answer.
-struct Head {
-    request: Request<http_body_util::Empty<Bytes>>,
+pub(crate) struct Head {
+    pub(crate) request: Request<http_body_util::Empty<Bytes>>,
     /// Bytes of the head.
-    len: usize,
-    keep_alive: bool,
+    pub(crate) len: usize,
+    pub(crate) keep_alive: bool,
 }
 
 // Returned once per request and taken apart at once; boxing the head would
 // add an allocation per request.
 #[allow(clippy::large_enum_variant)]
-enum Parse {
+pub(crate) enum Parse {
     Partial,
     NotSimple,
     Simple(Head),
 }
 
-fn parse(buf: &[u8], max_headers: usize) -> Parse {
+pub(crate) fn parse(buf: &[u8], max_headers: usize) -> Parse {
     // hyper's own default is 100; the configured limit is enforced by
     // handing bigger heads to hyper.
     let mut storage = [httparse::EMPTY_HEADER; 100];
