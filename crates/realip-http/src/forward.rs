@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::HttpHeaders;
-use http::header::{HeaderMap, HeaderName, HeaderValue, FORWARDED, HOST};
+use http::header::{HeaderMap, HeaderName, HeaderValue, FORWARDED};
 use realip_core::{Headers, Resolver};
 
 /// One header the proxy can add.
@@ -495,14 +495,6 @@ impl RequestIds {
         let _ = write!(s, "{a:016x}{b:016x}");
         HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("0"))
     }
-}
-
-/// The host a request asked for: the h2 `:authority` (in the URI) or the
-/// Host header.
-pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Option<&'a str> {
-    uri.authority()
-        .map(|a| a.as_str())
-        .or_else(|| headers.get(HOST).and_then(|v| v.to_str().ok()))
 }
 
 #[cfg(test)]
