@@ -9,7 +9,10 @@ fuzz_target!(|data: &[u8]| {
     let els = parse_forwarded(data);
     assert!(els.len() <= MAX_FORWARDED_ELEMENTS);
     // Instances split at newlines, as several header lines would arrive.
-    let headers: Vec<(&str, &[u8])> = data.split(|&b| b == b'\n').map(|v| ("Forwarded", v)).collect();
+    let headers: Vec<(&str, &[u8])> = data
+        .split(|&b| b == b'\n')
+        .map(|v| ("Forwarded", v))
+        .collect();
     let r = Resolver::new(
         TrustSet::parse(["private", "loopback"]).unwrap(),
         vec![Strategy::RightmostTrustedRange("Forwarded".into())],

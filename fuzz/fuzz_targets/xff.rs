@@ -5,7 +5,10 @@ use libfuzzer_sys::fuzz_target;
 use realip_core::{Request, Resolver, Source, Strategy, TrustSet};
 
 fuzz_target!(|data: &[u8]| {
-    let headers: Vec<(&str, &[u8])> = data.split(|&b| b == b'\n').map(|v| ("X-Forwarded-For", v)).collect();
+    let headers: Vec<(&str, &[u8])> = data
+        .split(|&b| b == b'\n')
+        .map(|v| ("X-Forwarded-For", v))
+        .collect();
     let trusted = TrustSet::parse(["10.0.0.0/8", "2001:db8::/32", "127.0.0.1"]).unwrap();
     for s in [
         "rightmost-trusted-range",
