@@ -22,7 +22,9 @@ fuzz_target!(|data: &[u8]| {
             let owned = h.to_owned();
             for crc in [false, true] {
                 let bytes = encode_v2(&owned, crc).expect("a parsed header encodes");
-                let big = ParseConfig { max_v2_len: u16::MAX };
+                let big = ParseConfig {
+                    max_v2_len: u16::MAX,
+                };
                 match parse_v2(&bytes, &big) {
                     Ok(Parsed::Complete(h2)) => assert_eq!(h2.to_owned(), owned),
                     other => panic!("re-encoded header did not parse: {other:?}"),
