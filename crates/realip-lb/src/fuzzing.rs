@@ -8,11 +8,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use crate::forward::{Forwarding, HeaderSet, RequestIds, Underscores, XffMode};
-use crate::h1proxy::{frame_response, parse, write_response_head, Framing, Parsed};
-use crate::http::{Conn, HttpLimits, Shared, Site};
+use crate::http::site::Conn;
+use crate::http::upstream::{PoolLimits, RawPool, Upstream};
+use crate::http::wire::response::{frame_response, write_response_head, Framing};
+use crate::http::wire::{parse, Parsed};
+use crate::http::{HttpLimits, Shared, Site};
 use crate::pool::Pool;
 use crate::route::{Route, Routes};
-use crate::upstream::{PoolLimits, RawPool, Upstream};
 use crate::{Backend, Method};
 
 /// The headers a client that is not trusted never gets past the proxy,

@@ -2,7 +2,7 @@
 //! health verdicts (pure), pools with health checks ([`pool`]), the L4
 //! proxies, TCP ([`tcp`]: `none`, `proxy-v1`, `proxy-v2` with TLVs,
 //! `transparent`) and UDP ([`udp`]: a flow table, PROXY v2 per datagram),
-//! the L7 proxy ([`http`], with its HTTP/1.x fast path [`h1proxy`], routes
+//! the L7 proxy ([`http`], with its HTTP/1.x fast path, routes
 //! [`route`] and realip-http's forwarding-header plan [`forward`]), the YAML
 //! configuration ([`config`]) and running it with in-place reloads
 //! ([`server`]).
@@ -20,7 +20,7 @@
 //! Local Service gets an equal share; weight 0 takes a backend out.
 //!
 //! What it must not do: I/O outside [`pool`], [`metrics`], [`tcp`],
-//! [`udp`], [`http`], [`h1proxy`], [`upstream`] and [`server`] (the
+//! [`udp`], [`http`] and [`server`] (the
 //! planning parts, [`config`], [`route`], [`chunked`] and the
 //! scheduler, stay pure), a wait without a deadline,
 //! or a pick whose cost grows with the number of backends for Maglev and
@@ -33,7 +33,6 @@ pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 pub use realip_http::forward;
-pub mod h1proxy;
 pub mod health;
 pub mod http;
 pub mod metrics;
@@ -42,7 +41,6 @@ pub mod route;
 pub mod server;
 pub mod tcp;
 pub mod udp;
-pub mod upstream;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};

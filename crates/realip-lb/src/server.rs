@@ -21,13 +21,13 @@ use tokio::sync::watch;
 
 use crate::config::{Config, ListenerSpec, Mode, PoolSpec};
 use crate::forward::{Forwarding, RequestIds};
+use crate::http::upstream::{PoolLimits, Upstream};
 use crate::http::{HttpLimits, HttpStats, Site};
 use crate::metrics::{ListenerView, View};
 use crate::pool::{Checks, Pool};
 use crate::route::{Route, Routes};
 use crate::tcp::{ClientIp, ProxyTlvs, TcpConfig, TcpSite, TcpStats};
 use crate::udp::{UdpConfig, UdpSite, UdpStats};
-use crate::upstream::{PoolLimits, Upstream};
 
 struct RunningPool {
     spec: PoolSpec,
@@ -217,7 +217,7 @@ impl Running {
                         conns,
                         stats,
                         upstream: self.upstream.clone(),
-                        raw: crate::upstream::RawPool::new(PoolLimits::default()),
+                        raw: crate::http::upstream::RawPool::new(PoolLimits::default()),
                         ids: RequestIds::default(),
                     });
                     tokio::spawn(crate::http::serve(t, shared, stop_rx));

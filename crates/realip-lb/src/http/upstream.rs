@@ -216,7 +216,7 @@ impl Upstream {
             // forever; an idle pooled connection ends the same way.
             .handshake(TokioIo::new(realip_net::IdleTimeout::new(
                 stream,
-                crate::http::IDLE,
+                super::limits::IDLE,
             )))
             .await
             .map_err(|e| format!("{backend}: {e}"))?;

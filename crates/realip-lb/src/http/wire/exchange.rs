@@ -1,0 +1,482 @@
+//! One request on the fast path: sent to a backend (retried as the
+//! attempts policy says), the response relayed to the client.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+use super::request::Taken;
+use super::response::{frame_response, write_response_head, Framing, ResponseHead};
+use crate::chunked::Chunked;
+use crate::forward::Plan;
+use crate::http::answer::Answer;
+use crate::http::attempts::another_backend;
+use crate::http::limits::{BODY_BUF, MAX_HEADERS, MAX_RESPONSE_HEAD};
+use crate::http::site::Conn;
+use crate::http::upstream::{RawConn, RawPool};
+
+/// One of our own answers; returns whether the connection stays open.
+pub(crate) async fn respond<I: AsyncWrite + Unpin>(
+    io: &mut I,
+    conn: &Conn,
+    answer: Answer,
+    keep_alive: bool,
+) -> bool {
+    let status = answer.status();
+    conn.shared.stats.count_code(status.as_u16());
+    let text = answer.text();
+    let head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{}\r\n{text}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        text.len(),
+        if keep_alive { "" } else { "connection: close\r\n" }
+    );
+    io.write_all(head.as_bytes()).await.is_ok() && keep_alive
+}
+
+/// Why an attempt at a backend got no response head.
+enum Failure {
+    /// Nothing reached the backend: any request may go elsewhere.
+    NotSent(String),
+    /// It may have reached the backend.
+    Failed(String),
+    /// No head within the response timeout.
+    Timeout,
+}
+
+/// Send the request to a backend (retrying as the rules allow) and pass
+/// the response to the client; returns whether the client connection
+/// stays open.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut I,
+    conn: &Conn,
+    site: &crate::http::site::Site,
+    pool: &crate::pool::Pool,
+    plan: &Plan,
+    t: &Taken,
+    up_head: &[u8],
+    rbuf: &mut BytesMut,
+    out: &mut Vec<u8>,
+    mut timer: std::pin::Pin<&mut Sleep>,
+) -> bool {
+    let stats = &conn.shared.stats;
+    let raw = &conn.shared.raw;
+    let schedule = pool.schedule();
+    let client = SocketAddr::new(plan.client, conn.peer.port());
+    let Some(first) = schedule.pick(client, conn.local) else {
+        stats.upstream_failures.fetch_add(1, Ordering::Relaxed);
+        return respond(io, conn, Answer::NoBackend, t.keep_alive).await;
+    };
+    // Held until the response head: least connections counts it.
+    let _held = first;
+    let mut backend = _held.backend().addr;
+    let mut tried = vec![backend];
+    let mut fresh_only = false;
+    loop {
+        let attempt = attempt(
+            raw,
+            backend,
+            fresh_only,
+            up_head,
+            rbuf,
+            site.limits.response_timeout,
+            timer.as_mut(),
+        )
+        .await;
+        let failure = match attempt {
+            Ok((up, head_len)) => {
+                let relayed = relay(
+                    io,
+                    conn,
+                    t,
+                    up,
+                    backend,
+                    head_len,
+                    rbuf,
+                    out,
+                    timer.as_mut(),
+                )
+                .await;
+                return match relayed {
+                    Relayed::Done(keep) => keep,
+                    Relayed::Refused(why) => {
+                        // The connection is dropped with whatever it held.
+                        stats.upstream_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%backend, error = why, "backend answer refused");
+                        respond(io, conn, Answer::BadResponse, false).await
+                    }
+                };
+            }
+            Err((f, reused)) => {
+                // A pooled connection the backend had closed: the same
+                // backend again on a fresh one, when that is safe.
+                if reused && !fresh_only {
+                    if let Failure::NotSent(_) = f {
+                        fresh_only = true;
+                        continue;
+                    }
+                    if let (Failure::Failed(_), true) = (&f, t.idempotent) {
+                        fresh_only = true;
+                        continue;
+                    }
+                }
+                f
+            }
+        };
+        let retry = match &failure {
+            Failure::Timeout => {
+                stats.upstream_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%backend, timeout = ?site.limits.response_timeout, "no response head in time");
+                return respond(io, conn, Answer::Timeout, t.keep_alive).await;
+            }
+            Failure::NotSent(why) => {
+                tracing::info!(%backend, error = %why, "request not sent; trying another backend");
+                true
+            }
+            Failure::Failed(why) => {
+                tracing::info!(%backend, error = %why, "backend failed the request");
+                t.idempotent
+            }
+        };
+        match another_backend(&schedule, &tried) {
+            Some(b) if retry && tried.len() <= site.limits.retries as usize => {
+                stats.retries.fetch_add(1, Ordering::Relaxed);
+                backend = b;
+                tried.push(b);
+                fresh_only = false;
+            }
+            _ => {
+                stats.upstream_failures.fetch_add(1, Ordering::Relaxed);
+                return respond(io, conn, Answer::Unreachable, t.keep_alive).await;
+            }
+        }
+    }
+}
+
+/// Write the request head to `backend` and read the response head into
+/// `rbuf`; returns the connection and the head's length, or why not (and
+/// whether the connection was a pooled one).
+#[allow(clippy::too_many_arguments)]
+async fn attempt(
+    raw: &RawPool,
+    backend: SocketAddr,
+    fresh_only: bool,
+    up_head: &[u8],
+    rbuf: &mut BytesMut,
+    response_timeout: Duration,
+    mut timer: std::pin::Pin<&mut Sleep>,
+) -> Result<(RawConn, usize), (Failure, bool)> {
+    let pooled = if fresh_only { None } else { raw.take(backend) };
+    let mut up = match pooled {
+        Some(c) => c,
+        None => raw
+            .connect(backend)
+            .await
+            .map_err(|e| (Failure::NotSent(e), false))?,
+    };
+    let reused = up.reused;
+    timer.as_mut().reset(Instant::now() + response_timeout);
+    let wrote = tokio::select! {
+        r = up.stream.write_all(up_head) => r,
+        () = &mut timer => return Err((Failure::Timeout, reused)),
+    };
+    if let Err(e) = wrote {
+        // Refused before a byte went out on a connection the backend had
+        // closed; on a fresh one part of it may have arrived.
+        let f = if reused {
+            Failure::NotSent(e.to_string())
+        } else {
+            Failure::Failed(e.to_string())
+        };
+        return Err((f, reused));
+    }
+    rbuf.clear();
+    loop {
+        if rbuf.capacity() - rbuf.len() < 1024 {
+            rbuf.reserve(BODY_BUF);
+        }
+        let read = tokio::select! {
+            r = up.stream.read_buf(rbuf) => r,
+            () = &mut timer => return Err((Failure::Timeout, reused)),
+        };
+        match read {
+            Ok(0) if rbuf.is_empty() => {
+                return Err((
+                    Failure::Failed(format!(
+                        "{backend} closed the connection without a response"
+                    )),
+                    reused,
+                ))
+            }
+            Ok(0) => {
+                return Err((
+                    Failure::Failed(format!("{backend} closed inside the response head")),
+                    false,
+                ))
+            }
+            Err(e) => {
+                return Err((
+                    Failure::Failed(format!("{backend}: {e}")),
+                    reused && rbuf.is_empty(),
+                ))
+            }
+            Ok(_) => {}
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(rbuf) {
+            Ok(httparse::Status::Complete(n)) => return Ok((up, n)),
+            Ok(httparse::Status::Partial) if rbuf.len() < MAX_RESPONSE_HEAD => {}
+            Ok(httparse::Status::Partial) => {
+                return Err((
+                    Failure::Failed(format!(
+                        "{backend}: response head over {MAX_RESPONSE_HEAD} bytes"
+                    )),
+                    false,
+                ))
+            }
+            Err(e) => {
+                return Err((
+                    Failure::Failed(format!("{backend}: malformed response head: {e}")),
+                    false,
+                ))
+            }
+        }
+    }
+}
+
+/// Why the relay stopped.
+enum Relayed {
+    /// Done; whether the client connection stays open.
+    Done(bool),
+    /// The backend's answer cannot be passed on; nothing of the final
+    /// response has reached the client.
+    Refused(&'static str),
+}
+
+/// Pass the response (head in `rbuf[..head_len]`) to the client.
+#[allow(clippy::too_many_arguments)]
+async fn relay<I: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut I,
+    conn: &Conn,
+    t: &Taken,
+    mut up: RawConn,
+    backend: SocketAddr,
+    head_len: usize,
+    rbuf: &mut BytesMut,
+    out: &mut Vec<u8>,
+    mut timer: std::pin::Pin<&mut Sleep>,
+) -> Relayed {
+    let limits_timeout = conn
+        .shared
+        .raw
+        .limits()
+        .idle_timeout
+        .max(Duration::from_secs(60));
+    let mut head_len = head_len;
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut headers);
+        if !matches!(
+            resp.parse(&rbuf[..head_len]),
+            Ok(httparse::Status::Complete(_))
+        ) {
+            return Relayed::Refused("malformed response head");
+        }
+        let head = match frame_response(&resp, t.is_head) {
+            Ok(h) => h,
+            Err(why) => return Relayed::Refused(why),
+        };
+        let ResponseHead {
+            code,
+            framing,
+            up_close,
+            ..
+        } = head;
+        if code == 101 {
+            // Never asked for (no Upgrade is forwarded here).
+            return Relayed::Refused("101 to a request that asked for no upgrade");
+        }
+        // A chunked body cannot go to an HTTP/1.0 client; a 1.0 backend
+        // should not send one to a 1.0 request.
+        if t.http10 && framing == Framing::Chunked {
+            return Relayed::Refused("chunked answer to an HTTP/1.0 request");
+        }
+        let interim = (100..200).contains(&code);
+        let client_keep = t.keep_alive && !matches!(framing, Framing::Close);
+        write_response_head(out, &resp, &head, t.http10, t.is_head, client_keep);
+        rbuf.advance(head_len);
+        if interim {
+            // 1xx (103 Early Hints): passed on to HTTP/1.1 clients, then
+            // the final head follows.
+            if !t.http10
+                && write_timed(io, out, limits_timeout, timer.as_mut())
+                    .await
+                    .is_err()
+            {
+                return Relayed::Done(false);
+            }
+            loop {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut r = httparse::Response::new(&mut headers);
+                match r.parse(rbuf) {
+                    Ok(httparse::Status::Complete(n)) => {
+                        head_len = n;
+                        break;
+                    }
+                    Ok(httparse::Status::Partial) if rbuf.len() < MAX_RESPONSE_HEAD => {}
+                    _ => return Relayed::Refused("malformed response head after a 1xx"),
+                }
+                if rbuf.capacity() - rbuf.len() < 1024 {
+                    rbuf.reserve(BODY_BUF);
+                }
+                timer.as_mut().reset(Instant::now() + limits_timeout);
+                let n = tokio::select! {
+                    r = up.stream.read_buf(rbuf) => r,
+                    () = &mut timer => return Relayed::Refused("no final response in time after a 1xx"),
+                };
+                if !matches!(n, Ok(1..)) {
+                    return Relayed::Refused("the backend broke off after a 1xx");
+                }
+            }
+            continue;
+        }
+        conn.shared.stats.count_code(code);
+        // The body: what arrived with the head goes out with it.
+        let mut surplus = false;
+        let done = match framing {
+            Framing::None => {
+                surplus = !rbuf.is_empty();
+                write_timed(io, out, limits_timeout, timer.as_mut())
+                    .await
+                    .is_ok()
+            }
+            Framing::Length(mut left) => {
+                let n = usize::try_from(left).unwrap_or(usize::MAX).min(rbuf.len());
+                out.extend_from_slice(&rbuf[..n]);
+                rbuf.advance(n);
+                left -= n as u64;
+                surplus = !rbuf.is_empty();
+                let mut ok = write_timed(io, out, limits_timeout, timer.as_mut())
+                    .await
+                    .is_ok();
+                while ok && left > 0 {
+                    rbuf.clear();
+                    match read_timed(&mut up.stream, rbuf, limits_timeout, timer.as_mut()).await {
+                        // Cut short: the client connection closes too, so
+                        // the client sees the body is incomplete.
+                        Some(0) | None => ok = false,
+                        Some(n) => {
+                            let take = usize::try_from(left).unwrap_or(usize::MAX).min(n);
+                            surplus = take < n;
+                            left -= take as u64;
+                            ok = write_timed(io, &rbuf[..take], limits_timeout, timer.as_mut())
+                                .await
+                                .is_ok();
+                        }
+                    }
+                }
+                ok
+            }
+            Framing::Chunked => {
+                let mut tracker = Chunked::default();
+                let mut ok = match tracker.feed(rbuf) {
+                    Ok(n) => {
+                        out.extend_from_slice(&rbuf[..n]);
+                        surplus = n < rbuf.len();
+                        write_timed(io, out, limits_timeout, timer.as_mut())
+                            .await
+                            .is_ok()
+                    }
+                    Err(e) => {
+                        tracing::info!(%backend, error = %e, "bad response body");
+                        false
+                    }
+                };
+                while ok && !tracker.is_done() {
+                    rbuf.clear();
+                    match read_timed(&mut up.stream, rbuf, limits_timeout, timer.as_mut()).await {
+                        Some(0) => ok = false,
+                        Some(n) => match tracker.feed(&rbuf[..n]) {
+                            Ok(used) => {
+                                surplus = used < n;
+                                ok = write_timed(io, &rbuf[..used], limits_timeout, timer.as_mut())
+                                    .await
+                                    .is_ok();
+                            }
+                            Err(e) => {
+                                tracing::info!(%backend, error = %e, "bad response body");
+                                ok = false;
+                            }
+                        },
+                        None => ok = false,
+                    }
+                }
+                ok
+            }
+            Framing::Close => {
+                out.extend_from_slice(rbuf);
+                let mut ok = write_timed(io, out, limits_timeout, timer.as_mut())
+                    .await
+                    .is_ok();
+                while ok {
+                    rbuf.clear();
+                    match read_timed(&mut up.stream, rbuf, limits_timeout, timer.as_mut()).await {
+                        Some(0) => break,
+                        Some(n) => {
+                            ok = write_timed(io, &rbuf[..n], limits_timeout, timer.as_mut())
+                                .await
+                                .is_ok()
+                        }
+                        None => ok = false,
+                    }
+                }
+                // Done either way: the client learns the end by the close.
+                return Relayed::Done(false);
+            }
+        };
+        if done && !up_close && !surplus {
+            conn.shared.raw.put(backend, up.stream);
+        }
+        return Relayed::Done(done && client_keep);
+    }
+}
+
+/// Read once into `buf` within `timeout`: Some(bytes read, 0 at the end),
+/// None on an error or timeout.
+async fn read_timed(
+    s: &mut TcpStream,
+    buf: &mut BytesMut,
+    timeout: Duration,
+    mut timer: std::pin::Pin<&mut Sleep>,
+) -> Option<usize> {
+    if buf.capacity() < BODY_BUF {
+        buf.reserve(BODY_BUF);
+    }
+    timer.as_mut().reset(Instant::now() + timeout);
+    tokio::select! {
+        r = s.read_buf(buf) => r.ok(),
+        () = &mut timer => None,
+    }
+}
+
+/// Write all of `data` within `timeout`.
+async fn write_timed<I: AsyncWrite + Unpin>(
+    io: &mut I,
+    data: &[u8],
+    timeout: Duration,
+    mut timer: std::pin::Pin<&mut Sleep>,
+) -> std::io::Result<()> {
+    timer.as_mut().reset(Instant::now() + timeout);
+    tokio::select! {
+        r = io.write_all(data) => r,
+        () = &mut timer => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}

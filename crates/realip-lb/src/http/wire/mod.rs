@@ -1,0 +1,149 @@
+//! The HTTP/1.x fast path of the L7 proxy: bodiless requests (the GETs and
+//! HEADs of browsers, probes and load tests) proxied on the wire format,
+//! without building `http` types or hopping between tasks. Requests are
+//! parsed with `httparse`, their heads rewritten as they are copied (hop-by-
+//! hop headers out, the forwarding plan of [`crate::forward`] applied), and
+//! written to a pooled backend connection; the response head is rewritten
+//! the same way and its body passed through as it comes, framed by
+//! Content-Length, chunked encoding (tracked by [`crate::chunked`] to find
+//! its end) or the backend closing.
+//!
+//! It handles only what it can handle exactly. Anything else, the h2c
+//! preface, a request with a body, `Expect`, `Upgrade`, `CONNECT`, a
+//! Connection header naming other headers, a head over the limits or one
+//! httparse refuses, is handed with every byte read so far to the hyper
+//! path ([`super::hyper_path`]), which then serves the rest of the connection;
+//! its 400 and 431 stay the only ones. Routing, forwarding headers, retries
+//! and the 404/502/503/504 answers are the same on both paths.
+//!
+//! One timer per connection bounds every wait: it is pushed forward, which
+//! costs no timer-wheel work, before each read or write.
+
+mod exchange;
+mod request;
+pub(crate) mod response;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::answer::Answer;
+use super::limits::{HttpLimits, BODY_BUF, IDLE};
+use super::site::Conn;
+use exchange::{exchange, respond};
+pub(crate) use request::{parse, Parsed};
+
+/// How a connection left the fast path.
+pub(crate) enum Outcome {
+    /// Done: closed, timed out, failed, or shutting down.
+    Closed,
+    /// The hyper path takes over; these bytes were read and not consumed.
+    Handoff(Bytes),
+}
+
+/// Read buffer to start with; it grows up to the head limit.
+const INITIAL_BUF: usize = 4096;
+
+/// Serve requests until the connection ends or needs the hyper path.
+pub(crate) async fn serve<I>(
+    io: &mut I,
+    conn: &Conn,
+    limits: HttpLimits,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Outcome
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = BytesMut::with_capacity(INITIAL_BUF);
+    let mut up_head = Vec::with_capacity(1024);
+    let mut rbuf = BytesMut::with_capacity(BODY_BUF);
+    let mut out = Vec::with_capacity(2048);
+    let timer = tokio::time::sleep(IDLE);
+    tokio::pin!(timer);
+    // Which wait the timer is set for.
+    #[derive(PartialEq)]
+    enum Phase {
+        Idle,
+        Head,
+        Busy,
+    }
+    let mut phase = Phase::Busy;
+    loop {
+        let parsed = if buf.is_empty() {
+            Parsed::Partial
+        } else {
+            parse(&buf, conn, &mut up_head)
+        };
+        let taken = match parsed {
+            Parsed::Partial if buf.len() < limits.max_header_bytes => None,
+            Parsed::Partial | Parsed::NotSimple => return Outcome::Handoff(buf.freeze()),
+            Parsed::Simple(t) => Some(t),
+        };
+        let Some(t) = taken else {
+            // Idle between requests: the keep-alive timeout; once a head
+            // has started: the header timeout.
+            if buf.is_empty() && phase != Phase::Idle {
+                timer.as_mut().reset(Instant::now() + IDLE);
+                phase = Phase::Idle;
+            } else if !buf.is_empty() && phase != Phase::Head {
+                timer.as_mut().reset(Instant::now() + limits.header_timeout);
+                phase = Phase::Head;
+            }
+            if *shutdown.borrow() {
+                return Outcome::Closed;
+            }
+            if buf.capacity() - buf.len() < 512 {
+                buf.reserve(INITIAL_BUF.min(limits.max_header_bytes + 1));
+            }
+            // Results handled after the select: an await inside a branch
+            // would hold the watch's guard across it (not Send).
+            enum Woke {
+                Read(bool),
+                Timer,
+                Stop,
+            }
+            let woke = tokio::select! {
+                biased;
+                r = io.read_buf(&mut buf) => Woke::Read(matches!(r, Ok(1..))),
+                () = &mut timer => Woke::Timer,
+                _ = shutdown.wait_for(|&v| v) => Woke::Stop,
+            };
+            match woke {
+                Woke::Read(true) => continue,
+                Woke::Read(false) | Woke::Stop => return Outcome::Closed,
+                Woke::Timer => {
+                    if !buf.is_empty() {
+                        tracing::info!(peer = %conn.peer, "request head timed out");
+                        let _ = io.write_all(realip_net::ANSWER_408).await;
+                    }
+                    return Outcome::Closed;
+                }
+            }
+        };
+        buf.advance(t.len);
+        phase = Phase::Busy;
+        let keep_alive = match &t.routed {
+            None => respond(io, conn, Answer::NoRoute, t.keep_alive).await,
+            Some(r) => {
+                exchange(
+                    io,
+                    conn,
+                    &r.site,
+                    &r.pool,
+                    &r.plan,
+                    &t,
+                    &up_head,
+                    &mut rbuf,
+                    &mut out,
+                    timer.as_mut(),
+                )
+                .await
+            }
+        };
+        if !keep_alive || *shutdown.borrow() {
+            let _ = io.shutdown().await;
+            return Outcome::Closed;
+        }
+    }
+}
