@@ -55,6 +55,12 @@ impl Answer {
         }
     }
 
+    /// Whether the answer says no backend answered (502, 503, 504): what
+    /// `realip_lb_upstream_failures_total` counts.
+    pub(crate) fn is_upstream_failure(self) -> bool {
+        matches!(self.status().as_u16(), 502..=504)
+    }
+
     /// Whether the client connection must close after this answer: after
     /// a request whose framing or target cannot be trusted, the bytes that
     /// follow it are no request (RFC 9112 §6.3, §9.6).

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use super::answer::{content_length, is_idempotent, strip_hop_by_hop, valid_host, Answer};
-use super::attempts::another_backend;
+use super::attempts::{Attempts, Failure, Next};
 use super::limits::{HttpLimits, IDLE};
 use super::site::Conn;
 use super::upstream::{ClientBody, PooledBody, SendError, UpBody};
@@ -210,111 +210,111 @@ async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
     });
     let mut req = Request::from_parts(parts, body);
 
-    let pool = &route.target;
-    let schedule = pool.schedule();
+    let schedule = route.target.schedule();
     let client = SocketAddr::new(rewritten.client, conn.peer.port());
+    let stats = &conn.shared.stats;
     let Some(first) = schedule.pick(client, conn.local) else {
-        conn.shared
-            .stats
-            .upstream_failures
-            .fetch_add(1, Ordering::Relaxed);
+        stats.gave(Answer::NoBackend);
         return ours(Answer::NoBackend);
     };
-    let mut tried = vec![first.backend().addr];
     // Held until the response head: least connections counts it.
     let _held = first;
-    let retries = site.limits.retries as usize;
+    let mut attempts = Attempts::new(_held.backend().addr, site.limits.retries, replayable);
     loop {
-        let backend = *tried.last().unwrap_or(&conn.local);
+        let backend = attempts.backend();
         let sent = tokio::time::timeout(
             site.limits.response_timeout,
             conn.shared.upstream.send(backend, req),
         )
         .await;
-        let next = match sent {
-            Ok(Ok(resp)) => {
-                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                    return switch(resp, client_upgrade, backend, conn.peer);
-                }
-                let (mut parts, body) = resp.into_parts();
-                if parts.headers.contains_key(header::CONNECTION) {
-                    strip_hop_by_hop(&mut parts.headers);
-                }
-                // The fast path's rule (RFC 9112 §6.1, §6.3): one `chunked`
-                // from an HTTP/1.1 backend, or 502; chunked wins over a
-                // length, which then goes.
-                let mut codings = parts.headers.get_all(header::TRANSFER_ENCODING).iter();
-                match (codings.next(), codings.next()) {
-                    (None, _) => {}
-                    (Some(te), None)
-                        if te.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked")
-                            && parts.version == Version::HTTP_11 =>
-                    {
-                        parts.headers.remove(header::CONTENT_LENGTH);
-                    }
-                    _ => {
-                        conn.shared
-                            .stats
-                            .upstream_failures
-                            .fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(%backend, "backend answer refused: unsupported Transfer-Encoding");
-                        return ours(Answer::BadResponse);
-                    }
-                }
-                parts.headers.remove(header::TRANSFER_ENCODING);
-                // hyper accepts `Content-Length: 2, 2` and would pass the
-                // list on; the client gets one plain number (RFC 9110 §8.6).
-                if let Some(n) = one_length(&parts.headers) {
-                    parts
-                        .headers
-                        .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-                }
-                return Response::from_parts(parts, Either::Left(body));
-            }
+        // The request again, for another try: handed back, or rebuilt when
+        // it is replayable.
+        let (failure, again) = match sent {
+            Ok(Ok(resp)) => return pass_on(resp, client_upgrade, backend, conn),
             Err(_) => {
-                conn.shared
-                    .stats
-                    .upstream_failures
-                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%backend, timeout = ?site.limits.response_timeout, "no response head in time");
-                return ours(Answer::Timeout);
-            }
-            Ok(Err(SendError::NotSent(back, why))) => {
-                tracing::info!(%backend, error = %why, "request not sent; trying another backend");
-                Some(*back)
+                (Failure::Timeout, None)
             }
             Ok(Err(SendError::Failed(_))) if body_failed.load(Ordering::Relaxed) => {
                 // Not the backend's failure: the connection it was on is
                 // gone with the broken body, and the client is told.
                 tracing::info!(peer = %conn.peer, %backend, "malformed request body");
-                return ours(Answer::BadBody);
+                (Failure::ClientBody, None)
+            }
+            Ok(Err(SendError::NotSent(back, why))) => {
+                tracing::info!(%backend, error = %why, "request not sent");
+                (Failure::NotSent { reused: false }, Some(*back))
             }
             Ok(Err(SendError::Failed(why))) => {
                 tracing::info!(%backend, error = %why, "backend failed the request");
-                copy.as_ref().map(|(m, u, h)| {
+                let rebuilt = copy.as_ref().map(|(m, u, h)| {
                     let mut r = Request::new(Either::Right(Empty::new()));
                     *r.method_mut() = m.clone();
                     *r.uri_mut() = u.clone();
                     *r.headers_mut() = h.clone();
                     r
-                })
+                });
+                (Failure::Failed { reused: false }, rebuilt)
             }
         };
-        match (next, another_backend(&schedule, &tried)) {
-            (Some(r), Some(b)) if tried.len() <= retries => {
-                conn.shared.stats.retries.fetch_add(1, Ordering::Relaxed);
-                req = r;
-                tried.push(b);
-            }
-            _ => {
-                conn.shared
-                    .stats
-                    .upstream_failures
-                    .fetch_add(1, Ordering::Relaxed);
+        // Pooled connections that prove closed are retried inside
+        // `Upstream::send`, so every failure here is on the attempt itself.
+        let next = attempts.next(failure, &schedule);
+        stats.note(&next);
+        match (next, again) {
+            (Next::Again { .. }, Some(r)) => req = r,
+            (Next::Give(a), _) => return ours(a),
+            // The policy goes on only with a request it may send again.
+            (Next::Again { .. }, None) => {
+                stats.gave(Answer::Unreachable);
                 return ours(Answer::Unreachable);
             }
         }
     }
+}
+
+/// A backend's response on its way to the client: a 101 to an upgrade
+/// splices the two, anything else has its hop-by-hop headers and framing
+/// rewritten by the fast path's rule, or is refused with 502.
+fn pass_on(
+    resp: Response<PooledBody>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    backend: SocketAddr,
+    conn: &Conn,
+) -> Response<RespBody> {
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return switch(resp, client_upgrade, backend, conn);
+    }
+    let (mut parts, body) = resp.into_parts();
+    if parts.headers.contains_key(header::CONNECTION) {
+        strip_hop_by_hop(&mut parts.headers);
+    }
+    // RFC 9112 §6.1, §6.3: one `chunked` from an HTTP/1.1 backend, or 502;
+    // chunked wins over a length, which then goes.
+    let mut codings = parts.headers.get_all(header::TRANSFER_ENCODING).iter();
+    match (codings.next(), codings.next()) {
+        (None, _) => {}
+        (Some(te), None)
+            if te.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked")
+                && parts.version == Version::HTTP_11 =>
+        {
+            parts.headers.remove(header::CONTENT_LENGTH);
+        }
+        _ => {
+            conn.shared.stats.gave(Answer::BadResponse);
+            tracing::warn!(%backend, "backend answer refused: unsupported Transfer-Encoding");
+            return ours(Answer::BadResponse);
+        }
+    }
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    // hyper accepts `Content-Length: 2, 2` and would pass the list on; the
+    // client gets one plain number (RFC 9110 §8.6).
+    if let Some(n) = one_length(&parts.headers) {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    Response::from_parts(parts, Either::Left(body))
 }
 
 /// A response's Content-Length when it has one to rewrite (hyper has
@@ -369,9 +369,11 @@ fn switch(
     mut resp: Response<PooledBody>,
     client: Option<hyper::upgrade::OnUpgrade>,
     backend: SocketAddr,
-    peer: SocketAddr,
+    conn: &Conn,
 ) -> Response<RespBody> {
+    let peer = conn.peer;
     let Some(client) = client else {
+        conn.shared.stats.gave(Answer::UnaskedSwitch);
         return ours(Answer::UnaskedSwitch);
     };
     let upstream = hyper::upgrade::on(&mut resp);

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use http::StatusCode;
 use tokio::sync::watch;
 
+use super::answer::Answer;
+use super::attempts::Next;
 use super::limits::HttpLimits;
 use super::upstream::{RawPool, Upstream};
 use crate::forward::{Forwarding, RequestIds};
@@ -59,6 +61,25 @@ pub struct HttpStats {
 impl HttpStats {
     pub(crate) fn count(&self, status: StatusCode) {
         self.count_code(status.as_u16());
+    }
+
+    /// Count one of the proxy's own answers given instead of a backend's.
+    pub(crate) fn gave(&self, answer: Answer) {
+        if answer.is_upstream_failure() {
+            self.upstream_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Count what the attempts policy decided, once per decision: a
+    /// request sent to another backend, or given up.
+    pub(crate) fn note(&self, next: &Next) {
+        match *next {
+            Next::Again { fresh: false, .. } => {
+                self.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            Next::Again { fresh: true, .. } => {}
+            Next::Give(a) => self.gave(a),
+        }
     }
 
     pub(crate) fn count_code(&self, code: u16) {

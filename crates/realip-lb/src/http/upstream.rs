@@ -139,17 +139,76 @@ impl<T> IdleConns<T> {
     }
 }
 
+/// Why a backend gave no response, for both pools and the logs.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The connect was refused or failed.
+    #[error("connecting to {backend}: {source}")]
+    Connect {
+        /// The backend.
+        backend: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// No answer to the connect in time.
+    #[error("connecting to {backend}: no answer within {timeout:?}")]
+    ConnectTimeout {
+        /// The backend.
+        backend: SocketAddr,
+        /// The connect timeout.
+        timeout: Duration,
+    },
+    /// Reading or writing failed.
+    #[error("{backend}: {source}")]
+    Io {
+        /// The backend.
+        backend: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// hyper's client gave up on the exchange.
+    #[error("{backend}: {source}")]
+    Http {
+        /// The backend.
+        backend: SocketAddr,
+        /// The error.
+        source: hyper::Error,
+    },
+    /// The backend closed before a whole response head.
+    #[error("{backend} closed the connection {}", if *.in_head { "inside the response head" } else { "without a response" })]
+    Closed {
+        /// The backend.
+        backend: SocketAddr,
+        /// Whether part of a head had arrived.
+        in_head: bool,
+    },
+    /// A response head over the limit.
+    #[error("{backend}: response head over {limit} bytes")]
+    HeadTooLarge {
+        /// The backend.
+        backend: SocketAddr,
+        /// The limit.
+        limit: usize,
+    },
+    /// A response head that does not parse.
+    #[error("{backend}: malformed response head: {source}")]
+    Malformed {
+        /// The backend.
+        backend: SocketAddr,
+        /// httparse's reason.
+        source: httparse::Error,
+    },
+}
+
 /// A new TCP connection to `backend` within `timeout`, Nagle off.
-async fn dial(backend: SocketAddr, timeout: Duration) -> Result<TcpStream, String> {
+async fn dial(backend: SocketAddr, timeout: Duration) -> Result<TcpStream, UpstreamError> {
     match tokio::time::timeout(timeout, TcpStream::connect(backend)).await {
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
             Ok(s)
         }
-        Ok(Err(e)) => Err(format!("connecting to {backend}: {e}")),
-        Err(_) => Err(format!(
-            "connecting to {backend}: no answer within {timeout:?}"
-        )),
+        Ok(Err(source)) => Err(UpstreamError::Connect { backend, source }),
+        Err(_) => Err(UpstreamError::ConnectTimeout { backend, timeout }),
     }
 }
 
@@ -176,9 +235,9 @@ impl std::fmt::Debug for Upstream {
 #[derive(Debug)]
 pub enum SendError {
     /// It never left: here it is back, with why.
-    NotSent(Box<Request<UpBody>>, String),
+    NotSent(Box<Request<UpBody>>, UpstreamError),
     /// It was (or may have been) written, and no response came.
-    Failed(String),
+    Failed(UpstreamError),
 }
 
 impl Upstream {
@@ -207,7 +266,7 @@ impl Upstream {
         }
     }
 
-    async fn connect(&self, backend: SocketAddr) -> Result<Idle, String> {
+    async fn connect(&self, backend: SocketAddr) -> Result<Idle, UpstreamError> {
         let stream = dial(backend, self.limits.connect_timeout).await?;
         let fd = stream.as_raw_fd();
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
@@ -219,7 +278,7 @@ impl Upstream {
                 super::limits::IDLE,
             )))
             .await
-            .map_err(|e| format!("{backend}: {e}"))?;
+            .map_err(|source| UpstreamError::Http { backend, source })?;
         tokio::spawn(async move {
             // With upgrades: a 101 hands the connection to the splice.
             if let Err(e) = conn.with_upgrades().await {
@@ -251,7 +310,12 @@ impl Upstream {
                 Ok(resp) => return Ok(self.wrap(backend, (sender, fd), resp)),
                 Err(mut e) => match e.take_message() {
                     Some(back) => req = back,
-                    None => return Err(SendError::Failed(format!("{backend}: {}", e.error()))),
+                    None => {
+                        return Err(SendError::Failed(UpstreamError::Http {
+                            backend,
+                            source: e.into_error(),
+                        }))
+                    }
                 },
             }
         }
@@ -264,9 +328,15 @@ impl Upstream {
             Err(mut e) => match e.take_message() {
                 Some(back) => Err(SendError::NotSent(
                     Box::new(back),
-                    format!("{backend}: {}", e.error()),
+                    UpstreamError::Http {
+                        backend,
+                        source: e.into_error(),
+                    },
                 )),
-                None => Err(SendError::Failed(format!("{backend}: {}", e.error()))),
+                None => Err(SendError::Failed(UpstreamError::Http {
+                    backend,
+                    source: e.into_error(),
+                })),
             },
         }
     }
@@ -410,7 +480,7 @@ impl RawPool {
     }
 
     /// A new connection to `backend`, within the connect timeout.
-    pub async fn connect(&self, backend: SocketAddr) -> Result<RawConn, String> {
+    pub async fn connect(&self, backend: SocketAddr) -> Result<RawConn, UpstreamError> {
         dial(backend, self.limits.connect_timeout)
             .await
             .map(|stream| RawConn {

@@ -2,7 +2,6 @@
 //! attempts policy says), the response relayed to the client.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -15,10 +14,11 @@ use super::response::{frame_response, write_response_head, Framing, ResponseHead
 use crate::chunked::Chunked;
 use crate::forward::Plan;
 use crate::http::answer::Answer;
-use crate::http::attempts::another_backend;
+use crate::http::attempts::{Attempts, Failure, Next};
 use crate::http::limits::{BODY_BUF, MAX_HEADERS, MAX_RESPONSE_HEAD};
-use crate::http::site::Conn;
-use crate::http::upstream::{RawConn, RawPool};
+use crate::http::site::{Conn, Site};
+use crate::http::upstream::{RawConn, UpstreamError};
+use crate::pool::Pool;
 
 /// One of our own answers; returns whether the connection stays open.
 pub(crate) async fn respond<I: AsyncWrite + Unpin>(
@@ -40,162 +40,116 @@ pub(crate) async fn respond<I: AsyncWrite + Unpin>(
     io.write_all(head.as_bytes()).await.is_ok() && keep_alive
 }
 
-/// Why an attempt at a backend got no response head.
-enum Failure {
-    /// Nothing reached the backend: any request may go elsewhere.
-    NotSent(String),
-    /// It may have reached the backend.
-    Failed(String),
-    /// No head within the response timeout.
-    Timeout,
+/// One request on the fast path: what each step of its exchange reads
+/// (Pingora's per-request context).
+pub(crate) struct Exchange<'a> {
+    pub(crate) conn: &'a Conn,
+    pub(crate) site: &'a Site,
+    pub(crate) pool: &'a Pool,
+    pub(crate) plan: &'a Plan,
+    pub(crate) taken: &'a Taken,
+    /// The head written for the backend.
+    pub(crate) up_head: &'a [u8],
 }
 
-/// Send the request to a backend (retrying as the rules allow) and pass
-/// the response to the client; returns whether the client connection
-/// stays open.
-#[allow(clippy::too_many_arguments)]
+/// A client connection's buffers, kept from request to request.
+pub(crate) struct Bufs {
+    /// What the backend sent.
+    pub(crate) rbuf: BytesMut,
+    /// What goes to the client.
+    pub(crate) out: Vec<u8>,
+}
+
+/// Send the request to a backend (retrying as the attempts policy says)
+/// and pass the response to the client; returns whether the client
+/// connection stays open.
 pub(crate) async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
     io: &mut I,
-    conn: &Conn,
-    site: &crate::http::site::Site,
-    pool: &crate::pool::Pool,
-    plan: &Plan,
-    t: &Taken,
-    up_head: &[u8],
-    rbuf: &mut BytesMut,
-    out: &mut Vec<u8>,
+    x: &Exchange<'_>,
+    bufs: &mut Bufs,
     mut timer: std::pin::Pin<&mut Sleep>,
 ) -> bool {
+    let (conn, t) = (x.conn, x.taken);
     let stats = &conn.shared.stats;
-    let raw = &conn.shared.raw;
-    let schedule = pool.schedule();
-    let client = SocketAddr::new(plan.client, conn.peer.port());
+    let schedule = x.pool.schedule();
+    let client = SocketAddr::new(x.plan.client, conn.peer.port());
     let Some(first) = schedule.pick(client, conn.local) else {
-        stats.upstream_failures.fetch_add(1, Ordering::Relaxed);
+        stats.gave(Answer::NoBackend);
         return respond(io, conn, Answer::NoBackend, t.keep_alive).await;
     };
     // Held until the response head: least connections counts it.
     let _held = first;
-    let mut backend = _held.backend().addr;
-    let mut tried = vec![backend];
-    let mut fresh_only = false;
+    let mut attempts = Attempts::new(_held.backend().addr, x.site.limits.retries, t.idempotent);
+    let mut fresh = false;
     loop {
-        let attempt = attempt(
-            raw,
-            backend,
-            fresh_only,
-            up_head,
-            rbuf,
-            site.limits.response_timeout,
-            timer.as_mut(),
-        )
-        .await;
-        let failure = match attempt {
+        let backend = attempts.backend();
+        let failure = match attempt(x, backend, fresh, &mut bufs.rbuf, timer.as_mut()).await {
             Ok((up, head_len)) => {
-                let relayed = relay(
-                    io,
-                    conn,
-                    t,
-                    up,
-                    backend,
-                    head_len,
-                    rbuf,
-                    out,
-                    timer.as_mut(),
-                )
-                .await;
-                return match relayed {
+                return match relay(io, x, up, backend, head_len, bufs, timer.as_mut()).await {
                     Relayed::Done(keep) => keep,
                     Relayed::Refused(why) => {
                         // The connection is dropped with whatever it held.
-                        stats.upstream_failures.fetch_add(1, Ordering::Relaxed);
+                        stats.gave(Answer::BadResponse);
                         tracing::warn!(%backend, error = why, "backend answer refused");
                         respond(io, conn, Answer::BadResponse, false).await
                     }
                 };
             }
-            Err((f, reused)) => {
-                // A pooled connection the backend had closed: the same
-                // backend again on a fresh one, when that is safe.
-                if reused && !fresh_only {
-                    if let Failure::NotSent(_) = f {
-                        fresh_only = true;
-                        continue;
-                    }
-                    if let (Failure::Failed(_), true) = (&f, t.idempotent) {
-                        fresh_only = true;
-                        continue;
+            Err((failure, why)) => {
+                match &why {
+                    Some(e) => tracing::info!(%backend, error = %e, ?failure, "attempt failed"),
+                    None => {
+                        tracing::warn!(%backend, timeout = ?x.site.limits.response_timeout, "no response head in time")
                     }
                 }
-                f
+                failure
             }
         };
-        let retry = match &failure {
-            Failure::Timeout => {
-                stats.upstream_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%backend, timeout = ?site.limits.response_timeout, "no response head in time");
-                return respond(io, conn, Answer::Timeout, t.keep_alive).await;
-            }
-            Failure::NotSent(why) => {
-                tracing::info!(%backend, error = %why, "request not sent; trying another backend");
-                true
-            }
-            Failure::Failed(why) => {
-                tracing::info!(%backend, error = %why, "backend failed the request");
-                t.idempotent
-            }
-        };
-        match another_backend(&schedule, &tried) {
-            Some(b) if retry && tried.len() <= site.limits.retries as usize => {
-                stats.retries.fetch_add(1, Ordering::Relaxed);
-                backend = b;
-                tried.push(b);
-                fresh_only = false;
-            }
-            _ => {
-                stats.upstream_failures.fetch_add(1, Ordering::Relaxed);
-                return respond(io, conn, Answer::Unreachable, t.keep_alive).await;
-            }
+        let next = attempts.next(failure, &schedule);
+        stats.note(&next);
+        match next {
+            Next::Again { fresh: f, .. } => fresh = f,
+            Next::Give(answer) => return respond(io, conn, answer, t.keep_alive).await,
         }
     }
 }
 
-/// Write the request head to `backend` and read the response head into
-/// `rbuf`; returns the connection and the head's length, or why not (and
-/// whether the connection was a pooled one).
-#[allow(clippy::too_many_arguments)]
+/// Write the request head to `backend` (on a pooled connection unless
+/// `fresh`) and read the response head into `rbuf`; returns the connection
+/// and the head's length, or why not.
 async fn attempt(
-    raw: &RawPool,
+    x: &Exchange<'_>,
     backend: SocketAddr,
-    fresh_only: bool,
-    up_head: &[u8],
+    fresh: bool,
     rbuf: &mut BytesMut,
-    response_timeout: Duration,
     mut timer: std::pin::Pin<&mut Sleep>,
-) -> Result<(RawConn, usize), (Failure, bool)> {
-    let pooled = if fresh_only { None } else { raw.take(backend) };
+) -> Result<(RawConn, usize), (Failure, Option<UpstreamError>)> {
+    let raw = &x.conn.shared.raw;
+    let pooled = if fresh { None } else { raw.take(backend) };
     let mut up = match pooled {
         Some(c) => c,
         None => raw
             .connect(backend)
             .await
-            .map_err(|e| (Failure::NotSent(e), false))?,
+            .map_err(|e| (Failure::NotSent { reused: false }, Some(e)))?,
     };
     let reused = up.reused;
-    timer.as_mut().reset(Instant::now() + response_timeout);
+    timer
+        .as_mut()
+        .reset(Instant::now() + x.site.limits.response_timeout);
     let wrote = tokio::select! {
-        r = up.stream.write_all(up_head) => r,
-        () = &mut timer => return Err((Failure::Timeout, reused)),
+        r = up.stream.write_all(x.up_head) => r,
+        () = &mut timer => return Err((Failure::Timeout, None)),
     };
-    if let Err(e) = wrote {
+    if let Err(source) = wrote {
         // Refused before a byte went out on a connection the backend had
         // closed; on a fresh one part of it may have arrived.
         let f = if reused {
-            Failure::NotSent(e.to_string())
+            Failure::NotSent { reused }
         } else {
-            Failure::Failed(e.to_string())
+            Failure::Failed { reused }
         };
-        return Err((f, reused));
+        return Err((f, Some(UpstreamError::Io { backend, source })));
     }
     rbuf.clear();
     loop {
@@ -204,51 +158,40 @@ async fn attempt(
         }
         let read = tokio::select! {
             r = up.stream.read_buf(rbuf) => r,
-            () = &mut timer => return Err((Failure::Timeout, reused)),
+            () = &mut timer => return Err((Failure::Timeout, None)),
+        };
+        // Nothing at all on a pooled connection: the backend had closed
+        // it; part of a head: it broke off answering this request.
+        let closed = |in_head: bool| {
+            let reused = reused && !in_head;
+            Err((
+                Failure::Failed { reused },
+                Some(UpstreamError::Closed { backend, in_head }),
+            ))
         };
         match read {
-            Ok(0) if rbuf.is_empty() => {
+            Ok(0) => return closed(!rbuf.is_empty()),
+            Err(source) => {
+                let reused = reused && rbuf.is_empty();
                 return Err((
-                    Failure::Failed(format!(
-                        "{backend} closed the connection without a response"
-                    )),
-                    reused,
-                ))
-            }
-            Ok(0) => {
-                return Err((
-                    Failure::Failed(format!("{backend} closed inside the response head")),
-                    false,
-                ))
-            }
-            Err(e) => {
-                return Err((
-                    Failure::Failed(format!("{backend}: {e}")),
-                    reused && rbuf.is_empty(),
-                ))
+                    Failure::Failed { reused },
+                    Some(UpstreamError::Io { backend, source }),
+                ));
             }
             Ok(_) => {}
         }
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut headers);
-        match resp.parse(rbuf) {
+        let refused = match resp.parse(rbuf) {
             Ok(httparse::Status::Complete(n)) => return Ok((up, n)),
-            Ok(httparse::Status::Partial) if rbuf.len() < MAX_RESPONSE_HEAD => {}
-            Ok(httparse::Status::Partial) => {
-                return Err((
-                    Failure::Failed(format!(
-                        "{backend}: response head over {MAX_RESPONSE_HEAD} bytes"
-                    )),
-                    false,
-                ))
-            }
-            Err(e) => {
-                return Err((
-                    Failure::Failed(format!("{backend}: malformed response head: {e}")),
-                    false,
-                ))
-            }
-        }
+            Ok(httparse::Status::Partial) if rbuf.len() < MAX_RESPONSE_HEAD => continue,
+            Ok(httparse::Status::Partial) => UpstreamError::HeadTooLarge {
+                backend,
+                limit: MAX_RESPONSE_HEAD,
+            },
+            Err(source) => UpstreamError::Malformed { backend, source },
+        };
+        return Err((Failure::Failed { reused: false }, Some(refused)));
     }
 }
 
@@ -265,15 +208,15 @@ enum Relayed {
 #[allow(clippy::too_many_arguments)]
 async fn relay<I: AsyncRead + AsyncWrite + Unpin>(
     io: &mut I,
-    conn: &Conn,
-    t: &Taken,
+    x: &Exchange<'_>,
     mut up: RawConn,
     backend: SocketAddr,
     head_len: usize,
-    rbuf: &mut BytesMut,
-    out: &mut Vec<u8>,
+    bufs: &mut Bufs,
     mut timer: std::pin::Pin<&mut Sleep>,
 ) -> Relayed {
+    let (conn, t) = (x.conn, x.taken);
+    let Bufs { rbuf, out } = bufs;
     let limits_timeout = conn
         .shared
         .raw

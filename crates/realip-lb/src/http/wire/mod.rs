@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use super::answer::Answer;
 use super::limits::{HttpLimits, BODY_BUF, IDLE};
 use super::site::Conn;
-use exchange::{exchange, respond};
+use exchange::{exchange, respond, Bufs, Exchange};
 pub(crate) use request::{parse, Parsed};
 
 /// How a connection left the fast path.
@@ -57,8 +57,10 @@ where
 {
     let mut buf = BytesMut::with_capacity(INITIAL_BUF);
     let mut up_head = Vec::with_capacity(1024);
-    let mut rbuf = BytesMut::with_capacity(BODY_BUF);
-    let mut out = Vec::with_capacity(2048);
+    let mut bufs = Bufs {
+        rbuf: BytesMut::with_capacity(BODY_BUF),
+        out: Vec::with_capacity(2048),
+    };
     let timer = tokio::time::sleep(IDLE);
     tokio::pin!(timer);
     // Which wait the timer is set for.
@@ -126,19 +128,15 @@ where
         let keep_alive = match &t.routed {
             None => respond(io, conn, Answer::NoRoute, t.keep_alive).await,
             Some(r) => {
-                exchange(
-                    io,
+                let x = Exchange {
                     conn,
-                    &r.site,
-                    &r.pool,
-                    &r.plan,
-                    &t,
-                    &up_head,
-                    &mut rbuf,
-                    &mut out,
-                    timer.as_mut(),
-                )
-                .await
+                    site: &r.site,
+                    pool: &r.pool,
+                    plan: &r.plan,
+                    taken: &t,
+                    up_head: &up_head,
+                };
+                exchange(io, &x, &mut bufs, timer.as_mut()).await
             }
         };
         if !keep_alive || *shutdown.borrow() {
