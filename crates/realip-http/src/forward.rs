@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::HttpHeaders;
 use http::header::{HeaderMap, HeaderName, HeaderValue, FORWARDED};
-use realip_core::{Headers, Resolver};
+use realip_core::{Headers, Resolver, Source};
 
 /// One header the proxy can add.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,6 +243,8 @@ pub struct RequestFacts<'a> {
 pub struct Rewritten {
     /// The client this hop believes in.
     pub client: IpAddr,
+    /// Where it was read: the peer, or an entry of a trusted peer's header.
+    pub source: Source,
     /// Whether the peer was trusted (its headers were kept).
     pub peer_trusted: bool,
 }
@@ -254,6 +256,8 @@ pub struct Rewritten {
 pub struct Plan {
     /// The client this hop believes in.
     pub client: IpAddr,
+    /// Where it was read: the peer, or an entry of a trusted peer's header.
+    pub source: Source,
     /// Whether the peer was trusted (its forwarding headers are kept).
     pub peer_trusted: bool,
     /// Headers to set, replacing their namesakes.
@@ -286,15 +290,15 @@ impl Forwarding {
         ids: &RequestIds,
     ) -> Plan {
         let peer_trusted = self.resolver.trusted().contains(facts.peer.ip());
-        let client = if peer_trusted {
+        let (client, source) = if peer_trusted {
             let req = realip_core::Request::new(facts.peer, headers);
             self.resolver
                 .resolve(&req)
-                .map_or(facts.peer.ip(), |c| c.ip)
+                .map_or((facts.peer.ip(), Source::Peer), |c| (c.ip, c.source))
         } else {
             // The chain restarts here: nothing the peer said about earlier
             // hops is passed on.
-            facts.peer.ip()
+            (facts.peer.ip(), Source::Peer)
         };
         let present = |name: &str| peer_trusted && headers.values(name).next().is_some();
         let set_list = self.headers;
@@ -361,6 +365,7 @@ impl Forwarding {
         }
         Plan {
             client,
+            source,
             peer_trusted,
             set,
             underscores: self.underscores,
@@ -388,6 +393,7 @@ impl Forwarding {
         }
         Rewritten {
             client: plan.client,
+            source: plan.source,
             peer_trusted: plan.peer_trusted,
         }
     }

@@ -133,6 +133,34 @@ async fn a_trusted_upstream_chain_is_kept_and_resolved() {
     assert_eq!(v["realIp"]["ip"], "203.0.113.7");
     // Only the headers asked for.
     assert!(header(&v, "X-Scheme").is_empty(), "{v}");
+    // One event for the request, saying whom the lb believes and why.
+    let event = (0..50)
+        .find_map(|_| {
+            let found = l
+                .logs
+                .try_iter()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
+                .find(|e| e["fields"]["message"] == "request");
+            if found.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            found
+        })
+        .expect("a request event");
+    let f = &event["fields"];
+    assert_eq!(
+        f["peer"].as_str().map(|p| p.starts_with("127.0.0.3:")),
+        Some(true),
+        "{event}"
+    );
+    assert_eq!(f["client"], "203.0.113.7", "{event}");
+    assert_eq!(f["source"], "X-Forwarded-For[0]", "{event}");
+    assert_eq!(f["backend"], w.http.to_string(), "{event}");
+    assert_eq!(
+        (f["status"].as_u64(), f["tries"].as_u64()),
+        (Some(200), Some(1)),
+        "{event}"
+    );
     // --client-ip none adds nothing, and still strips an untrusted peer's.
     let l = lb_http(&["--backend", &w.http.to_string(), "--client-ip", "none"]);
     let v = api(

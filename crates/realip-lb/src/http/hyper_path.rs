@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use super::answer::{content_length, is_idempotent, strip_hop_by_hop, valid_host, Answer};
 use super::attempts::{Attempts, Failure, Next};
 use super::limits::{HttpLimits, IDLE};
+use super::log::{log_request, Done};
 use super::site::Conn;
 use super::upstream::{ClientBody, PooledBody, SendError, UpBody};
 use crate::forward::RequestFacts;
@@ -83,10 +84,28 @@ fn ours(a: Answer) -> Response<RespBody> {
 }
 
 async fn handle(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
-    let stats = &conn.shared.stats;
-    let resp = proxy(req, conn).await;
-    stats.count(resp.status());
+    let started = std::time::Instant::now();
+    let mut log = Logged {
+        client: conn.peer.ip(),
+        source: realip_core::Source::Peer,
+        done: Done {
+            status: 0,
+            backend: None,
+            tries: 0,
+        },
+    };
+    let resp = proxy(req, conn, &mut log).await;
+    conn.shared.stats.count(resp.status());
+    log.done.status = resp.status().as_u16();
+    log_request(conn, log.client, &log.source, &log.done, started);
     resp
+}
+
+/// What the request's log event says, filled in as the request goes.
+struct Logged {
+    client: std::net::IpAddr,
+    source: realip_core::Source,
+    done: Done,
 }
 
 /// The host a request is for (RFC 9112 §3.2, RFC 9113 §8.3.1), or the
@@ -115,7 +134,7 @@ fn host_of(parts: &http::request::Parts) -> Result<Option<String>, Answer> {
     }
 }
 
-async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
+async fn proxy(req: Request<Incoming>, conn: &Conn, log: &mut Logged) -> Response<RespBody> {
     let site = conn.shared.site.borrow().clone();
     let (mut parts, body) = req.into_parts();
     // CONNECT asks for a tunnel this reverse proxy does not open; what
@@ -186,6 +205,8 @@ async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
     let rewritten = site
         .forwarding
         .apply(&mut parts.headers, &facts, &conn.shared.ids);
+    log.client = rewritten.client;
+    log.source = rewritten.source.clone();
     parts.uri = match target.parse() {
         Ok(u) => u,
         Err(_) => return ours(Answer::BadTarget),
@@ -222,6 +243,8 @@ async fn proxy(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
     let mut attempts = Attempts::new(_held.backend().addr, site.limits.retries, replayable);
     loop {
         let backend = attempts.backend();
+        log.done.backend = Some(backend);
+        log.done.tries += 1;
         let sent = tokio::time::timeout(
             site.limits.response_timeout,
             conn.shared.upstream.send(backend, req),

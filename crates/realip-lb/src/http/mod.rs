@@ -23,6 +23,7 @@ pub(crate) mod attempts;
 pub(crate) mod hyper_path;
 pub mod limits;
 pub(crate) mod listener;
+pub(crate) mod log;
 pub mod site;
 pub mod upstream;
 pub(crate) mod wire;

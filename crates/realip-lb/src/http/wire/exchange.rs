@@ -16,6 +16,7 @@ use crate::forward::Plan;
 use crate::http::answer::Answer;
 use crate::http::attempts::{Attempts, Failure, Next};
 use crate::http::limits::{BODY_BUF, MAX_HEADERS, MAX_RESPONSE_HEAD};
+use crate::http::log::{log_request, Done};
 use crate::http::site::{Conn, Site};
 use crate::http::upstream::{RawConn, UpstreamError};
 use crate::pool::Pool;
@@ -61,21 +62,42 @@ pub(crate) struct Bufs {
 }
 
 /// Send the request to a backend (retrying as the attempts policy says)
-/// and pass the response to the client; returns whether the client
-/// connection stays open.
+/// and pass the response to the client, then log the request (one event,
+/// as whoami's); returns whether the client connection stays open.
 pub(crate) async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
     io: &mut I,
     x: &Exchange<'_>,
     bufs: &mut Bufs,
-    mut timer: std::pin::Pin<&mut Sleep>,
+    timer: std::pin::Pin<&mut Sleep>,
 ) -> bool {
+    let started = std::time::Instant::now();
+    let (keep, done) = exchange_once(io, x, bufs, timer).await;
+    log_request(x.conn, x.plan.client, &x.plan.source, &done, started);
+    keep
+}
+
+async fn exchange_once<I: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut I,
+    x: &Exchange<'_>,
+    bufs: &mut Bufs,
+    mut timer: std::pin::Pin<&mut Sleep>,
+) -> (bool, Done) {
     let (conn, t) = (x.conn, x.taken);
     let stats = &conn.shared.stats;
     let schedule = x.pool.schedule();
     let client = SocketAddr::new(x.plan.client, conn.peer.port());
+    let mut done = Done {
+        status: 0,
+        backend: None,
+        tries: 0,
+    };
     let Some(first) = schedule.pick(client, conn.local) else {
         stats.gave(Answer::NoBackend);
-        return respond(io, conn, Answer::NoBackend, t.keep_alive).await;
+        done.status = Answer::NoBackend.status().as_u16();
+        return (
+            respond(io, conn, Answer::NoBackend, t.keep_alive).await,
+            done,
+        );
     };
     // Held until the response head: least connections counts it.
     let _held = first;
@@ -83,17 +105,24 @@ pub(crate) async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
     let mut fresh = false;
     loop {
         let backend = attempts.backend();
+        done.backend = Some(backend);
+        done.tries += 1;
         let failure = match attempt(x, backend, fresh, &mut bufs.rbuf, timer.as_mut()).await {
             Ok((up, head_len)) => {
-                return match relay(io, x, up, backend, head_len, bufs, timer.as_mut()).await {
-                    Relayed::Done(keep) => keep,
+                let keep = match relay(io, x, up, backend, head_len, bufs, timer.as_mut()).await {
+                    Relayed::Done { keep, status } => {
+                        done.status = status;
+                        keep
+                    }
                     Relayed::Refused(why) => {
                         // The connection is dropped with whatever it held.
                         stats.gave(Answer::BadResponse);
                         tracing::warn!(%backend, error = why, "backend answer refused");
+                        done.status = Answer::BadResponse.status().as_u16();
                         respond(io, conn, Answer::BadResponse, false).await
                     }
                 };
+                return (keep, done);
             }
             Err((failure, why)) => {
                 match &why {
@@ -109,7 +138,10 @@ pub(crate) async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
         stats.note(&next);
         match next {
             Next::Again { fresh: f, .. } => fresh = f,
-            Next::Give(answer) => return respond(io, conn, answer, t.keep_alive).await,
+            Next::Give(answer) => {
+                done.status = answer.status().as_u16();
+                return (respond(io, conn, answer, t.keep_alive).await, done);
+            }
         }
     }
 }
@@ -197,8 +229,9 @@ async fn attempt(
 
 /// Why the relay stopped.
 enum Relayed {
-    /// Done; whether the client connection stays open.
-    Done(bool),
+    /// Done; whether the client connection stays open, and the status
+    /// the client got.
+    Done { keep: bool, status: u16 },
     /// The backend's answer cannot be passed on; nothing of the final
     /// response has reached the client.
     Refused(&'static str),
@@ -264,7 +297,10 @@ async fn relay<I: AsyncRead + AsyncWrite + Unpin>(
                     .await
                     .is_err()
             {
-                return Relayed::Done(false);
+                return Relayed::Done {
+                    keep: false,
+                    status: code,
+                };
             }
             loop {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -382,13 +418,19 @@ async fn relay<I: AsyncRead + AsyncWrite + Unpin>(
                     }
                 }
                 // Done either way: the client learns the end by the close.
-                return Relayed::Done(false);
+                return Relayed::Done {
+                    keep: false,
+                    status: code,
+                };
             }
         };
         if done && !up_close && !surplus {
             conn.shared.raw.put(backend, up.stream);
         }
-        return Relayed::Done(done && client_keep);
+        return Relayed::Done {
+            keep: done && client_keep,
+            status: code,
+        };
     }
 }
 

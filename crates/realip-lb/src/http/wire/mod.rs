@@ -30,6 +30,7 @@ use tokio::time::Instant;
 
 use super::answer::Answer;
 use super::limits::{HttpLimits, BODY_BUF, IDLE};
+use super::log::{log_request, Done};
 use super::site::Conn;
 use exchange::{exchange, respond, Bufs, Exchange};
 pub(crate) use request::{parse, Parsed};
@@ -126,7 +127,23 @@ where
         buf.advance(t.len);
         phase = Phase::Busy;
         let keep_alive = match &t.routed {
-            None => respond(io, conn, Answer::NoRoute, t.keep_alive).await,
+            None => {
+                let started = std::time::Instant::now();
+                let keep = respond(io, conn, Answer::NoRoute, t.keep_alive).await;
+                let done = Done {
+                    status: Answer::NoRoute.status().as_u16(),
+                    backend: None,
+                    tries: 0,
+                };
+                log_request(
+                    conn,
+                    conn.peer.ip(),
+                    &realip_core::Source::Peer,
+                    &done,
+                    started,
+                );
+                keep
+            }
             Some(r) => {
                 let x = Exchange {
                     conn,

@@ -1,0 +1,48 @@
+//! One log event per request, the same on both paths: peer, client and
+//! where it was read, backend, status, tries, duration.
+
+use std::net::SocketAddr;
+
+use super::site::Conn;
+
+/// What one request's log event says.
+pub(crate) struct Done {
+    pub(crate) status: u16,
+    /// The last backend tried, if any was.
+    pub(crate) backend: Option<SocketAddr>,
+    /// Attempts made (fresh retries on the same backend included).
+    pub(crate) tries: u32,
+}
+
+/// The request's event at info level: peer, client and where it was read,
+/// backend, status, tries, duration.
+pub(crate) fn log_request(
+    conn: &Conn,
+    client: std::net::IpAddr,
+    source: &realip_core::Source,
+    done: &Done,
+    started: std::time::Instant,
+) {
+    tracing::info!(
+        peer = %conn.peer,
+        %client,
+        %source,
+        backend = %OrDash(done.backend),
+        status = done.status,
+        tries = done.tries,
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+}
+
+/// An address, or `-` when there is none.
+pub(crate) struct OrDash(Option<SocketAddr>);
+
+impl std::fmt::Display for OrDash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => a.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
