@@ -27,5 +27,9 @@ fuzz_target!(|data: &[u8]| {
     let fast = r.resolve(&req);
     let full = r.explain(&req);
     assert_eq!(fast, full.client);
-    let _ = serde_json::to_string(&realip_core::json::JsonResolution::from(&full)).unwrap();
+    // The JSON view escapes every header value again: over half the time
+    // of a run on long inputs, and its failure modes do not need them.
+    if data.len() <= 512 {
+        let _ = serde_json::to_string(&realip_core::json::JsonResolution::from(&full)).unwrap();
+    }
 });
