@@ -11,8 +11,12 @@ use realip_nft::{
 };
 
 use crate::model::Proto;
+use crate::plan::names::{
+    HAIRPIN, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, SERVICE_IPS, SERVICE_NODEPORTS,
+};
 use crate::plan::{
-    Action, AffinitySet, Chain, Family, Key, KeySet, Map, Match, Rule, Ruleset, Verdict, MASQ_MARK,
+    Action, AffinitySet, Chain, ChainName, Family, Key, KeySet, Map, Match, Rule, Ruleset, Verdict,
+    MASQ_MARK,
 };
 
 /// The netlink family of a plan family.
@@ -48,8 +52,9 @@ pub fn add_contents(batch: &mut Batch, rs: &Ruleset) {
     // Pick maps are filled before the rules that use them bind them: the
     // kernel checks a map's elements against each binding.
     for p in &rs.picks {
-        add_pick_map(batch, rs.family, t, &p.name, p.size);
-        add_pick_elements(batch, rs.family, t, &p.name, 0, &p.endpoints);
+        let name = p.name.to_string();
+        add_pick_map(batch, rs.family, t, &name, p.size);
+        add_pick_elements(batch, rs.family, t, &name, 0, &p.endpoints);
     }
     for s in &rs.sets {
         add_affinity_set(batch, rs.family, t, s);
@@ -69,7 +74,7 @@ pub fn add_contents(batch: &mut Batch, rs: &Ruleset) {
         add_map_elements(batch, rs.family, t, m);
     }
     for c in &rs.chains {
-        add_rules(batch, rs.family, t, &c.name, &c.rules);
+        add_rules(batch, rs.family, t, &c.name.to_string(), &c.rules);
     }
 }
 
@@ -89,7 +94,7 @@ pub(crate) fn add_chain(batch: &mut Batch, fam: NfFamily, table: &str, c: &Chain
         };
         (hook, ty, h.priority.parse().unwrap_or(0))
     });
-    batch.add_chain(fam, table, &c.name, hook);
+    batch.add_chain(fam, table, &c.name.to_string(), hook);
 }
 
 pub(crate) fn add_affinity_set(batch: &mut Batch, family: Family, table: &str, s: &AffinitySet) {
@@ -221,7 +226,7 @@ pub(crate) fn add_hairpin_set(batch: &mut Batch, family: Family, table: &str) {
         &plain_set(
             datatype::concat(&[t, t]),
             2 * addr_width(family),
-            "hairpin",
+            HAIRPIN,
             SetData::None,
         ),
     );
@@ -240,12 +245,12 @@ fn hairpin_keys(ips: &[IpAddr]) -> Vec<Vec<u8>> {
 /// Add endpoint addresses to the `hairpin` set.
 pub(crate) fn add_hairpin(batch: &mut Batch, family: Family, table: &str, ips: &[IpAddr]) {
     let elements: Vec<_> = hairpin_keys(ips).into_iter().map(|k| (k, None)).collect();
-    batch.add_elements(nf_family(family), table, "hairpin", &elements);
+    batch.add_elements(nf_family(family), table, HAIRPIN, &elements);
 }
 
 /// Remove endpoint addresses from the `hairpin` set.
 pub(crate) fn del_hairpin(batch: &mut Batch, family: Family, table: &str, ips: &[IpAddr]) {
-    batch.del_elements(nf_family(family), table, "hairpin", &hairpin_keys(ips));
+    batch.del_elements(nf_family(family), table, HAIRPIN, &hairpin_keys(ips));
 }
 
 /// nft's address type of a family.
@@ -347,9 +352,10 @@ fn proto_number(p: Proto) -> u8 {
 
 pub(crate) fn verdict(v: &Verdict) -> NfVerdict {
     match v {
-        Verdict::Goto(c) => NfVerdict::Goto(c.clone()),
+        Verdict::Goto(c) => NfVerdict::Goto(c.to_string()),
         Verdict::Drop => NfVerdict::Drop,
-        Verdict::Reject => NfVerdict::Goto("reject-chain".into()),
+        // Verdict maps cannot hold `reject`; a chain can.
+        Verdict::Reject => NfVerdict::Goto(ChainName::Reject.to_string()),
     }
 }
 
@@ -477,7 +483,7 @@ fn match_exprs(family: Family, m: &Match) -> Vec<Vec<Expr>> {
                     dreg: reg::r32(w / 4),
                 },
                 Expr::Lookup {
-                    set: "hairpin".into(),
+                    set: HAIRPIN.into(),
                     sreg: reg::R1,
                     dreg: None,
                 },
@@ -672,8 +678,8 @@ fn vmap(set: &str) -> Expr {
 fn action_exprs(family: Family, a: &Action) -> Vec<Vec<Expr>> {
     let one = |e: Vec<Expr>| vec![e];
     match a {
-        Action::Jump(c) => one(vec![Expr::Verdict(NfVerdict::Jump(c.clone()))]),
-        Action::Goto(c) => one(vec![Expr::Verdict(NfVerdict::Goto(c.clone()))]),
+        Action::Jump(c) => one(vec![Expr::Verdict(NfVerdict::Jump(c.to_string()))]),
+        Action::Goto(c) => one(vec![Expr::Verdict(NfVerdict::Goto(c.to_string()))]),
         Action::Return => one(vec![Expr::Verdict(NfVerdict::Return)]),
         Action::Drop => one(vec![Expr::Verdict(NfVerdict::Drop)]),
         Action::Reject => one(vec![Expr::Reject {
@@ -732,7 +738,7 @@ fn action_exprs(family: Family, a: &Action) -> Vec<Vec<Expr>> {
                     dreg: reg::R1,
                 },
                 Expr::Lookup {
-                    set: map.clone(),
+                    set: map.to_string(),
                     sreg: reg::R1,
                     dreg: Some(reg::R1),
                 },
@@ -746,19 +752,19 @@ fn action_exprs(family: Family, a: &Action) -> Vec<Vec<Expr>> {
         }
         Action::DispatchServices => {
             let mut e = dest_key(family);
-            e.push(vmap("service-ips"));
+            e.push(vmap(SERVICE_IPS));
             one(e)
         }
         Action::DispatchNodePorts => {
             let mut e = proto_port().to_vec();
-            e.push(vmap("service-nodeports"));
+            e.push(vmap(SERVICE_NODEPORTS));
             one(e)
         }
         Action::DispatchNoEndpoints => {
             let mut a = dest_key(family);
-            a.push(vmap("no-endpoint-services"));
+            a.push(vmap(NO_ENDPOINT_SERVICES));
             let mut b = local_port_key(family);
-            b.push(vmap("no-endpoint-nodeports"));
+            b.push(vmap(NO_ENDPOINT_NODEPORTS));
             vec![a, b]
         }
     }
