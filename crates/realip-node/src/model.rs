@@ -161,45 +161,6 @@ impl fmt::Display for Skipped {
     }
 }
 
-/// Where the objects come from. A file or directory today; a live API
-/// watch later, behind the same trait.
-pub trait ObjectSource {
-    /// Read the whole current state.
-    fn load(&self) -> Result<(Model, Vec<Skipped>), std::io::Error>;
-}
-
-/// Objects from a YAML/JSON file, or from every `.yaml`/`.yml`/`.json`
-/// file in a directory.
-#[derive(Debug, Clone)]
-pub struct FileSource {
-    /// The file or directory.
-    pub path: std::path::PathBuf,
-}
-
-impl ObjectSource for FileSource {
-    fn load(&self) -> Result<(Model, Vec<Skipped>), std::io::Error> {
-        let mut files = Vec::new();
-        if self.path.is_dir() {
-            for e in std::fs::read_dir(&self.path)? {
-                let p = e?.path();
-                let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
-                if matches!(ext, "yaml" | "yml" | "json") {
-                    files.push(p);
-                }
-            }
-            files.sort();
-        } else {
-            files.push(self.path.clone());
-        }
-        let mut loader = Loader::default();
-        for f in files {
-            let text = std::fs::read_to_string(&f)?;
-            loader.add_text(&text, &f.display().to_string());
-        }
-        Ok(loader.finish())
-    }
-}
-
 /// Why an object cannot be used: the reason a [`Skipped`] gives.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ObjectError {
