@@ -84,7 +84,7 @@ impl ChainNameBase {
     }
 
     /// The 8-character hash: what picks a Service port's table when a
-    /// plan is split ([`crate::plan::shard`]).
+    /// plan is split (`plan::shard`).
     pub fn hash(&self) -> &str {
         &self.text[..8]
     }

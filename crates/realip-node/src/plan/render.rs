@@ -1,6 +1,6 @@
 //! The plan in `nft -f` syntax: what the golden tests pin down, what
 //! `realip node plan` prints and what a person reads to check it. The
-//! kernel path ([`crate::kernel`]) does not go through this text.
+//! kernel path (`kernel`) does not go through this text.
 
 use std::fmt;
 use std::net::IpAddr;

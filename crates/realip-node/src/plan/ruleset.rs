@@ -1,5 +1,5 @@
 //! The plan's vocabulary: one family's table as a plain value (maps,
-//! sets, chains of rules), which [`crate::kernel`] encodes and the
+//! sets, chains of rules), which `kernel` encodes and the
 //! renderer prints.
 
 use std::net::IpAddr;
@@ -267,7 +267,7 @@ pub struct Ruleset {
     /// The family.
     pub family: Family,
     /// The table's name: `realip`, or `realip-NN` when a large plan is
-    /// split across tables ([`crate::plan::shard`]).
+    /// split across tables (`plan::shard`).
     pub table: String,
     /// Whether this table holds the postrouting half (masquerade, hairpin)
     /// that all of a family's tables share.
