@@ -8,9 +8,9 @@
 //! The files, in the order a plan is made: [`names`] (what things are
 //! called), [`ruleset`] (the value a plan is), `service_port` (one
 //! Service port's chains and map entries, with `endpoints` picking the
-//! endpoint), `base_chains` (the chains every table has), [`shard`]
+//! endpoint), `base_chains` (the chains every table has), `shard`
 //! (splitting a large plan across tables), `render` (`nft -f` syntax)
-//! and [`health_checks`] (what the health-check servers answer).
+//! and `health_checks` (what the health-check servers answer).
 
 mod base_chains;
 mod endpoints;
