@@ -1,11 +1,11 @@
 //! One nf_tables transaction as netlink bytes.
 
-use crate::expr::{value, Expr, Verdict};
-use crate::Family;
+use crate::expr::{Expr, Verdict};
+use crate::family::Family;
+use crate::writer::Writer;
 
-const NLA_F_NESTED: u16 = 0x8000;
 const NLM_F_REQUEST: u16 = 0x1;
-pub(crate) const NLM_F_ACK: u16 = 0x4;
+const NLM_F_ACK: u16 = 0x4;
 const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_APPEND: u16 = 0x800;
 const SUBSYS_NFTABLES: u16 = 10;
@@ -22,64 +22,6 @@ const MSG_NEWSET: u16 = 9;
 const MSG_DELSET: u16 = 11;
 const MSG_NEWSETELEM: u16 = 12;
 const MSG_DELSETELEM: u16 = 14;
-
-/// Netlink attribute writer over a byte buffer.
-#[derive(Debug, Default)]
-pub(crate) struct Writer {
-    pub(crate) buf: Vec<u8>,
-    /// An attribute outgrew its 16-bit length.
-    pub(crate) overflow: bool,
-}
-
-fn pad(n: usize) -> usize {
-    (n + 3) & !3
-}
-
-impl Writer {
-    fn header(&mut self, len: usize, ty: u16) {
-        self.buf.extend_from_slice(&(len as u16).to_ne_bytes());
-        self.buf.extend_from_slice(&ty.to_ne_bytes());
-    }
-
-    pub(crate) fn bytes(&mut self, ty: u16, data: &[u8]) {
-        self.overflow |= 4 + data.len() > usize::from(u16::MAX);
-        self.header(4 + data.len(), ty);
-        self.buf.extend_from_slice(data);
-        self.buf.resize(pad(self.buf.len()), 0);
-    }
-
-    /// A big-endian u32, as nf_tables' attributes are.
-    pub(crate) fn u32(&mut self, ty: u16, v: u32) {
-        self.bytes(ty, &v.to_be_bytes());
-    }
-
-    pub(crate) fn u64(&mut self, ty: u16, v: u64) {
-        self.bytes(ty, &v.to_be_bytes());
-    }
-
-    /// A NUL-terminated string.
-    pub(crate) fn str(&mut self, ty: u16, s: &str) {
-        self.header(4 + s.len() + 1, ty);
-        self.buf.extend_from_slice(s.as_bytes());
-        self.buf.push(0);
-        self.buf.resize(pad(self.buf.len()), 0);
-    }
-
-    /// Start a nested attribute; [`Writer::end`] fills in its length.
-    pub(crate) fn nest(&mut self, ty: u16) -> usize {
-        let at = self.buf.len();
-        self.header(0, ty | NLA_F_NESTED);
-        at
-    }
-
-    pub(crate) fn end(&mut self, at: usize) {
-        let len = self.buf.len() - at;
-        // A longer attribute would wrap its 16-bit length and the kernel
-        // would read a truncated one: remember it, and refuse to send.
-        self.overflow |= len > usize::from(u16::MAX);
-        self.buf[at..at + 2].copy_from_slice(&(len as u16).to_ne_bytes());
-    }
-}
 
 /// A base chain's hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -421,14 +363,14 @@ impl Batch {
                     break;
                 }
                 let e = self.w.nest(1);
-                value(&mut self.w, 1, key);
+                self.w.value(1, key);
                 match verdict {
                     Some(ElemData::Verdict(v)) => {
                         let d = self.w.nest(2);
                         v.write(&mut self.w);
                         self.w.end(d);
                     }
-                    Some(ElemData::Value(bytes)) => value(&mut self.w, 2, bytes),
+                    Some(ElemData::Value(bytes)) => self.w.value(2, bytes),
                     None => {}
                 }
                 self.w.end(e);
@@ -440,15 +382,15 @@ impl Batch {
         }
     }
 
-    /// Close the batch: the bytes to send, the sequence number of the last
-    /// message (the one acknowledged) and what each message did.
     /// Whether an attribute outgrew its 16-bit length (a bug: the batch
     /// must not be sent).
     pub(crate) fn overflowed(&self) -> bool {
         self.w.overflow
     }
 
-    pub(crate) fn finish(mut self) -> (Vec<u8>, u32, u32, Vec<usize>) {
+    /// Close the batch: the batch end, and an acknowledgement asked for
+    /// the last real message.
+    pub(crate) fn finish(mut self) -> Finished {
         // Ask for an acknowledgement of the last real message only: errors
         // are reported whether asked or not, and one ack per message would
         // be hundreds of thousands of replies for a large ruleset.
@@ -459,8 +401,27 @@ impl Batch {
         }
         let at = self.msg_raw(BATCH_END, NLM_F_REQUEST, 0, SUBSYS_NFTABLES);
         self.finish_msg(at);
-        (self.w.buf, self.first_seq, last, self.what)
+        Finished {
+            buf: self.w.buf,
+            first_seq: self.first_seq,
+            last_seq: last,
+            starts: self.what,
+        }
     }
+}
+
+/// A closed batch, as [`crate::Netlink::commit`] sends it.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    /// Every message, batch begin and end included.
+    pub(crate) buf: Vec<u8>,
+    /// The batch begin's sequence number.
+    pub(crate) first_seq: u32,
+    /// The last real message's: the one acknowledged.
+    pub(crate) last_seq: u32,
+    /// Where each message starts in `buf`, in sequence order from
+    /// `first_seq`: what an error report describes.
+    pub(crate) starts: Vec<usize>,
 }
 
 /// What the message at `at` of a batch does, in nft's words: "add rule
@@ -526,7 +487,12 @@ mod tests {
         b.add_table(Family::Ipv4, "t");
         b.add_chain(Family::Ipv4, "t", "c", None);
         b.add_rule(Family::Ipv4, "t", "c", &[Expr::Verdict(Verdict::Accept)]);
-        let (buf, first, last, what) = b.finish();
+        let Finished {
+            buf,
+            first_seq: first,
+            last_seq: last,
+            starts: what,
+        } = b.finish();
         assert_eq!((first, last), (1, 4));
         assert_eq!(what.len(), 5);
         // Walk the messages: lengths add up, sequence numbers count up.
@@ -581,7 +547,7 @@ mod size_tests {
         assert!(!b.overflowed());
         assert!(b.len() > 10, "{} messages", b.len());
         // Every element made it into some message.
-        let (buf, ..) = b.finish();
+        let buf = b.finish().buf;
         let needle = b"service-00019999-some-long-name";
         assert!(buf.windows(needle.len()).any(|w| w == needle));
     }
@@ -604,15 +570,10 @@ mod size_tests {
             },
         );
         b.add_rule(Family::Ipv4, "t", "c", &[]);
-        let (buf, _, _, what) = b.finish();
+        let Finished {
+            buf, starts: what, ..
+        } = b.finish();
         let d: Vec<String> = what[1..4].iter().map(|&at| describe(&buf, at)).collect();
         assert_eq!(d, ["add chain t c", "add set t s", "add rule t c"]);
-    }
-
-    #[test]
-    fn an_overlong_attribute_is_caught() {
-        let mut w = Writer::default();
-        w.bytes(1, &vec![0u8; 70_000]);
-        assert!(w.overflow);
     }
 }

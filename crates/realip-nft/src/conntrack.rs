@@ -11,8 +11,9 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
-use crate::batch::Writer;
-use crate::{CommitError, Family, Netlink};
+use crate::family::Family;
+use crate::socket::{CommitError, Netlink};
+use crate::writer::Writer;
 
 const SUBSYS_CTNETLINK: u16 = 1;
 const MSG_CT_GET: u16 = 1;

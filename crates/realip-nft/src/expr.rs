@@ -1,6 +1,6 @@
 //! Expressions, the verbs of an nf_tables rule, and their netlink form.
 
-use crate::batch::Writer;
+use crate::writer::Writer;
 
 /// Where a verdict sends the packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,7 +154,7 @@ pub enum Expr {
     /// `reg_proto`.
     Dnat {
         /// The address family of the new destination.
-        family: crate::Family,
+        family: crate::family::Family,
         /// Register with the address.
         reg_addr: u32,
         /// Register with the port.
@@ -259,7 +259,7 @@ impl Expr {
                         CmpOp::Neq => 1,
                     },
                 );
-                value(w, 3, data);
+                w.value(3, data);
             }
             Expr::Bitwise {
                 sreg,
@@ -270,8 +270,8 @@ impl Expr {
                 w.u32(1, *sreg);
                 w.u32(2, *dreg);
                 w.u32(3, mask.len() as u32);
-                value(w, 4, mask);
-                value(w, 5, xor);
+                w.value(4, mask);
+                w.value(5, xor);
             }
             Expr::CtState { dreg } => {
                 w.u32(1, *dreg);
@@ -279,7 +279,7 @@ impl Expr {
             }
             Expr::Immediate { dreg, data } => {
                 w.u32(1, *dreg);
-                value(w, 2, data);
+                w.value(2, data);
             }
             Expr::Verdict(v) => {
                 w.u32(1, crate::reg::VERDICT);
@@ -359,11 +359,4 @@ fn payload(w: &mut Writer, base: u32, offset: u32, len: u32, dreg: u32) {
     w.u32(2, base);
     w.u32(3, offset);
     w.u32(4, len);
-}
-
-/// NFTA_DATA_VALUE inside attribute `ty`.
-pub(crate) fn value(w: &mut Writer, ty: u16, data: &[u8]) {
-    let n = w.nest(ty);
-    w.bytes(1, data);
-    w.end(n);
 }

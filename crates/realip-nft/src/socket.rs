@@ -10,7 +10,8 @@ use nix::sys::socket::{
 };
 use nix::sys::time::TimeVal;
 
-use crate::Batch;
+use crate::batch::{describe, Batch, Finished};
+use crate::family::Family;
 
 /// Why a commit failed. Nothing of the batch took effect in any case but
 /// [`CommitError::NoAnswer`], where the kernel's state is unknown.
@@ -115,7 +116,7 @@ impl Netlink {
     }
 
     /// The names of a family's nf_tables tables in this namespace.
-    pub fn tables(&mut self, family: crate::Family) -> Result<Vec<String>, CommitError> {
+    pub fn tables(&mut self, family: Family) -> Result<Vec<String>, CommitError> {
         let seq = self.next_seq();
         let mut req = Vec::with_capacity(20);
         req.extend_from_slice(&20u32.to_ne_bytes());
@@ -140,7 +141,12 @@ impl Netlink {
                 "a netlink attribute is longer than 64 KiB; nothing was sent",
             )));
         }
-        let (buf, first_seq, last_seq, what) = batch.finish();
+        let Finished {
+            buf,
+            first_seq,
+            last_seq,
+            starts: what,
+        } = batch.finish();
         let err = |e: Errno| CommitError::Socket(io::Error::from(e));
         // The kernel takes a batch only whole, in one message buffer: make
         // the send buffer big enough for it.
@@ -195,7 +201,7 @@ impl Netlink {
                     .and_then(|i| what.get(i as usize))
                 {
                     _ if seq == first_seq => "the commit of the batch".to_string(),
-                    Some(&at) => crate::batch::describe(&buf, at),
+                    Some(&at) => describe(&buf, at),
                     None => format!("message {seq}"),
                 };
                 Err(CommitError::Rejected {

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
-use realip_core::Cidr;
+use realip_core::{Cidr, TrustError};
 use serde::Deserialize;
 
 /// A Service's identity.
@@ -161,43 +161,46 @@ impl fmt::Display for Skipped {
     }
 }
 
-/// Where the objects come from. A file or directory today; a live API
-/// watch later, behind the same trait.
-pub trait ObjectSource {
-    /// Read the whole current state.
-    fn load(&self) -> Result<(Model, Vec<Skipped>), std::io::Error>;
-}
-
-/// Objects from a YAML/JSON file, or from every `.yaml`/`.yml`/`.json`
-/// file in a directory.
-#[derive(Debug, Clone)]
-pub struct FileSource {
-    /// The file or directory.
-    pub path: std::path::PathBuf,
-}
-
-impl ObjectSource for FileSource {
-    fn load(&self) -> Result<(Model, Vec<Skipped>), std::io::Error> {
-        let mut files = Vec::new();
-        if self.path.is_dir() {
-            for e in std::fs::read_dir(&self.path)? {
-                let p = e?.path();
-                let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
-                if matches!(ext, "yaml" | "yml" | "json") {
-                    files.push(p);
-                }
-            }
-            files.sort();
-        } else {
-            files.push(self.path.clone());
-        }
-        let mut loader = Loader::default();
-        for f in files {
-            let text = std::fs::read_to_string(&f)?;
-            loader.add_text(&text, &f.display().to_string());
-        }
-        Ok(loader.finish())
-    }
+/// Why an object cannot be used: the reason a [`Skipped`] gives.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ObjectError {
+    /// A port's protocol is not TCP or UDP.
+    #[error("protocol {0} is not supported (TCP, UDP)")]
+    Protocol(String),
+    /// A port number out of range.
+    #[error("{what} {value} is not a port from 1 to 65535")]
+    Port {
+        /// Which port (`port`, `nodePort`, ...).
+        what: &'static str,
+        /// The number given.
+        value: i32,
+    },
+    /// An address that does not parse.
+    #[error("{what} {text:?} is not an IP address")]
+    Address {
+        /// Which address (`clusterIP`, `externalIP`, ...).
+        what: &'static str,
+        /// The text given.
+        text: String,
+    },
+    /// A Service without a spec.
+    #[error("no spec")]
+    NoSpec,
+    /// A Service type this version does not know.
+    #[error("type {0} is unknown")]
+    UnknownType(String),
+    /// A Service the API server has not given a cluster IP yet.
+    #[error("no clusterIP assigned yet")]
+    NoClusterIp,
+    /// `sessionAffinityConfig.clientIP.timeoutSeconds` below zero.
+    #[error("affinity timeout {0} is negative")]
+    NegativeAffinityTimeout(i32),
+    /// An EndpointSlice of FQDNs or another address type.
+    #[error("addressType {0} is not IPv4 or IPv6")]
+    AddressType(String),
+    /// A Node's pod CIDR that does not parse.
+    #[error("podCIDR: {0}")]
+    PodCidr(#[source] TrustError),
 }
 
 /// Accumulates objects from several texts.
@@ -266,7 +269,7 @@ impl Loader {
                         self.model.services.insert(svc.key.clone(), svc);
                     }
                     Ok(None) => {}
-                    Err(reason) => self.skipped.push(skip(label, reason)),
+                    Err(reason) => self.skipped.push(skip(label, reason.to_string())),
                 },
                 Err(e) => self.skipped.push(skip(label, e.to_string())),
             },
@@ -298,7 +301,7 @@ impl Loader {
                     Ok(node) => {
                         self.model.nodes.insert(node.name.clone(), node);
                     }
-                    Err(reason) => self.skipped.push(skip(label, reason)),
+                    Err(reason) => self.skipped.push(skip(label, reason.to_string())),
                 },
                 Err(e) => self.skipped.push(skip(label, e.to_string())),
             },
@@ -317,7 +320,7 @@ impl Loader {
             );
             match endpoints(&slice) {
                 Ok(eps) => self.model.endpoints.entry(key).or_default().extend(eps),
-                Err(reason) => self.skipped.push(skip(label, reason)),
+                Err(reason) => self.skipped.push(skip(label, reason.to_string())),
             }
         }
         (self.model, self.skipped)
@@ -331,35 +334,37 @@ pub fn load_str(text: &str) -> (Model, Vec<Skipped>) {
     l.finish()
 }
 
-fn proto(p: Option<&str>) -> Result<Proto, String> {
+fn proto(p: Option<&str>) -> Result<Proto, ObjectError> {
     match p.unwrap_or("TCP") {
         "TCP" => Ok(Proto::Tcp),
         "UDP" => Ok(Proto::Udp),
-        other => Err(format!("protocol {other} is not supported (TCP, UDP)")),
+        other => Err(ObjectError::Protocol(other.to_string())),
     }
 }
 
-fn port16(v: i32, what: &str) -> Result<u16, String> {
+fn port16(v: i32, what: &'static str) -> Result<u16, ObjectError> {
     u16::try_from(v)
         .ok()
         .filter(|p| *p > 0)
-        .ok_or_else(|| format!("{what} {v} is not a port from 1 to 65535"))
+        .ok_or(ObjectError::Port { what, value: v })
 }
 
-fn ip(s: &str, what: &str) -> Result<IpAddr, String> {
-    s.parse::<IpAddr>()
-        .map_err(|_| format!("{what} {s:?} is not an IP address"))
+fn ip(s: &str, what: &'static str) -> Result<IpAddr, ObjectError> {
+    s.parse::<IpAddr>().map_err(|_| ObjectError::Address {
+        what,
+        text: s.to_string(),
+    })
 }
 
 /// `Ok(None)`: a valid Service with no data plane (headless, ExternalName).
-fn service(s: &core::Service, ns: &str, name: &str) -> Result<Option<Service>, String> {
-    let spec = s.spec.as_ref().ok_or("no spec")?;
+fn service(s: &core::Service, ns: &str, name: &str) -> Result<Option<Service>, ObjectError> {
+    let spec = s.spec.as_ref().ok_or(ObjectError::NoSpec)?;
     let kind = match spec.type_.as_deref().unwrap_or("ClusterIP") {
         "ClusterIP" => ServiceType::ClusterIp,
         "NodePort" => ServiceType::NodePort,
         "LoadBalancer" => ServiceType::LoadBalancer,
         "ExternalName" => return Ok(None),
-        other => return Err(format!("type {other} is unknown")),
+        other => return Err(ObjectError::UnknownType(other.to_string())),
     };
     let mut cluster_ips = Vec::new();
     let listed = spec
@@ -375,7 +380,7 @@ fn service(s: &core::Service, ns: &str, name: &str) -> Result<Option<Service>, S
         cluster_ips.push(ip(c, "clusterIP")?);
     }
     if cluster_ips.is_empty() {
-        return Err("no clusterIP assigned yet".into());
+        return Err(ObjectError::NoClusterIp);
     }
     let mut ports = Vec::new();
     for p in spec.ports.as_deref().unwrap_or_default() {
@@ -421,7 +426,7 @@ fn service(s: &core::Service, ns: &str, name: &str) -> Result<Option<Service>, S
             .and_then(|c| c.client_ip.as_ref())
             .and_then(|c| c.timeout_seconds)
             .unwrap_or(10800);
-        Some(u32::try_from(t).map_err(|_| format!("affinity timeout {t} is negative"))?)
+        Some(u32::try_from(t).map_err(|_| ObjectError::NegativeAffinityTimeout(t))?)
     } else {
         None
     };
@@ -445,12 +450,9 @@ fn service(s: &core::Service, ns: &str, name: &str) -> Result<Option<Service>, S
     }))
 }
 
-fn endpoints(s: &discovery::EndpointSlice) -> Result<Vec<Endpoint>, String> {
+fn endpoints(s: &discovery::EndpointSlice) -> Result<Vec<Endpoint>, ObjectError> {
     if !matches!(s.address_type.as_str(), "IPv4" | "IPv6") {
-        return Err(format!(
-            "addressType {} is not IPv4 or IPv6",
-            s.address_type
-        ));
+        return Err(ObjectError::AddressType(s.address_type.clone()));
     }
     let mut ports = Vec::new();
     for p in s.ports.as_deref().unwrap_or_default() {
@@ -485,7 +487,7 @@ fn endpoints(s: &discovery::EndpointSlice) -> Result<Vec<Endpoint>, String> {
     Ok(out)
 }
 
-fn node(n: &core::Node, name: &str) -> Result<Node, String> {
+fn node(n: &core::Node, name: &str) -> Result<Node, ObjectError> {
     let spec = n.spec.as_ref();
     let cidrs = spec
         .and_then(|s| s.pod_cidrs.clone())
@@ -493,7 +495,7 @@ fn node(n: &core::Node, name: &str) -> Result<Node, String> {
         .unwrap_or_default();
     let pod_cidrs = cidrs
         .iter()
-        .map(|c| Cidr::parse(c).map_err(|e| format!("podCIDR: {e}")))
+        .map(|c| Cidr::parse(c).map_err(ObjectError::PodCidr))
         .collect::<Result<Vec<_>, _>>()?;
     let ips = n
         .status

@@ -13,7 +13,10 @@ use crate::kernel::{
     pick_key,
 };
 use crate::model::Proto;
-use crate::plan::{table_names, Action, Chain, Family, Key, Map, PickMap, Ruleset};
+use crate::plan::names::{NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES};
+use crate::plan::{
+    table_names, Action, Chain, ChainName, Family, Key, Map, PickMap, PickMapName, Ruleset,
+};
 
 /// What one sync did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,10 +178,10 @@ fn diff(b: &mut Batch, old: &Ruleset, new: &Ruleset) -> Option<()> {
     let fam = nf_family(new.family);
     let t = new.table.as_str();
     // Hash maps: at 10k Services there are tens of thousands of chains.
-    let oc: HashMap<&str, &Chain> = old.chains.iter().map(|c| (c.name.as_str(), c)).collect();
-    let nc: HashMap<&str, &Chain> = new.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+    let oc: HashMap<&ChainName, &Chain> = old.chains.iter().map(|c| (&c.name, c)).collect();
+    let nc: HashMap<&ChainName, &Chain> = new.chains.iter().map(|c| (&c.name, c)).collect();
     for c in &new.chains {
-        if let Some(o) = oc.get(c.name.as_str()) {
+        if let Some(o) = oc.get(&c.name) {
             if o.hook != c.hook {
                 return None;
             }
@@ -211,12 +214,13 @@ fn diff(b: &mut Batch, old: &Ruleset, new: &Ruleset) -> Option<()> {
             add_affinity_set(b, new.family, t, s);
         }
     }
-    let op: HashMap<&str, &PickMap> = old.picks.iter().map(|p| (p.name.as_str(), p)).collect();
+    let op: HashMap<&PickMapName, &PickMap> = old.picks.iter().map(|p| (&p.name, p)).collect();
     for p in &new.picks {
-        match op.get(p.name.as_str()) {
+        let name = p.name.to_string();
+        match op.get(&p.name) {
             None => {
-                add_pick_map(b, new.family, t, &p.name, p.size);
-                add_pick_elements(b, new.family, t, &p.name, 0, &p.endpoints);
+                add_pick_map(b, new.family, t, &name, p.size);
+                add_pick_elements(b, new.family, t, &name, 0, &p.endpoints);
             }
             Some(o) if o.endpoints == p.endpoints => {}
             // A map outgrown: only a new one holds it (a full sync).
@@ -231,13 +235,13 @@ fn diff(b: &mut Batch, old: &Ruleset, new: &Ruleset) -> Option<()> {
                 let gone: Vec<Vec<u8>> = (same..o.endpoints.len())
                     .map(|i| pick_key(i as u32))
                     .collect();
-                b.del_elements(fam, t, &p.name, &gone);
-                add_pick_elements(b, new.family, t, &p.name, same as u32, &p.endpoints[same..]);
+                b.del_elements(fam, t, &name, &gone);
+                add_pick_elements(b, new.family, t, &name, same as u32, &p.endpoints[same..]);
             }
         }
     }
     for c in &new.chains {
-        if !oc.contains_key(c.name.as_str()) {
+        if !oc.contains_key(&c.name) {
             add_chain(b, fam, t, c);
         }
     }
@@ -285,22 +289,25 @@ fn diff(b: &mut Batch, old: &Ruleset, new: &Ruleset) -> Option<()> {
     // 3. Chains whose rules changed: flushed and refilled; new chains
     // filled.
     for c in &new.chains {
-        let name = c.name.as_str();
-        match oc.get(name) {
+        match oc.get(&c.name) {
             Some(o) if o.rules == c.rules => {}
             Some(_) => {
-                b.flush_chain(fam, t, name);
-                add_rules(b, new.family, t, name, &c.rules);
+                let name = c.name.to_string();
+                b.flush_chain(fam, t, &name);
+                add_rules(b, new.family, t, &name, &c.rules);
             }
-            None => add_rules(b, new.family, t, name, &c.rules),
+            None => add_rules(b, new.family, t, &c.name.to_string(), &c.rules),
         }
     }
     // 4. Chains and sets that went: emptied first (their rules may jump
     // to each other), then deleted.
-    let gone: BTreeSet<&str> = oc
+    let gone: Vec<String> = oc
         .keys()
         .filter(|n| !nc.contains_key(*n))
         .copied()
+        .collect::<BTreeSet<&ChainName>>()
+        .into_iter()
+        .map(|n| n.to_string())
         .collect();
     for name in &gone {
         b.flush_chain(fam, t, name);
@@ -314,10 +321,10 @@ fn diff(b: &mut Batch, old: &Ruleset, new: &Ruleset) -> Option<()> {
             b.del_set(fam, t, &s.name);
         }
     }
-    let np: BTreeSet<&str> = new.picks.iter().map(|p| p.name.as_str()).collect();
+    let np: BTreeSet<&PickMapName> = new.picks.iter().map(|p| &p.name).collect();
     for p in &old.picks {
-        if !np.contains(p.name.as_str()) {
-            b.del_set(fam, t, &p.name);
+        if !np.contains(&p.name) {
+            b.del_set(fam, t, &p.name.to_string());
         }
     }
     Some(())
@@ -386,7 +393,7 @@ fn udp_endpoints(rs: &[Ruleset]) -> BTreeSet<std::net::SocketAddr> {
 fn udp_unserved(rs: &[Ruleset]) -> BTreeSet<Key> {
     rs.iter()
         .flat_map(|r| &r.maps)
-        .filter(|m| m.name.starts_with("no-endpoint"))
+        .filter(|m| m.name == NO_ENDPOINT_SERVICES || m.name == NO_ENDPOINT_NODEPORTS)
         .flat_map(|m| &m.elements)
         .map(|(k, _)| k.clone())
         .filter(|k| matches!(k, Key::Dest(_, Proto::Udp, _) | Key::Port(Proto::Udp, _)))

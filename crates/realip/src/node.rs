@@ -2,16 +2,14 @@
 //! agent: it programs nf_tables over netlink from the objects, keeps them
 //! in sync as the files change, and serves the health checks. `plan`
 //! prints the ruleset instead; `health-check` serves only the health
-//! answers.
+//! answers. The work is `realip_node::agent`'s; here are the arguments,
+//! the messages for people and the exit codes.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use realip_node::health::{serve, ProxyHealth, Responder, ServiceHealthState};
-use realip_node::model::{FileSource, ObjectSource};
+use realip_node::agent::{self, Agent, FileSource, ObjectSource, RunConfig};
 use realip_node::plan::{health_checks, plan, Family};
 
 #[derive(Debug, clap::Args)]
@@ -111,10 +109,7 @@ skipped with a line on stderr naming them. Nothing is applied: pipe into `nft -c
 }
 
 fn load(objects: &Path) -> Result<realip_node::model::Model, ExitCode> {
-    let src = FileSource {
-        path: objects.to_path_buf(),
-    };
-    match src.load() {
+    match FileSource::new(objects).load() {
         Ok((model, skipped)) => {
             for s in skipped {
                 eprintln!("realip node: {s}");
@@ -122,7 +117,7 @@ fn load(objects: &Path) -> Result<realip_node::model::Model, ExitCode> {
             Ok(model)
         }
         Err(e) => {
-            eprintln!("realip node: reading {}: {e}", objects.display());
+            eprintln!("realip node: {e}");
             Err(ExitCode::from(2))
         }
     }
@@ -142,7 +137,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 /// Run `realip node`.
 pub fn run(args: Args) -> ExitCode {
     let Some(command) = args.command else {
-        return agent(args.agent);
+        return run_agent(args.agent);
     };
     match command {
         NodeCommand::Plan {
@@ -190,171 +185,40 @@ pub fn run(args: Args) -> ExitCode {
                 Ok(rt) => rt,
                 Err(code) => return code,
             };
-            rt.block_on(async move {
-                // The objects were read just now: the proxy state is fresh.
-                let proxy = Arc::new(ProxyHealth::new(Duration::from_secs(3600)));
-                proxy.updated(SystemTime::now());
-                let healthz_task = match tokio::net::TcpListener::bind(healthz).await {
-                    Ok(l) => tokio::spawn(serve(l, Responder::Proxy(proxy.clone()))),
-                    Err(e) => {
-                        eprintln!("realip node: binding {healthz}: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                };
-                let mut servers = HealthServers::new();
-                let failed = update_health(&mut servers, &checks, address, &proxy).await;
-                if let Some(e) = failed.first() {
+            let served = rt.block_on(agent::serve_health_checks(
+                &checks,
+                address,
+                healthz,
+                crate::logging::wait_for_signal(),
+            ));
+            match served {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
                     eprintln!("realip node: {e}");
-                    return ExitCode::FAILURE;
+                    ExitCode::FAILURE
                 }
-                crate::logging::wait_for_signal().await;
-                healthz_task.abort();
-                for (_, (_, task)) in servers {
-                    task.abort();
-                }
-                ExitCode::SUCCESS
-            })
-        }
-    }
-}
-
-/// What the objects path looks like now: each file's name, size and
-/// modification time. A change in any of them means "reload".
-fn fingerprint(path: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
-    let stat = |p: &Path| {
-        let m = std::fs::metadata(p).ok();
-        (
-            p.to_path_buf(),
-            m.as_ref().map_or(0, |m| m.len()),
-            m.and_then(|m| m.modified().ok()),
-        )
-    };
-    match std::fs::read_dir(path) {
-        Ok(dir) => {
-            let mut out: Vec<_> = dir
-                .filter_map(|e| e.ok())
-                .map(|e| stat(&e.path()))
-                .collect();
-            out.sort();
-            out
-        }
-        Err(_) => vec![stat(path)],
-    }
-}
-
-/// The healthCheckNodePort servers, by port.
-type HealthServers =
-    std::collections::BTreeMap<u16, (Arc<ServiceHealthState>, tokio::task::JoinHandle<()>)>;
-
-/// Bring the health servers in line with the plan: new ports bound, gone
-/// ones stopped, counts updated in place. Returns the ports that could not
-/// be bound (the agent retries them at its next sync; `health-check`
-/// gives up).
-async fn update_health(
-    servers: &mut HealthServers,
-    checks: &[realip_node::plan::HealthCheck],
-    address: std::net::IpAddr,
-    proxy: &Arc<ProxyHealth>,
-) -> Vec<String> {
-    let mut failed = Vec::new();
-    use std::sync::atomic::Ordering;
-    let wanted: std::collections::BTreeSet<u16> = checks.iter().map(|c| c.port).collect();
-    servers.retain(|port, (state, task)| {
-        let keep = wanted.contains(port);
-        if !keep {
-            tracing::info!(port, service = %format!("{}/{}", state.namespace, state.name), "health check stopped");
-            task.abort();
-        }
-        keep
-    });
-    for c in checks {
-        if let Some((state, _)) = servers.get(&c.port) {
-            if state.namespace == c.service.namespace && state.name == c.service.name {
-                state
-                    .local_endpoints
-                    .store(c.local_endpoints, Ordering::Relaxed);
-                continue;
-            }
-            if let Some((_, task)) = servers.remove(&c.port) {
-                task.abort();
             }
         }
-        let addr = std::net::SocketAddr::new(address, c.port);
-        let state = Arc::new(ServiceHealthState {
-            namespace: c.service.namespace.clone(),
-            name: c.service.name.clone(),
-            local_endpoints: AtomicUsize::new(c.local_endpoints),
-            proxy: proxy.clone(),
-        });
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => {
-                tracing::info!(service = %c.service, %addr, local_endpoints = c.local_endpoints, "health check listening");
-                let task = tokio::spawn(serve(l, Responder::Service(state.clone())));
-                servers.insert(c.port, (state, task));
-            }
-            Err(e) => failed.push(format!("binding {addr} for {}: {e}", c.service)),
-        }
     }
-    failed
 }
 
-/// One load, plan and sync. `Err` leaves the kernel as it was.
-fn sync_once(
-    syncer: &mut realip_node::sync::Syncer,
-    objects: &Path,
-    node: &str,
-) -> Result<Vec<realip_node::plan::HealthCheck>, String> {
-    let src = FileSource {
-        path: objects.to_path_buf(),
-    };
-    let t0 = std::time::Instant::now();
-    let (model, skipped) = src
-        .load()
-        .map_err(|e| format!("reading {}: {e}", objects.display()))?;
-    for s in skipped {
-        tracing::warn!(object = %s.object, reason = %s.reason, "object skipped");
-    }
-    let t1 = std::time::Instant::now();
-    let rulesets = plan(&model, node).map_err(|e| e.to_string())?;
-    let t2 = std::time::Instant::now();
-    let report = syncer.sync(rulesets).map_err(|e| e.to_string())?;
-    let ms = |d: Duration| (d.as_secs_f64() * 1e3 * 100.0).round() / 100.0;
-    if report.messages > 0 {
-        // bench/node-sync.sh reads these fields.
-        tracing::info!(
-            full = report.full,
-            messages = report.messages,
-            bytes = report.bytes,
-            load_ms = ms(t1 - t0),
-            plan_ms = ms(t2 - t1),
-            sync_ms = ms(report.elapsed),
-            udp_flows_flushed = report.udp_flows_flushed,
-            "synced"
-        );
-    }
-    if let Some(e) = &report.flush_error {
-        tracing::warn!(error = %e, "stale UDP conntrack entries could not be flushed");
-    }
-    Ok(health_checks(&model, node))
-}
-
-fn agent(args: AgentArgs) -> ExitCode {
+fn run_agent(args: AgentArgs) -> ExitCode {
     crate::logging::init(&args.log_format);
     // clap makes both required without a subcommand.
     let (Some(objects), Some(node)) = (args.objects, args.node) else {
         eprintln!("realip node: --objects and --node are required");
         return ExitCode::from(2);
     };
-    let mut syncer = match realip_node::sync::Syncer::new() {
-        Ok(s) => s,
+    let mut agent = match Agent::new(FileSource::new(objects), node) {
+        Ok(a) => a,
         Err(e) => {
             eprintln!("realip node: {e} (programming nf_tables needs CAP_NET_ADMIN)");
             return ExitCode::from(2);
         }
     };
     if args.cleanup {
-        return match syncer.sync(Vec::new()) {
-            Ok(_) => ExitCode::SUCCESS,
+        return match agent.cleanup() {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("realip node: removing the tables: {e}");
                 ExitCode::FAILURE
@@ -362,7 +226,7 @@ fn agent(args: AgentArgs) -> ExitCode {
         };
     }
     if args.once {
-        return match sync_once(&mut syncer, &objects, &node) {
+        return match agent.sync_once() {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("realip node: {e}");
@@ -374,58 +238,17 @@ fn agent(args: AgentArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    rt.block_on(async move {
-        // Healthy while syncs keep succeeding (kube-proxy: within twice
-        // the sync period).
-        let proxy = Arc::new(ProxyHealth::new(args.poll.max(Duration::from_secs(15))));
-        let healthz = match tokio::net::TcpListener::bind(args.healthz).await {
-            Ok(l) => tokio::spawn(serve(l, Responder::Proxy(proxy.clone()))),
-            Err(e) => {
-                eprintln!("realip node: binding {}: {e}", args.healthz);
-                return ExitCode::FAILURE;
-            }
-        };
-        let mut servers = HealthServers::new();
-        let mut seen = None;
-        let mut last_full = tokio::time::Instant::now();
-        let stop = crate::logging::wait_for_signal();
-        tokio::pin!(stop);
-        loop {
-            let now = fingerprint(&objects);
-            let full_due = last_full.elapsed() >= args.full_sync_period;
-            if seen.as_ref() != Some(&now) || full_due {
-                if full_due {
-                    syncer.forget();
-                    last_full = tokio::time::Instant::now();
-                }
-                match sync_once(&mut syncer, &objects, &node) {
-                    Ok(checks) => {
-                        for e in
-                            update_health(&mut servers, &checks, args.health_address, &proxy).await
-                        {
-                            tracing::error!(error = %e, "health check port not served; retrying at the next sync");
-                        }
-                        proxy.updated(SystemTime::now());
-                        seen = Some(now);
-                    }
-                    // The kernel keeps the last good ruleset; try again at
-                    // the next poll.
-                    Err(e) => tracing::error!(error = %e, "sync failed; keeping the last ruleset"),
-                }
-            } else {
-                proxy.updated(SystemTime::now());
-            }
-            tokio::select! {
-                () = tokio::time::sleep(args.poll) => {}
-                () = &mut stop => break,
-            }
+    let config = RunConfig {
+        health_address: args.health_address,
+        healthz: args.healthz,
+        poll: args.poll,
+        full_sync_period: args.full_sync_period,
+    };
+    match rt.block_on(agent.run(&config, crate::logging::wait_for_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("realip node: {e}");
+            ExitCode::FAILURE
         }
-        healthz.abort();
-        for (_, (_, task)) in servers {
-            task.abort();
-        }
-        // Rules stay: a restarted agent reconciles them, and traffic keeps
-        // flowing meanwhile.
-        ExitCode::SUCCESS
-    })
+    }
 }
