@@ -119,10 +119,10 @@ pub struct Args {
     #[arg(long = "health-port", value_name = "PORT")]
     health_port: Option<u16>,
     /// Time between health-check rounds.
-    #[arg(long = "health-interval", default_value = "2s", value_parser = crate::parse_duration)]
+    #[arg(long = "health-interval", default_value = "2s", value_parser = crate::process::parse_duration)]
     health_interval: Duration,
     /// Longest a health check may take.
-    #[arg(long = "health-timeout", default_value = "1s", value_parser = crate::parse_duration)]
+    #[arg(long = "health-timeout", default_value = "1s", value_parser = crate::process::parse_duration)]
     health_timeout: Duration,
     /// Passes in a row that bring a backend back.
     #[arg(long, default_value = "2")]
@@ -142,7 +142,7 @@ pub struct Args {
     trusted: Vec<String>,
     /// On SIGTERM: stop accepting, let open connections finish for at
     /// most this long, then exit.
-    #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::process::parse_duration)]
     grace: Duration,
     /// Serve Prometheus metrics (GET /metrics) here.
     #[arg(long, value_name = "ADDR:PORT")]
@@ -151,14 +151,14 @@ pub struct Args {
     #[arg(long = "max-flows", default_value = "65536")]
     max_flows: usize,
     /// Longest wait for a backend to accept.
-    #[arg(long = "connect-timeout", default_value = "3s", value_parser = crate::parse_duration)]
+    #[arg(long = "connect-timeout", default_value = "3s", value_parser = crate::process::parse_duration)]
     connect_timeout: Duration,
     /// TCP: close a connection with no traffic either way for this long;
     /// UDP: forget a flow.
-    #[arg(long = "idle-timeout", default_value = "300s", value_parser = crate::parse_duration)]
+    #[arg(long = "idle-timeout", default_value = "300s", value_parser = crate::process::parse_duration)]
     idle_timeout: Duration,
     /// HTTP: longest wait for a backend's response head (504 after).
-    #[arg(long = "response-timeout", default_value = "60s", value_parser = crate::parse_duration)]
+    #[arg(long = "response-timeout", default_value = "60s", value_parser = crate::process::parse_duration)]
     response_timeout: Duration,
     /// TCP and HTTP: connections served at once (more wait in the listen
     /// backlog); UDP: see --max-flows.
@@ -320,7 +320,7 @@ pub fn run(args: Args) -> ExitCode {
         ));
         return ExitCode::SUCCESS;
     }
-    let rt = match crate::runtime(args.threads) {
+    let rt = match crate::process::runtime(args.threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("realip lb: starting the runtime: {e}");

@@ -51,10 +51,10 @@ struct AgentArgs {
     #[arg(long, default_value = "0.0.0.0:10256", value_name = "ADDR:PORT")]
     healthz: std::net::SocketAddr,
     /// How often the objects are checked for changes.
-    #[arg(long, default_value = "1s", value_parser = crate::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = crate::process::parse_duration)]
     poll: Duration,
     /// How often the tables are replaced whole even without changes.
-    #[arg(long, default_value = "1h", value_parser = crate::parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = crate::process::parse_duration)]
     full_sync_period: Duration,
     /// Sync once and exit (no health servers): 0 when the kernel holds the plan.
     #[arg(long)]

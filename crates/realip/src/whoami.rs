@@ -130,7 +130,7 @@ pub struct Args {
     log_format: String,
 
     /// Time in-flight requests get after SIGTERM (Go duration: 10s, 500ms).
-    #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::process::parse_duration)]
     grace: Duration,
 
     /// Worker threads (default: one per core).
@@ -150,11 +150,11 @@ pub struct Args {
     max_headers: usize,
 
     /// A request head (and a PROXY header, a TLS handshake) must arrive within this time.
-    #[arg(long = "header-timeout", default_value = "10s", value_parser = crate::parse_duration)]
+    #[arg(long = "header-timeout", default_value = "10s", value_parser = crate::process::parse_duration)]
     header_timeout: Duration,
 
     /// Close connections idle this long.
-    #[arg(long = "idle-timeout", default_value = "60s", value_parser = crate::parse_duration)]
+    #[arg(long = "idle-timeout", default_value = "60s", value_parser = crate::process::parse_duration)]
     idle_timeout: Duration,
 }
 
@@ -220,7 +220,7 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match crate::runtime(args.threads) {
+    let rt = match crate::process::runtime(args.threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("realip whoami: starting the runtime: {e}");
