@@ -1,5 +1,7 @@
 //! The resolution cases the foundation issue names, plus the edges around
 //! them. Trusted = 10.0.0.0/8 unless a test says otherwise.
+// A test crate: its items are shared between its modules, not an API.
+#![allow(missing_docs)]
 
 use std::net::SocketAddr;
 

@@ -22,6 +22,8 @@
 //!   numeric scope ids (`%2` for Go's `%eth0`).
 //!
 //! Answers are compared as the IP only, as Go returns them (without port).
+// A test crate: its items are shared between its modules, not an API.
+#![allow(missing_docs)]
 
 use std::net::SocketAddr;
 

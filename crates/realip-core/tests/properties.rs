@@ -1,5 +1,7 @@
 //! Property tests: round trips for the codecs, no panics on any input, and
 //! the fast and explained resolution paths agreeing on every request.
+// A test crate: its items are shared between its modules, not an API.
+#![allow(missing_docs)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 

@@ -3,6 +3,8 @@
 //!
 //! Regenerate the golden files with `UPDATE_GOLDEN=1 cargo test -p
 //! realip-node --test golden`, then read the diff: it is the review.
+// A test crate: its items are shared between its modules, not an API.
+#![allow(missing_docs)]
 
 use realip_node::model::{load_str, Model};
 use realip_node::plan::{health_checks, plan, Family, Ruleset};

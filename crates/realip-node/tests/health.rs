@@ -1,5 +1,7 @@
 //! The health servers on real loopback sockets: what a cloud LB's probe
 //! sees on healthCheckNodePort and on 10256.
+// A test crate: its items are shared between its modules, not an API.
+#![allow(missing_docs)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

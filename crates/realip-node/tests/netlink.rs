@@ -4,6 +4,8 @@
 //! in private, anonymous network namespaces, so the host's tables are
 //! never touched. Needs root; with REALIP_REQUIRE_NETNS=1 a missing
 //! capability fails instead of skipping.
+// A test crate: its items are shared between its modules, not an API.
+#![allow(missing_docs)]
 
 use std::process::Command;
 

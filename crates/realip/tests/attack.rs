@@ -20,6 +20,8 @@
 //! The peers are required: `scripts/test` installs them; a missing one
 //! fails, as in interop.rs. Everything listens on 127.0.0.0/8; every
 //! process is ours and stopped by its PID.
+// A test crate: its items are shared between its modules, not an API.
+#![allow(missing_docs)]
 
 mod common;
 #[path = "attack/vectors.rs"]

@@ -1,4 +1,6 @@
 //! The CLI as a user runs it: exit codes, JSON, the node plan.
+// A test crate: its items are shared between its modules, not an API.
+#![allow(missing_docs)]
 
 use std::process::Command;
 

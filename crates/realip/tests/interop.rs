@@ -4,6 +4,8 @@
 //!
 //! The peers are required, not optional: `scripts/test` installs them, and a
 //! missing one fails here rather than skipping.
+// A test crate: its items are shared between its modules, not an API.
+#![allow(missing_docs)]
 
 mod common;
 

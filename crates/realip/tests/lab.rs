@@ -4,6 +4,8 @@
 //!
 //! Needs root. With REALIP_REQUIRE_NETNS=1 (CI) a missing capability fails
 //! the test; otherwise it is skipped with a message.
+// A test crate: its items are shared between its modules, not an API.
+#![allow(missing_docs)]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! `realip lb` in TCP mode, end to end on loopback: a client bound to its
 //! own 127.0.0.x address, the real binary as the load balancer, `realip
 //! whoami` backends. What the backend resolved is the verdict.
+// A test crate: its items are shared between its modules, not an API.
+#![allow(missing_docs)]
 
 mod common;
 

@@ -2,6 +2,8 @@
 //! bound to their own 127.0.0.x addresses, the real binary as the proxy,
 //! `realip whoami` backends that show which headers arrived and whom they
 //! resolved.
+// A test crate: its items are shared between its modules, not an API.
+#![allow(missing_docs)]
 
 mod common;
 

@@ -8,6 +8,8 @@
 //!
 //! Needs root; with REALIP_REQUIRE_NETNS=1 (CI) a missing capability fails
 //! instead of skipping.
+// A test crate: its items are shared between its modules, not an API.
+#![allow(missing_docs)]
 
 mod common;
 

@@ -8,6 +8,8 @@
 //! Everything lives in the lab's namespaces; nothing touches the host's
 //! own tables. Needs root; with REALIP_REQUIRE_NETNS=1 (CI) a missing
 //! capability fails instead of skipping.
+// A test crate: its items are shared between its modules, not an API.
+#![allow(missing_docs)]
 
 mod common;
 

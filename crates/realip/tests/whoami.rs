@@ -1,5 +1,7 @@
 //! `realip whoami` end to end: the real binary on loopback, real sockets
 //! from two source addresses (127.0.0.1 trusted, 127.0.0.2 not).
+// A test crate: its items are shared between its modules, not an API.
+#![allow(missing_docs)]
 
 mod common;
 
