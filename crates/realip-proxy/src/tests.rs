@@ -1,5 +1,6 @@
 use super::*;
 use proptest::prelude::*;
+use std::net::{SocketAddrV4, SocketAddrV6};
 
 fn cfg() -> ParseConfig {
     ParseConfig::default()

@@ -17,8 +17,9 @@ use hyper::body::Body as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::http_server::{ConnInfo, Payload};
-use crate::State;
+use crate::conn::stopped;
+use crate::endpoints::{handle, ConnInfo, Payload};
+use crate::state::State;
 
 /// How a connection left the fast path.
 pub(crate) enum Outcome {
@@ -91,7 +92,7 @@ where
                     }
                     return Outcome::Closed;
                 }
-                () = crate::stopped(shutdown) => return Outcome::Closed,
+                () = stopped(shutdown) => return Outcome::Closed,
             }
         };
         timer_set = false;
@@ -99,7 +100,7 @@ where
         let keep_alive = head.keep_alive;
         let is_head = head.request.method() == Method::HEAD;
         let version = head.request.version();
-        let resp = crate::http_server::handle(head.request, info, state).await;
+        let resp = handle(head.request, info, state).await;
         buf.advance(consumed);
         let (parts, body) = resp.into_parts();
         out.clear();

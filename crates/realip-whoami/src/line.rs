@@ -17,7 +17,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 
-use crate::State;
+use crate::conn::{accept_loop, accept_proxy, stopped};
+use crate::state::State;
 
 /// The reply to one line. Pure, so the protocol is tested without sockets.
 pub(crate) fn respond(
@@ -66,7 +67,7 @@ pub(crate) async fn serve_tcp(
     state: Arc<State>,
     shutdown: watch::Receiver<bool>,
 ) {
-    crate::accept_loop(listener, state, shutdown, tcp_conn).await
+    accept_loop(listener, state, shutdown, tcp_conn).await
 }
 
 async fn tcp_conn(
@@ -76,7 +77,7 @@ async fn tcp_conn(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let cfg = &state.config;
-    let Some(proxy) = crate::accept_proxy(&mut stream, peer, cfg.tcp_proxy, &state).await else {
+    let Some(proxy) = accept_proxy(&mut stream, peer, cfg.tcp_proxy, &state).await else {
         return;
     };
     let prefix = proxy.as_ref().map_or_else(Bytes::new, |h| h.rest.clone());
@@ -118,7 +119,7 @@ async fn tcp_conn(
         let mut limited = (&mut io).take(max as u64 + 1);
         let read = tokio::select! {
             r = limited.read_until(b'\n', &mut buf) => r,
-            _ = crate::stopped(&mut shutdown) => break "shutdown",
+            _ = stopped(&mut shutdown) => break "shutdown",
         };
         match read {
             Ok(0) => break "closed",
@@ -165,7 +166,7 @@ pub(crate) async fn serve_udp(
                     continue;
                 }
             },
-            _ = crate::stopped(&mut shutdown) => break,
+            _ = stopped(&mut shutdown) => break,
         };
         let datagram = &buf[..n];
         let (claim, payload) = if cfg.udp_proxy.is_on() {

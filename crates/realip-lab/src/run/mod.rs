@@ -1,0 +1,18 @@
+//! Running a scenario for real: build its namespaces, start `realip node`
+//! on every node, whoami (or another program) in every pod and `realip lb`
+//! on the router, send the probes from inside the namespaces, and check
+//! what whoami reported against what the scenario expects. Everything
+//! started is stopped by its PID and the namespaces are deleted, whatever
+//! happens.
+
+mod driver;
+mod judge;
+mod nat;
+mod netns;
+mod probe;
+mod process;
+mod result;
+
+pub use driver::run;
+pub use judge::judge;
+pub use result::{Check, ProbeResult, ScenarioResult, Seen};
