@@ -58,6 +58,9 @@ pub(crate) enum Next {
 /// The attempts of one request.
 #[derive(Debug)]
 pub(crate) struct Attempts {
+    first: SocketAddr,
+    /// Every backend tried, once a second one is (most requests need one
+    /// backend, and no allocation).
     tried: Vec<SocketAddr>,
     retries: usize,
     replayable: bool,
@@ -70,7 +73,8 @@ impl Attempts {
     /// the request may be sent again after it may have arrived.
     pub(crate) fn new(first: SocketAddr, retries: u32, replayable: bool) -> Self {
         Attempts {
-            tried: vec![first],
+            first,
+            tried: Vec::new(),
             retries: retries as usize,
             replayable,
             fresh: false,
@@ -79,7 +83,15 @@ impl Attempts {
 
     /// The backend being tried.
     pub(crate) fn backend(&self) -> SocketAddr {
-        self.tried[self.tried.len() - 1]
+        self.tried.last().copied().unwrap_or(self.first)
+    }
+
+    fn tried(&self) -> &[SocketAddr] {
+        if self.tried.is_empty() {
+            std::slice::from_ref(&self.first)
+        } else {
+            &self.tried
+        }
     }
 
     /// The next step after `failure` at [`Attempts::backend`].
@@ -100,8 +112,11 @@ impl Attempts {
                 fresh: true,
             };
         }
-        match another_backend(schedule, &self.tried) {
-            Some(b) if self.tried.len() <= self.retries => {
+        match another_backend(schedule, self.tried()) {
+            Some(b) if self.tried().len() <= self.retries => {
+                if self.tried.is_empty() {
+                    self.tried.push(self.first);
+                }
                 self.tried.push(b);
                 self.fresh = false;
                 Next::Again {

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use super::answer::{content_length, is_idempotent, strip_hop_by_hop, valid_host, Answer};
 use super::attempts::{Attempts, Failure, Next};
 use super::limits::{HttpLimits, IDLE};
-use super::log::{log_request, Done};
+use super::log::{log_request, start, Done};
 use super::site::Conn;
 use super::upstream::{ClientBody, PooledBody, SendError, UpBody};
 use crate::forward::RequestFacts;
@@ -84,7 +84,7 @@ fn ours(a: Answer) -> Response<RespBody> {
 }
 
 async fn handle(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
-    let started = std::time::Instant::now();
+    let started = start();
     let mut log = Logged {
         client: conn.peer.ip(),
         source: realip_core::Source::Peer,

@@ -14,6 +14,12 @@ pub(crate) struct Done {
     pub(crate) tries: u32,
 }
 
+/// When the request started, read only if its event will be written (the
+/// clock is not free on every request of a proxy that logs at warn).
+pub(crate) fn start() -> Option<std::time::Instant> {
+    tracing::enabled!(tracing::Level::INFO).then(std::time::Instant::now)
+}
+
 /// The request's event at info level: peer, client and where it was read,
 /// backend, status, tries, duration.
 pub(crate) fn log_request(
@@ -21,7 +27,7 @@ pub(crate) fn log_request(
     client: std::net::IpAddr,
     source: &realip_core::Source,
     done: &Done,
-    started: std::time::Instant,
+    started: Option<std::time::Instant>,
 ) {
     tracing::info!(
         peer = %conn.peer,
@@ -30,7 +36,7 @@ pub(crate) fn log_request(
         backend = %OrDash(done.backend),
         status = done.status,
         tries = done.tries,
-        micros = started.elapsed().as_micros() as u64,
+        micros = started.map_or(0, |t| t.elapsed().as_micros() as u64),
         "request"
     );
 }

@@ -16,7 +16,7 @@ use crate::forward::Plan;
 use crate::http::answer::Answer;
 use crate::http::attempts::{Attempts, Failure, Next};
 use crate::http::limits::{BODY_BUF, MAX_HEADERS, MAX_RESPONSE_HEAD};
-use crate::http::log::{log_request, Done};
+use crate::http::log::{log_request, start, Done};
 use crate::http::site::{Conn, Site};
 use crate::http::upstream::{RawConn, UpstreamError};
 use crate::pool::Pool;
@@ -70,7 +70,7 @@ pub(crate) async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
     bufs: &mut Bufs,
     timer: std::pin::Pin<&mut Sleep>,
 ) -> bool {
-    let started = std::time::Instant::now();
+    let started = start();
     let (keep, done) = exchange_once(io, x, bufs, timer).await;
     log_request(x.conn, x.plan.client, &x.plan.source, &done, started);
     keep

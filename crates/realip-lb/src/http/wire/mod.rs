@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use super::answer::Answer;
 use super::limits::{HttpLimits, BODY_BUF, IDLE};
-use super::log::{log_request, Done};
+use super::log::{log_request, start, Done};
 use super::site::Conn;
 use exchange::{exchange, respond, Bufs, Exchange};
 pub(crate) use request::{parse, Parsed};
@@ -128,7 +128,7 @@ where
         phase = Phase::Busy;
         let keep_alive = match &t.routed {
             None => {
-                let started = std::time::Instant::now();
+                let started = start();
                 let keep = respond(io, conn, Answer::NoRoute, t.keep_alive).await;
                 let done = Done {
                     status: Answer::NoRoute.status().as_u16(),

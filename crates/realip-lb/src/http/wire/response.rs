@@ -111,7 +111,7 @@ pub(crate) fn write_response_head(
     let reason = resp.reason.unwrap_or("");
     out.clear();
     out.extend_from_slice(if http10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
-    out.extend_from_slice(head.code.to_string().as_bytes());
+    push_decimal(out, u64::from(head.code));
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -127,7 +127,7 @@ pub(crate) fn write_response_head(
     // A HEAD answer says what a GET would get.
     if let Some(n) = head.length {
         out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(n.to_string().as_bytes());
+        push_decimal(out, n);
         out.extend_from_slice(b"\r\n");
     } else if head.framing == Framing::Chunked || (is_head && head.chunked) {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -140,4 +140,34 @@ pub(crate) fn write_response_head(
         }
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// `n` in decimal, without the allocation `to_string` makes on every
+/// response.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals() {
+        for n in [0u64, 7, 10, 204, 65_536, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+    }
 }
