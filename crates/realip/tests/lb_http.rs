@@ -698,3 +698,33 @@ async fn an_upgrade_is_passed_through_and_spliced() {
     let echoed = raw_until(&mut c, b"hello through", "HELLO THROUGH").await;
     assert!(echoed.ends_with("HELLO THROUGH"), "{echoed}");
 }
+
+#[tokio::test]
+async fn a_broken_client_body_is_a_400_not_an_upstream_failure() {
+    // The attack suite shows what the client and the backend got; this
+    // checks whom the lb blames in /metrics.
+    let w = whoami(&[]);
+    let l = lb_http(&["--backend", &w.http.to_string(), "--metrics", "127.0.0.1:0"]);
+    let metrics = field(&l.line, "metrics").expect("metrics address");
+    let mut c = connect_from("127.0.0.2", l.http).await;
+    let out = raw_exchange(
+        &mut c,
+        b"POST /api HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    assert!(
+        out.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    // Closed after the 400: the request behind the broken body was no request.
+    assert_eq!(out.windows(9).filter(|w| w == b"HTTP/1.1 ").count(), 1);
+    let (s, _, page) = get_from("127.0.0.1", metrics, "/metrics", &[]).await;
+    assert_eq!(s, 200);
+    let failures = page
+        .lines()
+        .find(|l| l.starts_with("realip_lb_http_upstream_failures_total{"))
+        .unwrap_or_else(|| panic!("{page}"));
+    assert!(failures.ends_with(" 0"), "{failures}");
+    assert!(page.contains("realip_lb_http_responses_total"), "{page}");
+}
