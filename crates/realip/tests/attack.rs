@@ -807,23 +807,6 @@ impl Drop for Peer {
     }
 }
 
-fn find(bin: &str) -> PathBuf {
-    for dir in [
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-        "/usr/local/sbin",
-        "/usr/local/bin",
-    ] {
-        let p = Path::new(dir).join(bin);
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("{bin} is not installed: run scripts/test (it installs nginx and haproxy)");
-}
-
 /// `n` distinct addresses on `ip` that were free a moment ago (all bound
 /// at once, so the kernel cannot hand out one twice).
 fn free_addrs(ip: &str, n: usize) -> Vec<SocketAddr> {
@@ -942,7 +925,7 @@ fn start_nginx(
     );
     let path = dir.join("nginx.conf");
     std::fs::write(&path, cfg).unwrap();
-    let child = Command::new(find("nginx"))
+    let child = Command::new(common::installed("nginx"))
         .arg("-c")
         .arg(&path)
         .arg("-p")
@@ -995,7 +978,7 @@ fn start_haproxy(
     }
     let path = dir.join("haproxy.cfg");
     std::fs::write(&path, cfg).unwrap();
-    let child = Command::new(find("haproxy"))
+    let child = Command::new(common::installed("haproxy"))
         .arg("-db")
         .arg("-f")
         .arg(&path)

@@ -41,23 +41,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn find(bin: &str) -> PathBuf {
-    for dir in [
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-        "/usr/local/sbin",
-        "/usr/local/bin",
-    ] {
-        let p = Path::new(dir).join(bin);
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("{bin} is not installed: run scripts/test (it installs nginx and haproxy)");
-}
-
 fn wait_listening(port: u16, what: &str, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
@@ -94,7 +77,7 @@ fn haproxy(tcp_backend: u16, http_backend: u16) -> (Peer, u16, u16) {
 fn start_haproxy(dir: PathBuf, cfg: &str, ports: &[u16]) -> Peer {
     let path = dir.join("haproxy.cfg");
     std::fs::write(&path, cfg).unwrap();
-    let cmd = Command::new(find("haproxy"))
+    let cmd = Command::new(installed("haproxy"))
         .arg("-db")
         .arg("-f")
         .arg(&path)
@@ -120,7 +103,7 @@ fn start_nginx(dir: PathBuf, top: &str, servers: &str, ports: &[u16]) -> Peer {
     );
     let path = dir.join("nginx.conf");
     std::fs::write(&path, cfg).unwrap();
-    let cmd = Command::new(find("nginx"))
+    let cmd = Command::new(installed("nginx"))
         .arg("-c")
         .arg(&path)
         .arg("-p")

@@ -348,3 +348,22 @@ pub fn get(
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Where a Debian peer (nginx, haproxy) is installed; a missing one fails
+/// the test rather than skipping it (`scripts/test` installs them).
+pub fn installed(bin: &str) -> std::path::PathBuf {
+    for dir in [
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+        "/usr/local/sbin",
+        "/usr/local/bin",
+    ] {
+        let p = std::path::Path::new(dir).join(bin);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{bin} is not installed: run scripts/test (it installs nginx and haproxy)");
+}
