@@ -13,6 +13,8 @@
 //!     mode: http                     # http, tcp or udp
 //!     listen: 127.0.0.1:8080
 //!     trusted: [loopback]
+//!     underscores: drop              # or pass: other header names with `_`
+//!     upgrades: [websocket]          # the Upgrade protocols spliced (h2c refused)
 //!     routes:
 //!       - {host: shop.example, path: /api, pool: web}
 //!       - {path: /, pool: web}
