@@ -728,3 +728,29 @@ async fn a_broken_client_body_is_a_400_not_an_upstream_failure() {
     assert!(failures.ends_with(" 0"), "{failures}");
     assert!(page.contains("realip_lb_http_responses_total"), "{page}");
 }
+
+#[tokio::test]
+async fn the_config_names_upgrades_and_underscores_and_refuses_h2c() {
+    let dir = scratch("lbcfg-upgrades");
+    let text = |upgrades: &str| {
+        format!(
+            "pools:\n  p:\n    backends: [127.0.0.10:9]\nlisteners:\n  - mode: http\n    listen: 127.0.0.1:0\n    underscores: pass\n    upgrades: [{upgrades}]\n    routes:\n      - {{path: /, pool: p}}\n"
+        )
+    };
+    let check = |path: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_realip"))
+            .args(["lb", "--config", path.to_str().unwrap(), "--check"])
+            .output()
+            .unwrap()
+    };
+    let ok = check(&write_config(&dir, &text("websocket, echo/2")));
+    assert!(ok.status.success(), "{ok:?}");
+    // h2c's tunnel would carry later requests past the rewriting.
+    let path = write_config(&dir, &text("websocket, h2c"));
+    let out = check(&path);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:8:", path.display())), "{err}");
+    assert!(err.contains("\"h2c\" cannot be passed through"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
