@@ -76,17 +76,22 @@ impl Header {
     }
 }
 
-impl std::str::FromStr for Header {
-    type Err = String;
+/// A name that is not one of [`Header::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a forwarding header: {}", Header::ALL.map(Header::name).join(", "))]
+pub struct UnknownHeader {
+    /// The name given.
+    pub value: String,
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl std::str::FromStr for Header {
+    type Err = UnknownHeader;
+
+    fn from_str(s: &str) -> Result<Self, UnknownHeader> {
         Header::ALL
             .into_iter()
             .find(|h| h.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| {
-                let names: Vec<_> = Header::ALL.iter().map(|h| h.name()).collect();
-                format!("{s:?} is not a forwarding header: {}", names.join(", "))
-            })
+            .ok_or_else(|| UnknownHeader { value: s.into() })
     }
 }
 
@@ -101,16 +106,22 @@ pub enum XffMode {
     Client,
 }
 
-impl std::str::FromStr for XffMode {
-    type Err = String;
+/// A word that is not an [`XffMode`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not an X-Forwarded-For mode: append or client")]
+pub struct UnknownXffMode {
+    /// The word given.
+    pub value: String,
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl std::str::FromStr for XffMode {
+    type Err = UnknownXffMode;
+
+    fn from_str(s: &str) -> Result<Self, UnknownXffMode> {
         match s {
             "append" => Ok(XffMode::Append),
             "client" => Ok(XffMode::Client),
-            _ => Err(format!(
-                "{s:?} is not an X-Forwarded-For mode: append or client"
-            )),
+            _ => Err(UnknownXffMode { value: s.into() }),
         }
     }
 }
@@ -178,16 +189,22 @@ pub enum Underscores {
     Pass,
 }
 
-impl std::str::FromStr for Underscores {
-    type Err = String;
+/// A word that is not an [`Underscores`] choice.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a choice for header names with underscores: drop or pass")]
+pub struct UnknownUnderscores {
+    /// The word given.
+    pub value: String,
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl std::str::FromStr for Underscores {
+    type Err = UnknownUnderscores;
+
+    fn from_str(s: &str) -> Result<Self, UnknownUnderscores> {
         match s {
             "drop" => Ok(Underscores::Drop),
             "pass" => Ok(Underscores::Pass),
-            _ => Err(format!(
-                "{s:?} is not a choice for header names with underscores: drop or pass"
-            )),
+            _ => Err(UnknownUnderscores { value: s.into() }),
         }
     }
 }
@@ -685,6 +702,7 @@ mod tests {
         assert!("x-nope"
             .parse::<Header>()
             .unwrap_err()
+            .to_string()
             .contains("x-request-id"));
         assert!(HeaderSet::ingress().has(Header::XScheme));
         assert!(!HeaderSet::ingress().has(Header::Forwarded));

@@ -330,27 +330,69 @@ pub enum Host {
     Pod(usize, usize),
 }
 
+/// A host name that is not one of the topology's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// A node or pod index is not a number.
+    #[error("{host:?}: {part:?} is not a number")]
+    NotNumber {
+        /// The host given.
+        host: String,
+        /// The part that is not a number.
+        part: String,
+    },
+    /// Not one of the forms.
+    #[error("{host:?} is not client, router, node/N or pod/N/J")]
+    Form {
+        /// The host given.
+        host: String,
+    },
+    /// No such node.
+    #[error("{host:?}: there are {nodes} nodes")]
+    NoNode {
+        /// The host given.
+        host: String,
+        /// How many nodes there are.
+        nodes: usize,
+    },
+    /// No such pod on the node.
+    #[error("{host:?}: node {node} has {pods} pods")]
+    NoPod {
+        /// The host given.
+        host: String,
+        /// The node.
+        node: usize,
+        /// How many pods it has.
+        pods: usize,
+    },
+}
+
 /// `client`, `router`, `node/N`, `pod/N/J`, checked against the topology.
-pub fn parse_host(s: &str, pods: &[usize]) -> Result<Host, String> {
+pub fn parse_host(s: &str, pods: &[usize]) -> Result<Host, HostError> {
     let parts: Vec<&str> = s.split('/').collect();
     let num = |t: &str| {
-        t.parse::<usize>()
-            .map_err(|_| format!("{s:?}: {t:?} is not a number"))
+        t.parse::<usize>().map_err(|_| HostError::NotNumber {
+            host: s.into(),
+            part: t.into(),
+        })
     };
     let h = match parts.as_slice() {
         ["client"] => Host::Client,
         ["router"] => Host::Router,
         ["node", n] => Host::Node(num(n)?),
         ["pod", n, j] => Host::Pod(num(n)?, num(j)?),
-        _ => return Err(format!("{s:?} is not client, router, node/N or pod/N/J")),
+        _ => return Err(HostError::Form { host: s.into() }),
     };
     match h {
-        Host::Node(n) | Host::Pod(n, _) if n == 0 || n > pods.len() => {
-            Err(format!("{s:?}: there are {} nodes", pods.len()))
-        }
-        Host::Pod(n, j) if j >= pods[n - 1] => {
-            Err(format!("{s:?}: node {n} has {} pods", pods[n - 1]))
-        }
+        Host::Node(n) | Host::Pod(n, _) if n == 0 || n > pods.len() => Err(HostError::NoNode {
+            host: s.into(),
+            nodes: pods.len(),
+        }),
+        Host::Pod(n, j) if j >= pods[n - 1] => Err(HostError::NoPod {
+            host: s.into(),
+            node: n,
+            pods: pods[n - 1],
+        }),
         h => Ok(h),
     }
 }

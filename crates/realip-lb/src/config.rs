@@ -57,6 +57,19 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// A configuration the checks of [`Config::checked`] refuse: the key at
+/// fault, the value pointed at, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct Refused {
+    /// The key at fault (`listen`, `pool`, ...).
+    pub key: &'static str,
+    /// Its value, when that finds the line better than the key.
+    pub value: Option<String>,
+    /// What is wrong.
+    pub reason: String,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,12 +96,22 @@ fn default_grace() -> Dur {
 #[serde(try_from = "String")]
 pub struct Addr(pub SocketAddr);
 
+/// Text that is not a socket address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not ADDR:PORT")]
+pub struct BadAddr {
+    /// The text given.
+    pub value: String,
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, BadAddr> {
+    s.parse().map_err(|_| BadAddr { value: s.into() })
+}
+
 impl TryFrom<String> for Addr {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse()
-            .map(Addr)
-            .map_err(|_| format!("{s:?} is not ADDR:PORT"))
+    type Error = BadAddr;
+    fn try_from(s: String) -> Result<Self, BadAddr> {
+        parse_addr(&s).map(Addr)
     }
 }
 
@@ -98,17 +121,24 @@ impl TryFrom<String> for Addr {
 pub struct Dur(pub Duration);
 
 impl TryFrom<String> for Dur {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = BadDuration;
+    fn try_from(s: String) -> Result<Self, BadDuration> {
         parse_duration(&s).map(Dur)
     }
 }
 
+/// Text that is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a duration like 10s or 500ms")]
+pub struct BadDuration {
+    /// The text given.
+    pub value: String,
+}
+
 /// A duration as Go writes them (`500ms`, `2s`, `1m30s`), as every
 /// other realip option takes.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    realip_net::parse_duration(s)
-        .ok_or_else(|| format!("{s:?} is not a duration like 10s or 500ms"))
+pub fn parse_duration(s: &str) -> Result<Duration, BadDuration> {
+    realip_net::parse_duration(s).ok_or_else(|| BadDuration { value: s.into() })
 }
 
 macro_rules! from_str_field {
@@ -119,9 +149,9 @@ macro_rules! from_str_field {
         pub struct $name(pub $inner);
 
         impl TryFrom<String> for $name {
-            type Error = String;
-            fn try_from(s: String) -> Result<Self, String> {
-                s.parse::<$inner>().map($name).map_err(|e| e.to_string())
+            type Error = <$inner as std::str::FromStr>::Err;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.parse::<$inner>().map($name)
             }
         }
     };
@@ -148,27 +178,40 @@ from_str_field!(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpgradeToken(pub String);
 
-impl std::str::FromStr for UpgradeToken {
-    type Err = String;
+/// Text that is not an Upgrade protocol this proxy passes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadUpgrade {
+    /// Not `token[/version]`.
+    #[error("{value:?} is not an Upgrade protocol (a token, optionally /version)")]
+    NotToken {
+        /// The text given.
+        value: String,
+    },
+    /// h2c or h2: a tunnel past the proxy's rewriting.
+    #[error("{value:?} cannot be passed through: the tunnel it opens would carry requests past the proxy's rewriting")]
+    Tunnel {
+        /// The text given.
+        value: String,
+    },
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl std::str::FromStr for UpgradeToken {
+    type Err = BadUpgrade;
+
+    fn from_str(s: &str) -> Result<Self, BadUpgrade> {
         let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
         let ok = !s.is_empty()
             && s.split('/').count() <= 2
             && s.split('/').all(|p| !p.is_empty() && p.chars().all(tchar));
         if !ok {
-            return Err(format!(
-                "{s:?} is not an Upgrade protocol (a token, optionally /version)"
-            ));
+            return Err(BadUpgrade::NotToken { value: s.into() });
         }
         let lower = s.to_ascii_lowercase();
         // h2c through a reverse proxy opens a tunnel in which every later
         // request reaches the backend as the client wrote it: forwarding
         // headers unrewritten, routes unchecked (h2c smuggling).
         if lower == "h2c" || lower == "h2" {
-            return Err(format!(
-                "{s:?} cannot be passed through: the tunnel it opens would carry requests past the proxy's rewriting"
-            ));
+            return Err(BadUpgrade::Tunnel { value: s.into() });
         }
         Ok(UpgradeToken(lower))
     }
@@ -200,33 +243,43 @@ enum BackendForm {
 }
 
 impl TryFrom<BackendForm> for BackendSpec {
-    type Error = String;
-    fn try_from(f: BackendForm) -> Result<Self, String> {
+    type Error = BadBackend;
+    fn try_from(f: BackendForm) -> Result<Self, BadBackend> {
         match f {
             BackendForm::Text(s) => parse_backend(&s).map(BackendSpec),
             BackendForm::Full { address, weight } => Ok(BackendSpec(Backend {
-                addr: address
-                    .parse()
-                    .map_err(|_| format!("{address:?} is not ADDR:PORT"))?,
+                addr: parse_addr(&address)?,
                 weight: weight.unwrap_or(1),
             })),
         }
     }
 }
 
+/// Text that is not a backend.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadBackend {
+    /// The address part.
+    #[error(transparent)]
+    Addr(#[from] BadAddr),
+    /// The part after `=`.
+    #[error("{value:?} is not a weight (a whole number)")]
+    Weight {
+        /// The text given.
+        value: String,
+    },
+}
+
 /// `ADDR:PORT` or `ADDR:PORT=WEIGHT`.
-pub fn parse_backend(s: &str) -> Result<Backend, String> {
+pub fn parse_backend(s: &str) -> Result<Backend, BadBackend> {
     let (addr, weight) = match s.split_once('=') {
         Some((a, w)) => (
             a,
             w.parse::<u32>()
-                .map_err(|_| format!("{w:?} is not a weight (a whole number)"))?,
+                .map_err(|_| BadBackend::Weight { value: w.into() })?,
         ),
         None => (s, 1),
     };
-    let addr = addr
-        .parse()
-        .map_err(|_| format!("{addr:?} is not ADDR:PORT"))?;
+    let addr = parse_addr(addr)?;
     Ok(Backend { addr, weight })
 }
 
@@ -447,9 +500,8 @@ impl ListenerSpec {
     }
 
     /// The listener's trust set.
-    pub fn trust(&self) -> Result<realip_core::TrustSet, String> {
+    pub fn trust(&self) -> Result<realip_core::TrustSet, realip_core::TrustError> {
         realip_core::TrustSet::parse(self.trusted.iter().map(String::as_str))
-            .map_err(|e| e.to_string())
     }
 
     /// The strategy chain for reading a trusted peer's headers.
@@ -507,8 +559,9 @@ impl Config {
 
     /// The checks of [`Config::parse`] on a configuration built otherwise
     /// (from command-line flags).
-    pub fn checked(&self) -> Result<(), String> {
-        self.check().map_err(|(_, _, reason)| reason)
+    pub fn checked(&self) -> Result<(), Refused> {
+        self.check()
+            .map_err(|(key, value, reason)| Refused { key, value, reason })
     }
 
     /// The checks types cannot make: returns the key and value to point
@@ -550,7 +603,7 @@ impl Config {
                 ));
             }
             if let Err(e) = l.trust() {
-                return Err(("trusted", None, e));
+                return Err(("trusted", None, e.to_string()));
             }
             let pool_ref = |name: &str| -> Result<(), (&'static str, Option<String>, String)> {
                 if self.pools.contains_key(name) {

@@ -183,13 +183,19 @@ pub enum Check {
     },
 }
 
-impl std::str::FromStr for Check {
-    type Err = String;
+/// Text that is not a health [`Check`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a health check: tcp, http:/PATH (2xx passes) or http:CODE:/PATH")]
+pub struct BadCheck {
+    /// The text given.
+    pub value: String,
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || {
-            format!("{s:?} is not a health check: tcp, http:/PATH (2xx passes) or http:CODE:/PATH")
-        };
+impl std::str::FromStr for Check {
+    type Err = BadCheck;
+
+    fn from_str(s: &str) -> Result<Self, BadCheck> {
+        let bad = || BadCheck { value: s.into() };
         match s.split_once(':') {
             None if s == "tcp" => Ok(Check::Tcp),
             Some(("http", path)) if path.starts_with('/') => Ok(Check::Http {

@@ -25,7 +25,7 @@ use crate::http::upstream::{PoolLimits, Upstream};
 use crate::http::{HttpLimits, HttpStats, Site};
 use crate::metrics::{ListenerView, View};
 use crate::pool::{Checks, Pool};
-use crate::route::{Route, Routes};
+use crate::route::{Route, RouteError, Routes};
 use crate::tcp::{ClientIp, ProxyTlvs, TcpConfig, TcpSite, TcpStats};
 use crate::udp::{UdpConfig, UdpSite, UdpStats};
 
@@ -82,9 +82,54 @@ impl std::fmt::Debug for Running {
     }
 }
 
+/// Why a configuration could not be started or applied (nothing changed).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// A listener's trusted list does not parse.
+    #[error("{listener}: trusted: {source}")]
+    Trusted {
+        /// The listener.
+        listener: String,
+        /// Why.
+        source: realip_core::TrustError,
+    },
+    /// A listener names a pool that is not defined.
+    #[error("{listener}: no pool is named {pool:?}")]
+    NoPool {
+        /// The listener.
+        listener: String,
+        /// The pool named.
+        pool: String,
+    },
+    /// A listener's route cannot be used.
+    #[error("{listener}: {source}")]
+    Route {
+        /// The listener.
+        listener: String,
+        /// Why.
+        source: RouteError,
+    },
+    /// A listener's TLS files cannot be used.
+    #[error("{listener}: {source}")]
+    Tls {
+        /// The listener.
+        listener: String,
+        /// Why.
+        source: realip_net::tls::TlsError,
+    },
+    /// A listening socket could not be bound.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
 impl Running {
     /// Start `config`: bind everything, or fail with nothing running.
-    pub async fn start(config: &Config) -> Result<Running, String> {
+    pub async fn start(config: &Config) -> Result<Running, ApplyError> {
         let (view, _) = watch::channel(Arc::new(View::default()));
         let mut r = Running {
             pools: BTreeMap::new(),
@@ -116,7 +161,7 @@ impl Running {
     }
 
     /// Apply `config` in place; on error nothing changed.
-    pub async fn apply(&mut self, config: &Config) -> Result<(), String> {
+    pub async fn apply(&mut self, config: &Config) -> Result<(), ApplyError> {
         // 1. Pools: unchanged ones are kept whole.
         let mut pools: BTreeMap<String, (Arc<Pool>, bool)> = BTreeMap::new();
         for (name, spec) in &config.pools {
@@ -156,14 +201,17 @@ impl Running {
                     .await
                     .map(Bound::Tcp),
             }
-            .map_err(|e| format!("binding {}: {e}", l.listen.0))?;
+            .map_err(|source| ApplyError::Bind {
+                addr: l.listen.0,
+                source,
+            })?;
             bound.insert(key, b);
         }
         let metrics = match config.metrics {
             Some(a) if self.metrics.is_none() => Some(
                 tokio::net::TcpListener::bind(a.0)
                     .await
-                    .map_err(|e| format!("binding {}: {e}", a.0))?,
+                    .map_err(|source| ApplyError::Bind { addr: a.0, source })?,
             ),
             _ => None,
         };
@@ -323,14 +371,20 @@ impl Running {
 fn build_site(
     l: &ListenerSpec,
     pools: &BTreeMap<String, (Arc<Pool>, bool)>,
-) -> Result<SiteValue, String> {
+) -> Result<SiteValue, ApplyError> {
     let name = l.display_name();
-    let trusted = l.trust().map_err(|e| format!("{name}: trusted: {e}"))?;
+    let trusted = l.trust().map_err(|source| ApplyError::Trusted {
+        listener: name.clone(),
+        source,
+    })?;
     let pool_of = |p: &str| {
         pools
             .get(p)
             .map(|(p, _)| p.clone())
-            .ok_or_else(|| format!("{name}: no pool is named {p:?}"))
+            .ok_or_else(|| ApplyError::NoPool {
+                listener: name.clone(),
+                pool: p.to_string(),
+            })
     };
     let accept_proxy = l
         .accept_proxy
@@ -341,8 +395,12 @@ fn build_site(
             let mut routes = Vec::new();
             for r in &l.routes {
                 routes.push(
-                    Route::new(r.host.as_deref(), &r.path, pool_of(&r.pool)?)
-                        .map_err(|e| format!("{name}: {e}"))?,
+                    Route::new(r.host.as_deref(), &r.path, pool_of(&r.pool)?).map_err(
+                        |source| ApplyError::Route {
+                            listener: name.clone(),
+                            source,
+                        },
+                    )?,
                 );
             }
             let tls = match &l.tls {
@@ -353,7 +411,10 @@ fn build_site(
                         key: t.key.clone(),
                         cacert: None,
                     })
-                    .map_err(|e| format!("{name}: {e}"))?,
+                    .map_err(|source| ApplyError::Tls {
+                        listener: name.clone(),
+                        source,
+                    })?,
                 ),
             };
             let d = HttpLimits::default();

@@ -31,18 +31,24 @@ pub enum ClientIp {
     Transparent,
 }
 
-impl std::str::FromStr for ClientIp {
-    type Err = String;
+/// A word that is not a [`ClientIp`] mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a TCP client-IP mode: none, proxy-v1, proxy-v2 or transparent")]
+pub struct UnknownClientIp {
+    /// The word given.
+    pub value: String,
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl std::str::FromStr for ClientIp {
+    type Err = UnknownClientIp;
+
+    fn from_str(s: &str) -> Result<Self, UnknownClientIp> {
         match s {
             "none" => Ok(ClientIp::None),
             "proxy-v1" => Ok(ClientIp::ProxyV1),
             "proxy-v2" => Ok(ClientIp::ProxyV2),
             "transparent" => Ok(ClientIp::Transparent),
-            _ => Err(format!(
-                "{s:?} is not a TCP client-IP mode: none, proxy-v1, proxy-v2 or transparent"
-            )),
+            _ => Err(UnknownClientIp { value: s.into() }),
         }
     }
 }

@@ -27,7 +27,7 @@ pub use answer::ANSWER_408;
 pub use duration::parse_duration;
 pub use http_server::http_server;
 pub use idle::IdleTimeout;
-pub use mode::ProxyMode;
+pub use mode::{ProxyMode, UnknownProxyMode};
 pub use proxy_header::{
     claim_of, read_proxy_header, split_datagram, ProxyHeader, ProxyLimits, ProxyReadError,
 };

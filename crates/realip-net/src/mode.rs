@@ -27,15 +27,23 @@ impl ProxyMode {
     }
 }
 
+/// A word that is not a [`ProxyMode`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a PROXY mode (off, v1, v2, any)")]
+pub struct UnknownProxyMode {
+    /// The word given.
+    pub value: String,
+}
+
 impl FromStr for ProxyMode {
-    type Err = String;
+    type Err = UnknownProxyMode;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "off" | "none" => Ok(ProxyMode::Off),
             "v1" => Ok(ProxyMode::V1),
             "v2" => Ok(ProxyMode::V2),
             "any" => Ok(ProxyMode::Any),
-            _ => Err(format!("{s:?} is not a PROXY mode (off, v1, v2, any)")),
+            _ => Err(UnknownProxyMode { value: s.into() }),
         }
     }
 }

@@ -28,7 +28,7 @@ pub enum StartError {
     },
     /// TLS files could not be used.
     #[error("TLS: {0}")]
-    Tls(String),
+    Tls(realip_net::tls::TlsError),
 }
 
 fn hostname() -> String {

@@ -269,7 +269,8 @@ fn from_flags(a: &Args) -> Result<Config, String> {
                 .client_ip
                 .as_deref()
                 .map(|c| c.parse().map(ClientIpField))
-                .transpose()?;
+                .transpose()
+                .map_err(|e| e.to_string())?;
             if mode == Mode::Udp {
                 l.max_connections = Some(a.max_flows);
             }
@@ -296,7 +297,7 @@ pub fn run(args: Args) -> ExitCode {
     let config = match &args.config {
         Some(path) => load(path),
         // The same checks a file gets (udp with proxy-v1, ...).
-        None => from_flags(&args).and_then(|c| c.checked().map(|()| c)),
+        None => from_flags(&args).and_then(|c| c.checked().map(|()| c).map_err(|e| e.to_string())),
     };
     let config = match config {
         Ok(c) => c,

@@ -4,7 +4,7 @@
 /// A command-line duration, Go style (`10s`, `500ms`, `1h30m`), for every
 /// subcommand's timeouts.
 pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    realip_lb::config::parse_duration(s)
+    realip_lb::config::parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// The tokio runtime of a serving subcommand: `threads` workers (default

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::scenario::{parse_host, parse_millis, Host, Scenario};
 use crate::topology::{node_ip, plan, pod_ip, unique_id, Lab, Role, Spec};
 
+use super::error::RunError;
 use super::judge::judge;
 use super::nat::{check_nat, flows_in, nat_seen};
 use super::probe::in_netns;
@@ -54,37 +55,36 @@ pub fn run(s: &Scenario, exe: &Path) -> ScenarioResult {
             result.pass = probes.iter().all(|p| p.pass);
             result.probes = probes;
         }
-        Err(e) => result.error = Some(e),
+        Err(e) => result.error = Some(e.to_string()),
     }
     let _ = std::fs::remove_dir_all(&dir);
     result.seconds = started.elapsed().as_secs_f64();
     result
 }
 
-fn run_in(s: &Scenario, exe: &Path, dir: &Path) -> Result<Vec<ProbeResult>, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let lab = Lab::build(
-        plan(
-            &Spec {
-                pods_per_node: s.pods.clone(),
-            },
-            &unique_id(),
-        )
-        .map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
+fn run_in(s: &Scenario, exe: &Path, dir: &Path) -> Result<Vec<ProbeResult>, RunError> {
+    std::fs::create_dir_all(dir).map_err(|source| RunError::Dir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let lab = Lab::build(plan(
+        &Spec {
+            pods_per_node: s.pods.clone(),
+        },
+        &unique_id(),
+    )?)?;
     let ns = |r: &Role| {
         lab.plan()
             .netns(r)
             .map(str::to_string)
-            .ok_or_else(|| format!("no host {r:?}"))
+            .ok_or_else(|| RunError::NoHost(r.clone()))
     };
     let mut procs: Vec<Proc> = Vec::new();
     // kube-proxy's role on every node.
     if !s.objects.trim().is_empty() {
         let objects = dir.join("objects.yaml");
         std::fs::write(&objects, format!("{}{}", node_objects(&s.pods), s.objects))
-            .map_err(|e| e.to_string())?;
+            .map_err(RunError::Write)?;
         for n in 1..=s.pods.len() {
             let ip = node_ip(n).to_string();
             let args: Vec<String> = [
@@ -150,7 +150,7 @@ fn run_in(s: &Scenario, exe: &Path, dir: &Path) -> Result<Vec<ProbeResult>, Stri
         let args = match &r.config {
             Some(text) => {
                 let f = dir.join("lb.yaml");
-                std::fs::write(&f, text).map_err(|e| e.to_string())?;
+                std::fs::write(&f, text).map_err(RunError::Write)?;
                 vec![
                     "lb".to_string(),
                     "--config".into(),
@@ -206,25 +206,22 @@ fn run_in(s: &Scenario, exe: &Path, dir: &Path) -> Result<Vec<ProbeResult>, Stri
 
 /// The reply routing `realip lb --client-ip transparent` needs (see its
 /// `--help`), in the router's namespace.
-fn tproxy(netns: &str) -> Result<(), String> {
+fn tproxy(netns: &str) -> Result<(), RunError> {
     let rules = "table ip realip-tproxy {\n chain pre {\n  type filter hook prerouting priority mangle;\n  socket transparent 1 meta mark set 1\n }\n}\n";
     let mut nft = Command::new("ip")
         .args(["netns", "exec", netns, "nft", "-f", "-"])
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("nft: {e} (apt-get install nftables)"))?;
+        .map_err(RunError::NftMissing)?;
     if let Some(mut stdin) = nft.stdin.take() {
-        stdin
-            .write_all(rules.as_bytes())
-            .map_err(|e| e.to_string())?;
+        stdin.write_all(rules.as_bytes()).map_err(RunError::Nft)?;
     }
-    let o = nft.wait_with_output().map_err(|e| e.to_string())?;
+    let o = nft.wait_with_output().map_err(RunError::Nft)?;
     if !o.status.success() {
-        return Err(format!(
-            "nft: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        ));
+        return Err(RunError::NftRefused {
+            stderr: String::from_utf8_lossy(&o.stderr).trim().to_string(),
+        });
     }
     for args in [
         &["rule", "add", "fwmark", "1", "lookup", "100"][..],
@@ -243,13 +240,12 @@ fn tproxy(netns: &str) -> Result<(), String> {
             .args(["-n", netns])
             .args(args)
             .output()
-            .map_err(|e| e.to_string())?;
+            .map_err(RunError::Ip)?;
         if !o.status.success() {
-            return Err(format!(
-                "ip {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&o.stderr).trim()
-            ));
+            return Err(RunError::IpRefused {
+                args: args.join(" "),
+                stderr: String::from_utf8_lossy(&o.stderr).trim().to_string(),
+            });
         }
     }
     Ok(())

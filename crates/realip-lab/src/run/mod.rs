@@ -6,6 +6,7 @@
 //! happens.
 
 mod driver;
+mod error;
 mod judge;
 mod nat;
 mod netns;
@@ -14,5 +15,6 @@ mod process;
 mod result;
 
 pub use driver::run;
+pub use error::RunError;
 pub use judge::judge;
 pub use result::{Check, ProbeResult, ScenarioResult, Seen};

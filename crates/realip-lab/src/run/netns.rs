@@ -3,19 +3,26 @@
 
 use std::path::PathBuf;
 
+use super::error::RunError;
+
 /// Run `f` on a thread that has joined namespace `netns` (sockets it makes
 /// live there); this thread stays where it is.
 pub(super) fn inside<T: std::marker::Send + 'static>(
     netns: &str,
     f: impl FnOnce() -> T + std::marker::Send + 'static,
-) -> Result<T, String> {
+) -> Result<T, RunError> {
     let path = PathBuf::from("/run/netns").join(netns);
-    std::thread::spawn(move || -> Result<T, String> {
-        let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::thread::spawn(move || -> Result<T, RunError> {
+        let file = std::fs::File::open(&path).map_err(|source| RunError::OpenNetns {
+            path: path.clone(),
+            source,
+        })?;
         nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("entering {}: {e}", path.display()))?;
+            .map_err(|source| RunError::EnterNetns { path, source })?;
         Ok(f())
     })
     .join()
-    .map_err(|_| format!("the thread in {netns} panicked"))?
+    .map_err(|_| RunError::Panicked {
+        netns: netns.to_string(),
+    })?
 }

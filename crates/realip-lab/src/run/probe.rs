@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::scenario::{Probe, Send};
 
+use super::error::RunError;
 use super::netns::inside;
 use super::result::Seen;
 
@@ -19,13 +20,12 @@ const MAX_ANSWER: u64 = 1 << 20;
 
 /// Send the probe's requests from inside `netns`: a thread joins the
 /// namespace (sockets it makes live there) and does the requests.
-pub(super) fn in_netns(netns: &str, probe: &Probe) -> Result<Vec<Seen>, String> {
+pub(super) fn in_netns(netns: &str, probe: &Probe) -> Result<Vec<Seen>, RunError> {
     let probe = probe.clone();
     inside(netns, move || {
-        let to: SocketAddr = probe
-            .to
-            .parse()
-            .map_err(|_| format!("{:?} is not ADDR:PORT", probe.to))?;
+        let to: SocketAddr = probe.to.parse().map_err(|_| RunError::BadTarget {
+            to: probe.to.clone(),
+        })?;
         Ok((0..probe.count).map(|_| request(&probe, to)).collect())
     })?
 }

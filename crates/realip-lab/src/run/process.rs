@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::topology;
 
+use super::error::RunError;
+
 /// How long a component may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -26,9 +28,9 @@ impl Proc {
         exe: &Path,
         args: &[String],
         what: &str,
-    ) -> Result<Proc, String> {
+    ) -> Result<Proc, RunError> {
         if topology::stopping() {
-            return Err("interrupted".into());
+            return Err(RunError::Interrupted);
         }
         let mut child = Command::new("ip")
             .args(["netns", "exec", netns])
@@ -39,9 +41,12 @@ impl Proc {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("starting {what}: {e}"))?;
+            .map_err(|source| RunError::Start {
+                what: what.to_string(),
+                source,
+            })?;
         topology::register_pid(child.id());
-        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let stderr = child.stderr.take().ok_or(RunError::NoStderr)?;
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -58,7 +63,7 @@ impl Proc {
     }
 
     /// Wait for a log line containing `marker`.
-    pub(super) fn wait_for(&mut self, marker: &str) -> Result<(), String> {
+    pub(super) fn wait_for(&mut self, marker: &str) -> Result<(), RunError> {
         let deadline = Instant::now() + START_TIMEOUT;
         let mut seen = Vec::new();
         loop {
@@ -68,16 +73,19 @@ impl Proc {
                 Ok(l) => seen.push(l),
                 Err(_) => {
                     let status = self.child.try_wait().ok().flatten();
-                    return Err(format!(
-                        "{} did not log {marker:?} within {START_TIMEOUT:?} (exit {status:?}): {}",
-                        self.what,
-                        seen.iter()
+                    return Err(RunError::NotReady {
+                        what: self.what.clone(),
+                        marker: marker.to_string(),
+                        timeout: START_TIMEOUT,
+                        status,
+                        last: seen
+                            .iter()
                             .rev()
                             .take(3)
                             .cloned()
                             .collect::<Vec<_>>()
-                            .join(" | ")
-                    ));
+                            .join(" | "),
+                    });
                 }
             }
         }

@@ -34,21 +34,25 @@ pub enum Method {
     Maglev,
 }
 
-impl std::str::FromStr for Method {
-    type Err = String;
+/// A word that is not a schedule [`Method`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a schedule: round-robin, weighted-round-robin, least-connections, source-hash or maglev")]
+pub struct UnknownMethod {
+    /// The word given.
+    pub value: String,
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl std::str::FromStr for Method {
+    type Err = UnknownMethod;
+
+    fn from_str(s: &str) -> Result<Self, UnknownMethod> {
         Ok(match s {
             "round-robin" | "rr" => Method::RoundRobin,
             "weighted-round-robin" | "wrr" => Method::WeightedRoundRobin,
             "least-connections" | "leastconn" => Method::LeastConnections,
             "source-hash" | "source" => Method::SourceHash,
             "maglev" => Method::Maglev,
-            _ => {
-                return Err(format!(
-                    "{s:?} is not a schedule: round-robin, weighted-round-robin, least-connections, source-hash or maglev"
-                ))
-            }
+            _ => return Err(UnknownMethod { value: s.into() }),
         })
     }
 }

@@ -1,0 +1,115 @@
+//! Why a scenario could not be run (as opposed to a probe that failed its
+//! expectations, which is a result).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::scenario::HostError;
+use crate::topology::{LabError, PlanError, Role};
+
+/// Why a scenario could not be run to the end.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The scenario's directory could not be made.
+    #[error("{}: {source}", path.display())]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The topology was refused.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The namespaces could not be built.
+    #[error(transparent)]
+    Lab(#[from] LabError),
+    /// The topology has no such host.
+    #[error("no host {0:?}")]
+    NoHost(Role),
+    /// A probe's host is not one of the topology's.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// A file for a component could not be written.
+    #[error("{0}")]
+    Write(#[source] std::io::Error),
+    /// nft could not be started.
+    #[error("nft: {0} (apt-get install nftables)")]
+    NftMissing(#[source] std::io::Error),
+    /// Talking to nft failed.
+    #[error("{0}")]
+    Nft(#[source] std::io::Error),
+    /// nft refused the rules.
+    #[error("nft: {stderr}")]
+    NftRefused {
+        /// What nft said.
+        stderr: String,
+    },
+    /// `ip` could not be run.
+    #[error("{0}")]
+    Ip(#[source] std::io::Error),
+    /// `ip` refused a rule or route.
+    #[error("ip {args}: {stderr}")]
+    IpRefused {
+        /// The arguments after `ip -n NETNS`.
+        args: String,
+        /// What `ip` said.
+        stderr: String,
+    },
+    /// The run was interrupted (SIGINT, SIGTERM).
+    #[error("interrupted")]
+    Interrupted,
+    /// A component could not be started.
+    #[error("starting {what}: {source}")]
+    Start {
+        /// The component.
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A component's stderr could not be read.
+    #[error("no stderr")]
+    NoStderr,
+    /// A component did not log that it was ready.
+    #[error("{what} did not log {marker:?} within {timeout:?} (exit {status:?}): {last}")]
+    NotReady {
+        /// The component.
+        what: String,
+        /// The line it should have logged.
+        marker: String,
+        /// How long it had.
+        timeout: Duration,
+        /// Its exit status, if it exited.
+        status: Option<std::process::ExitStatus>,
+        /// Its last lines (newest first, ` | ` between).
+        last: String,
+    },
+    /// A namespace could not be opened.
+    #[error("{}: {source}", path.display())]
+    OpenNetns {
+        /// The namespace's file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A namespace could not be joined.
+    #[error("entering {}: {source}", path.display())]
+    EnterNetns {
+        /// The namespace's file.
+        path: PathBuf,
+        /// Why.
+        source: nix::Error,
+    },
+    /// The thread working in a namespace panicked.
+    #[error("the thread in {netns} panicked")]
+    Panicked {
+        /// The namespace.
+        netns: String,
+    },
+    /// A probe's target is not a socket address.
+    #[error("{to:?} is not ADDR:PORT")]
+    BadTarget {
+        /// The target given.
+        to: String,
+    },
+}
