@@ -1,7 +1,8 @@
-//! Health-check verdicts, as pure state: how many checks in a row must
+//! Health checks: the verdicts as pure state (how many checks in a row must
 //! pass (rise) or fail (fall) to flip a backend, and what weight a check's
-//! answer gives it. The probing itself (TCP connect, HTTP GET with a
-//! timeout) lives with the I/O.
+//! answer gives it), and one probe (a TCP connect, or an HTTP GET judged by
+//! its status and the weight it reports), bounded by a timeout. The pool
+//! runs the rounds ([`crate::pool::run_checks`]).
 
 /// A backend's health as the checks have seen it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,10 +30,27 @@ pub enum Change {
 /// One check's result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Probe {
-    /// Failed: refused, timed out, or an unexpected status.
-    Fail,
+    /// Failed, and why.
+    Fail(ProbeFailure),
     /// Passed, maybe with a weight from the answer.
     Pass(Option<u32>),
+}
+
+/// Why a health check failed, for the log line that takes a backend out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeFailure {
+    /// The connect was refused or failed, or the request could not be sent.
+    #[error("refused")]
+    Refused,
+    /// No whole answer within the timeout.
+    #[error("timed out")]
+    Timeout,
+    /// An answer with a status that does not pass.
+    #[error("status {0}")]
+    Status(u16),
+    /// An answer that is no HTTP response.
+    #[error("malformed answer")]
+    Malformed,
 }
 
 impl Health {
@@ -128,14 +146,26 @@ mod tests {
     fn fall_takes_out_rise_brings_back() {
         let mut h = Health::new();
         assert!(h.is_up());
-        assert_eq!(h.observe(Probe::Fail, 2, 3), Change::None);
-        assert_eq!(h.observe(Probe::Fail, 2, 3), Change::None);
+        assert_eq!(
+            h.observe(Probe::Fail(ProbeFailure::Refused), 2, 3),
+            Change::None
+        );
+        assert_eq!(
+            h.observe(Probe::Fail(ProbeFailure::Refused), 2, 3),
+            Change::None
+        );
         // A pass in between resets the count.
         assert_eq!(h.observe(Probe::Pass(None), 2, 3), Change::None);
         for _ in 0..2 {
-            assert_eq!(h.observe(Probe::Fail, 2, 3), Change::None);
+            assert_eq!(
+                h.observe(Probe::Fail(ProbeFailure::Refused), 2, 3),
+                Change::None
+            );
         }
-        assert_eq!(h.observe(Probe::Fail, 2, 3), Change::Down);
+        assert_eq!(
+            h.observe(Probe::Fail(ProbeFailure::Refused), 2, 3),
+            Change::Down
+        );
         assert_eq!(h.weight(5), 0);
         assert_eq!(h.observe(Probe::Pass(None), 2, 3), Change::None);
         assert_eq!(h.observe(Probe::Pass(None), 2, 3), Change::Up);
@@ -230,14 +260,14 @@ pub async fn probe(
 ) -> Probe {
     match tokio::time::timeout(timeout, probe_inner(check, addr)).await {
         Ok(p) => p,
-        Err(_) => Probe::Fail,
+        Err(_) => Probe::Fail(ProbeFailure::Timeout),
     }
 }
 
 async fn probe_inner(check: &Check, addr: std::net::SocketAddr) -> Probe {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
-        return Probe::Fail;
+        return Probe::Fail(ProbeFailure::Refused);
     };
     let (path, expect) = match check {
         Check::Tcp => return Probe::Pass(None),
@@ -245,7 +275,7 @@ async fn probe_inner(check: &Check, addr: std::net::SocketAddr) -> Probe {
     };
     let req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: realip-lb\r\n\r\n");
     if s.write_all(req.as_bytes()).await.is_err() {
-        return Probe::Fail;
+        return Probe::Fail(ProbeFailure::Refused);
     }
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
@@ -263,17 +293,20 @@ fn judge(answer: &[u8], expect: Option<u16>) -> Probe {
     let text = String::from_utf8_lossy(answer);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.split("\r\n");
-    let status: u16 = lines
+    let Some(status) = lines
         .next()
+        .filter(|l| l.starts_with("HTTP/"))
         .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+        .and_then(|c| c.parse::<u16>().ok())
+    else {
+        return Probe::Fail(ProbeFailure::Malformed);
+    };
     let passes = match expect {
         Some(code) => status == code,
         None => (200..300).contains(&status),
     };
     if !passes {
-        return Probe::Fail;
+        return Probe::Fail(ProbeFailure::Status(status));
     }
     let headers = lines
         .filter_map(|l| l.split_once(':'))
@@ -297,15 +330,22 @@ mod probe_tests {
         );
         assert_eq!(
             judge(b"HTTP/1.1 503 Service Unavailable\r\n\r\n", None),
-            Probe::Fail
+            Probe::Fail(ProbeFailure::Status(503))
         );
-        assert_eq!(judge(b"garbage", None), Probe::Fail);
+        assert_eq!(
+            judge(b"garbage", None),
+            Probe::Fail(ProbeFailure::Malformed)
+        );
+        assert_eq!(judge(b"", None), Probe::Fail(ProbeFailure::Malformed));
         // An expected status: that one only.
         assert_eq!(
             judge(b"HTTP/1.1 204 No Content\r\n\r\n", Some(204)),
             Probe::Pass(None)
         );
-        assert_eq!(judge(b"HTTP/1.1 200 OK\r\n\r\n", Some(204)), Probe::Fail);
+        assert_eq!(
+            judge(b"HTTP/1.1 200 OK\r\n\r\n", Some(204)),
+            Probe::Fail(ProbeFailure::Status(200))
+        );
         assert_eq!(
             "http:204:/ready?x=1".parse::<Check>(),
             Ok(Check::Http {
@@ -315,7 +355,7 @@ mod probe_tests {
         );
         assert!("http:99:/x".parse::<Check>().is_err());
         assert!("http:200:x".parse::<Check>().is_err());
-        assert_eq!(judge(b"", None), Probe::Fail);
+        assert_eq!(judge(b"", None), Probe::Fail(ProbeFailure::Malformed));
         assert_eq!("tcp".parse::<Check>(), Ok(Check::Tcp));
         assert_eq!(
             "http:/healthz".parse::<Check>(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::health::{probe, Change, Check, Health, Probe};
+use crate::health::{probe, Change, Check, Health, Probe, ProbeFailure};
 use crate::{Backend, Method, Schedule};
 
 /// Health-check settings of a pool.
@@ -184,14 +184,29 @@ pub async fn run_checks(pool: Arc<Pool>, checks: Checks, mut shutdown: watch::Re
         let mut probes = Vec::with_capacity(tasks.len());
         let mut took = Vec::with_capacity(tasks.len());
         for t in tasks {
-            let (p, d) = t.await.unwrap_or((Probe::Fail, checks.timeout));
+            let (p, d) = t
+                .await
+                .unwrap_or((Probe::Fail(ProbeFailure::Timeout), checks.timeout));
             probes.push(p);
             took.push(d);
         }
         pool.record_latency(&took);
         for (addr, change) in pool.observe(&probes, checks.rise, checks.fall) {
             match change {
-                Change::Down => tracing::warn!(backend = %addr, "backend down"),
+                Change::Down => {
+                    let why = pool
+                        .configured
+                        .iter()
+                        .zip(&probes)
+                        .find_map(|(b, p)| match p {
+                            Probe::Fail(f) if b.addr == addr => Some(*f),
+                            _ => None,
+                        });
+                    match why {
+                        Some(reason) => tracing::warn!(backend = %addr, %reason, "backend down"),
+                        None => tracing::warn!(backend = %addr, "backend down"),
+                    }
+                }
                 Change::Up => tracing::info!(backend = %addr, "backend up"),
                 Change::Reweighted => {
                     tracing::info!(backend = %addr, "backend reweighted by its health answer")
@@ -221,7 +236,7 @@ mod tests {
             .collect();
         let pool = Pool::new(Method::RoundRobin, b);
         assert_eq!(pool.schedule().backends().len(), 2);
-        let fail = [Probe::Fail, Probe::Pass(None)];
+        let fail = [Probe::Fail(ProbeFailure::Refused), Probe::Pass(None)];
         assert!(pool.observe(&fail, 2, 2).is_empty());
         assert_eq!(pool.observe(&fail, 2, 2).len(), 1);
         assert_eq!(pool.schedule().backends().len(), 1);
