@@ -181,12 +181,19 @@ pub(crate) mod tests {
         let mut b = backends(2);
         b[1].weight = 2;
         let s = Schedule::new(Method::LeastConnections, b);
-        for _ in 0..2 {
-            // Weight 2 holds twice as many; once dropped, all are free again.
-            let held: Vec<Picked<'_>> = (0..6).map(|i| s.pick(client(i), lb()).unwrap()).collect();
-            let on = |i| held.iter().filter(|p| p.index() == i).count();
-            assert_eq!((on(0), on(1)), (2, 4));
-        }
+        let held: Vec<Picked<'_>> = (0..6).map(|i| s.pick(client(i), lb()).unwrap()).collect();
+        let on = |i| held.iter().filter(|p| p.index() == i).count();
+        // Weight 2 holds twice as many.
+        assert_eq!((on(0), on(1)), (2, 4));
+        // Drop backend 1's four: only backend 0's two stay open, so the
+        // next three all go to backend 1 (had the drops not counted, the
+        // loads would tie and the picks alternate).
+        let (_kept, gone): (Vec<_>, Vec<_>) = held.into_iter().partition(|p| p.index() == 0);
+        drop(gone);
+        let next: Vec<usize> = (0..3)
+            .map(|i| s.pick(client(i), lb()).unwrap().index())
+            .collect();
+        assert_eq!(next, [1, 1, 1]);
     }
 
     #[test]
