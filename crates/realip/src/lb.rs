@@ -405,4 +405,5 @@ fn announce(running: &Running) {
         listeners = %all.join(" "),
         "listening"
     );
+    crate::ready::notify(&format!("listening: {}", all.join(" ")));
 }

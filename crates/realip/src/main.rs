@@ -15,6 +15,7 @@ mod lb;
 mod logging;
 mod node;
 mod process;
+mod ready;
 mod resolve;
 mod whoami;
 

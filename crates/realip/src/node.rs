@@ -244,7 +244,9 @@ fn run_agent(args: AgentArgs) -> ExitCode {
         poll: args.poll,
         full_sync_period: args.full_sync_period,
     };
-    match rt.block_on(agent.run(&config, crate::logging::wait_for_signal())) {
+    match rt.block_on(agent.run(&config, crate::logging::wait_for_signal(), || {
+        crate::ready::notify("synced")
+    })) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("realip node: {e}");

@@ -242,6 +242,7 @@ pub fn run(args: Args) -> ExitCode {
             udp = %show(server.udp_addr()),
             "listening"
         );
+        crate::ready::notify("listening");
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             crate::logging::wait_for_signal().await;

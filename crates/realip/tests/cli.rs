@@ -4,6 +4,8 @@
 
 use std::process::Command;
 
+mod common;
+
 fn realip(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_realip"))
         .args(args)
@@ -139,5 +141,87 @@ fn each_subcommand_shows_its_long_help() {
             out.replace('\n', " ").contains(needle),
             "{cmd:?} lacks {needle:?}:\n{out}"
         );
+    }
+}
+
+/// Start `realip ARGS` with `NOTIFY_SOCKET` pointing at a socket of ours
+/// (a path, or `@name` in the abstract namespace); return the child, what
+/// arrived on the socket within 10 s, and the first stderr line that names
+/// an address under `key`.
+fn notified(
+    args: &[&str],
+    abstract_name: bool,
+    key: &str,
+) -> (std::process::Child, String, std::net::SocketAddr) {
+    use std::io::{BufRead, BufReader};
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+    let dir = common::scratch("notify");
+    let (socket, name) = if abstract_name {
+        let name = format!("realip-test-notify-{}", std::process::id());
+        let s = UnixDatagram::bind_addr(&UnixAddr::from_abstract_name(&name).unwrap()).unwrap();
+        (s, format!("@{name}"))
+    } else {
+        let path = dir.join("notify.sock");
+        (
+            UnixDatagram::bind(&path).unwrap(),
+            path.to_string_lossy().into_owned(),
+        )
+    };
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_realip"))
+        .args(args)
+        .args(["--log-format", "json"])
+        .env("NOTIFY_SOCKET", &name)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start realip");
+    let mut buf = [0u8; 512];
+    let got = socket
+        .recv(&mut buf)
+        .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned());
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let addr = stderr
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| common::field(&l, key));
+    let _ = std::fs::remove_dir_all(&dir);
+    match (got, addr) {
+        (Ok(got), Some(addr)) => (child, got, addr),
+        (got, addr) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no readiness ({got:?}) or no address ({addr:?}) from {args:?}");
+        }
+    }
+}
+
+#[test]
+fn whoami_and_lb_tell_notify_socket_once_they_serve() {
+    for abstract_name in [false, true] {
+        let (mut w, said, http) = notified(
+            &["whoami", "--listen", "127.0.0.1:0"],
+            abstract_name,
+            "http",
+        );
+        assert!(said.lines().any(|l| l == "READY=1"), "whoami said {said:?}");
+        // Ready means serving: the port takes a connection now.
+        std::net::TcpStream::connect(http).expect("whoami serves once ready");
+        let backend = http.to_string();
+        let (mut lb, said, tcp) = notified(
+            &["lb", "--listen", "127.0.0.1:0", "--backend", &backend],
+            abstract_name,
+            "tcp",
+        );
+        assert!(said.lines().any(|l| l == "READY=1"), "lb said {said:?}");
+        assert!(said.contains("STATUS=listening"), "lb said {said:?}");
+        std::net::TcpStream::connect(tcp).expect("lb serves once ready");
+        for c in [&mut w, &mut lb] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }

@@ -105,6 +105,7 @@ fn run_in(s: &Scenario, exe: &Path, dir: &Path) -> Result<Vec<ProbeResult>, RunE
             .collect();
             procs.push(Proc::start(
                 &ns(&Role::Node(n))?,
+                dir,
                 exe,
                 &args,
                 &format!("realip node on node-{n}"),
@@ -138,7 +139,7 @@ fn run_in(s: &Scenario, exe: &Path, dir: &Path) -> Result<Vec<ProbeResult>, RunE
                     a
                 }
             };
-            procs.push(Proc::start(&ns(&Role::Pod(n, j))?, exe, &args, &key)?);
+            procs.push(Proc::start(&ns(&Role::Pod(n, j))?, dir, exe, &args, &key)?);
         }
     }
     // The cloud LB on the router.
@@ -163,16 +164,17 @@ fn run_in(s: &Scenario, exe: &Path, dir: &Path) -> Result<Vec<ProbeResult>, RunE
                 a
             }
         };
-        procs.push(Proc::start(&router, exe, &args, "realip lb on the router")?);
+        procs.push(Proc::start(
+            &router,
+            dir,
+            exe,
+            &args,
+            "realip lb on the router",
+        )?);
     }
     // Everyone up: the agents synced, the servers listening.
     for p in procs.iter_mut() {
-        let marker = if p.what.starts_with("realip node") {
-            "synced"
-        } else {
-            "listening"
-        };
-        p.wait_for(marker)?;
+        p.wait_ready()?;
     }
     if let Some(ms) = s
         .router

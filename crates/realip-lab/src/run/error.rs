@@ -70,13 +70,14 @@ pub enum RunError {
     /// A component's stderr could not be read.
     #[error("no stderr")]
     NoStderr,
-    /// A component did not log that it was ready.
-    #[error("{what} did not log {marker:?} within {timeout:?} (exit {status:?}): {last}")]
+    /// The readiness socket failed.
+    #[error("the readiness socket: {0}")]
+    Notify(#[source] std::io::Error),
+    /// A component did not say that it was ready.
+    #[error("{what} did not say READY=1 within {timeout:?} (exit {status:?}): {last}")]
     NotReady {
         /// The component.
         what: String,
-        /// The line it should have logged.
-        marker: String,
         /// How long it had.
         timeout: Duration,
         /// Its exit status, if it exited.

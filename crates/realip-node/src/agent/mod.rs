@@ -109,12 +109,16 @@ impl<S: ObjectSource> Agent<S> {
     /// Sync whenever the source changes (and whole every
     /// `full_sync_period`), serving the health checks, until `stop`
     /// resolves. The rules stay when it returns: a restarted agent
-    /// reconciles them, and traffic keeps flowing meanwhile.
+    /// reconciles them, and traffic keeps flowing meanwhile. `ready` is
+    /// called once, after the first sync is in the kernel and its health
+    /// checks are served.
     pub async fn run(
         mut self,
         config: &RunConfig,
         stop: impl Future<Output = ()>,
+        ready: impl FnOnce(),
     ) -> Result<(), BindError> {
+        let mut ready = Some(ready);
         // Healthy while syncs keep succeeding (kube-proxy: within twice
         // the sync period).
         let proxy = Arc::new(ProxyHealth::new(config.poll.max(Duration::from_secs(15))));
@@ -138,6 +142,9 @@ impl<S: ObjectSource> Agent<S> {
                         }
                         proxy.updated(SystemTime::now());
                         seen = Some(now);
+                        if let Some(ready) = ready.take() {
+                            ready();
+                        }
                     }
                     // The kernel keeps the last good ruleset; try again at
                     // the next poll.
