@@ -19,8 +19,14 @@ need() {
 }
 
 bench_setup() {
-  cargo build --release -q -p realip
-  realip=$PWD/target/release/realip
+  # REALIP_BIN runs a given build instead (before/after comparisons run
+  # the same script on two binaries, rounds alternating).
+  if [ -n "${REALIP_BIN:-}" ]; then
+    realip=$REALIP_BIN
+  else
+    cargo build --release -q -p realip
+    realip=$PWD/target/release/realip
+  fi
   dir=$(mktemp -d /tmp/realip-bench-XXXXXX)
   id=$$
   pids=()
