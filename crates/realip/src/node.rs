@@ -80,7 +80,8 @@ struct AgentArgs {
     #[arg(long, value_name = "URL")]
     master: Option<String>,
     /// Serve only the Services labelled service.kubernetes.io/service-proxy-name=NAME (and their
-    /// EndpointSlices), to run beside kube-proxy, which leaves them alone.
+    /// EndpointSlices), to run beside kube-proxy, which leaves them alone (give this agent other
+    /// --healthz and --metrics-bind-address ports than kube-proxy's).
     #[arg(long, value_name = "NAME")]
     service_proxy_name: Option<String>,
     /// This node's name (its Node object must exist). Default: the NODE_NAME environment variable

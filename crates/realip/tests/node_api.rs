@@ -274,15 +274,17 @@ fn node_follows_the_api_server() {
             Err(text)
         }
     });
-    std::thread::sleep(Duration::from_secs(2));
+    wait_for("the 403 retried", Duration::from_secs(15), || {
+        let text = read(&nobody_log);
+        if text.matches("services is forbidden").count() >= 2 {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    });
     assert!(
         nobody.alive(),
         "a 403 does not end the agent:\n{}",
-        read(&nobody_log)
-    );
-    assert!(
-        read(&nobody_log).matches("services is forbidden").count() >= 2,
-        "retried:\n{}",
         read(&nobody_log)
     );
     assert!(
@@ -436,7 +438,7 @@ spec:
         },
     );
     let named_log = dir.join("named.log");
-    let _named = cluster.realip(
+    let mut named = cluster.realip(
         &[
             "node",
             "--kubeconfig",
@@ -464,5 +466,34 @@ spec:
     assert!(
         !rules.contains("10.96.100.10") && !rules.contains("10.96.100.12"),
         "unlabelled and other proxies' Services are left to them:\n{rules}"
+    );
+    named.stop();
+
+    // --once from the API server: waits for the lists, syncs, exits 0;
+    // the unclaimed Services are back in the kernel.
+    let once_log = dir.join("once.log");
+    let mut once = cluster.realip(
+        &[
+            "node",
+            "--kubeconfig",
+            proxy_kc.to_str().unwrap(),
+            "--node",
+            "node-1",
+            "--once",
+        ],
+        &once_log,
+    );
+    wait_for("--once to exit", Duration::from_secs(60), || {
+        if once.alive() {
+            Err(read(&once_log))
+        } else {
+            Ok(())
+        }
+    });
+    assert_eq!(once.exit_code(), Some(0), "{}", read(&once_log));
+    let rules = cluster.ruleset();
+    assert!(
+        rules.contains("10.96.100.10 . tcp . 80") && !rules.contains("10.96.100.20"),
+        "{rules}"
     );
 }

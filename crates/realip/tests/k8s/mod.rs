@@ -55,6 +55,11 @@ impl Proc {
         }
     }
 
+    /// Its exit code, once it has exited.
+    pub fn exit_code(&mut self) -> Option<i32> {
+        self.0.as_mut()?.try_wait().ok()??.code()
+    }
+
     /// It is still running.
     pub fn alive(&mut self) -> bool {
         self.0
