@@ -139,6 +139,7 @@ fn config(min_sync: Duration, sync: Duration) -> RunConfig {
         poll: Duration::from_secs(60),
         min_sync_period: min_sync,
         sync_period: sync,
+        full_sync_period: Duration::from_secs(3600),
     }
 }
 

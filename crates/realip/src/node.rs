@@ -104,10 +104,14 @@ struct AgentArgs {
     /// Syncs begin at least this far apart; changes meanwhile are folded into one sync.
     #[arg(long, default_value = "1s", value_parser = crate::process::parse_duration)]
     min_sync_period: Duration,
-    /// How often the tables are replaced whole even without changes; /healthz turns 503 after
-    /// twice this out of line with the objects.
-    #[arg(long, visible_alias = "full-sync-period", default_value = "30s", value_parser = crate::process::parse_duration)]
+    /// A sync runs at least this often, changes or not (sending only a difference); a failed sync
+    /// is retried after it; /healthz turns 503 after twice this out of line with the objects
+    #[arg(long, default_value = "30s", value_parser = crate::process::parse_duration)]
     sync_period: Duration,
+    /// How often the tables are replaced whole, repairing changes made behind our back
+    /// (kube-proxy: one hour, fixed)
+    #[arg(long, default_value = "1h", value_parser = crate::process::parse_duration)]
+    full_sync_period: Duration,
     /// Sync once and exit (no health servers): 0 when the kernel holds the plan. From the API
     /// server, once every list has loaded.
     #[arg(long)]
@@ -282,6 +286,7 @@ fn run_agent(args: AgentArgs) -> ExitCode {
         poll: args.poll,
         min_sync_period: args.min_sync_period,
         sync_period: args.sync_period,
+        full_sync_period: args.full_sync_period,
     };
     if let Some(objects) = &args.objects {
         let agent = match Agent::new(FileSource::new(objects), node) {

@@ -62,10 +62,14 @@ pub struct RunConfig {
     /// Syncs begin at least this far apart; changes meanwhile coalesce
     /// into one sync.
     pub min_sync_period: Duration,
-    /// How often the tables are replaced whole even without changes; also
-    /// the health timeout's unit: `/healthz` turns 503 once the agent has
-    /// not been in line with its source for twice this.
+    /// A sync runs at least this often, changes or not (it sends only a
+    /// difference), and a failed one is retried after it; also the health
+    /// timeout's unit: `/healthz` turns 503 once the agent has not been in
+    /// line with its source for twice this.
     pub sync_period: Duration,
+    /// How often the tables are replaced whole, repairing changes made
+    /// behind the agent's back (kube-proxy: one hour, fixed).
+    pub full_sync_period: Duration,
 }
 
 /// What a successful sync leaves for the loop.
@@ -199,6 +203,7 @@ impl<S: ObjectSource> Agent<S> {
         let mut runner = Runner::new(Periods {
             min_sync: config.min_sync_period,
             sync: config.sync_period,
+            full: config.full_sync_period,
         });
         let mut seen: Option<S::Version> = None;
         let mut queued = false;

@@ -5,8 +5,12 @@
 //!   `min_sync` ago; then it waits for the rest of that period, and every
 //!   change meanwhile is folded into the one sync that follows (the
 //!   source is reloaded whole, so "pending" is one flag, not a queue).
-//! - Every `sync` period the tables are replaced whole, repairing what was
-//!   changed behind the agent's back.
+//! - Every `sync` period it syncs even without a change (kube-proxy's
+//!   `--sync-period`): the objects are reloaded and only a difference is
+//!   sent, so an idle node sends nothing.
+//! - Every `full` period the tables are replaced whole, repairing what was
+//!   changed behind the agent's back (kube-proxy's fixed one-hour
+//!   `FullSyncPeriod`).
 //! - A failed sync is retried a `sync` period later, or sooner when the
 //!   objects change again, and the retry replaces the tables whole: after
 //!   a failure the kernel's state is not known. kube-proxy does the same
@@ -20,8 +24,11 @@ use std::time::{Duration, Instant};
 pub struct Periods {
     /// Syncs begin at least this far apart (`--min-sync-period`).
     pub min_sync: Duration,
-    /// The tables are replaced whole this often (`--sync-period`).
+    /// A sync runs at least this often, changes or not (`--sync-period`);
+    /// a failed sync is retried after it.
     pub sync: Duration,
+    /// The tables are replaced whole this often (`--full-sync-period`).
+    pub full: Duration,
 }
 
 /// What the agent does next.
@@ -79,8 +86,9 @@ impl Runner {
                 Step::WaitUntil(retry)
             };
         }
-        let full_at = self.last_full.map_or(now, |t| t + self.periods.sync);
-        if now >= full_at || pending {
+        let full_at = self.last_full.map_or(now, |t| t + self.periods.full);
+        let periodic = (last + self.periods.sync).min(full_at);
+        if now >= periodic || pending {
             if now >= earliest {
                 Step::Sync {
                     full: now >= full_at,
@@ -89,7 +97,7 @@ impl Runner {
                 Step::WaitUntil(earliest)
             }
         } else {
-            Step::WaitUntil(full_at)
+            Step::WaitUntil(periodic)
         }
     }
 
@@ -109,12 +117,14 @@ mod tests {
 
     const MIN: Duration = Duration::from_secs(1);
     const SYNC: Duration = Duration::from_secs(30);
+    const FULL: Duration = Duration::from_secs(3600);
 
     fn runner() -> (Runner, Instant) {
         (
             Runner::new(Periods {
                 min_sync: MIN,
                 sync: SYNC,
+                full: FULL,
             }),
             Instant::now(),
         )
@@ -133,12 +143,21 @@ mod tests {
     }
 
     #[test]
-    fn idle_waits_for_the_full_resync() {
+    fn idle_syncs_every_sync_period_and_whole_every_full_period() {
         let (mut r, t0) = runner();
         r.attempted(t0, true, true);
         assert!(!r.failing());
         assert_eq!(r.next(t0 + ms(500), false), Step::WaitUntil(t0 + SYNC));
-        assert_eq!(r.next(t0 + SYNC, false), Step::Sync { full: true });
+        // The periodic sync sends only a difference...
+        assert_eq!(r.next(t0 + SYNC, false), Step::Sync { full: false });
+        let mut t = t0;
+        while t + SYNC < t0 + FULL {
+            t += SYNC;
+            r.attempted(t, false, true);
+        }
+        // ...until the full period, counted from the last full sync.
+        assert_eq!(r.next(t0 + FULL - ms(1), false), Step::WaitUntil(t0 + FULL));
+        assert_eq!(r.next(t0 + FULL, false), Step::Sync { full: true });
     }
 
     #[test]
@@ -160,9 +179,12 @@ mod tests {
         // At 1 s the one sync runs, covering all three.
         assert_eq!(r.next(t0 + MIN, true), Step::Sync { full: false });
         r.attempted(t0 + MIN, false, true);
-        // Nothing new: back to waiting for the full resync, which counts
-        // from the last full one.
-        assert_eq!(r.next(t0 + ms(1100), false), Step::WaitUntil(t0 + SYNC));
+        // Nothing new: back to waiting for the periodic sync, which counts
+        // from the last sync.
+        assert_eq!(
+            r.next(t0 + ms(1100), false),
+            Step::WaitUntil(t0 + MIN + SYNC)
+        );
         // A change right after that sync waits for the next period.
         assert_eq!(r.next(t0 + ms(1100), true), Step::WaitUntil(t0 + 2 * MIN));
     }
@@ -171,9 +193,9 @@ mod tests {
     fn the_full_resync_also_respects_the_min_period() {
         let (mut r, t0) = runner();
         r.attempted(t0, true, true);
-        let just_before = t0 + SYNC - ms(100);
+        let just_before = t0 + FULL - ms(100);
         r.attempted(just_before, false, true);
-        assert_eq!(r.next(t0 + SYNC, false), Step::WaitUntil(just_before + MIN));
+        assert_eq!(r.next(t0 + FULL, false), Step::WaitUntil(just_before + MIN));
         assert_eq!(r.next(just_before + MIN, false), Step::Sync { full: true });
     }
 
@@ -197,6 +219,7 @@ mod tests {
             r.next(t1 + ms(1500), false),
             Step::WaitUntil(t1 + MIN + SYNC)
         );
+        assert_eq!(r.next(t1 + MIN + SYNC, false), Step::Sync { full: false });
     }
 
     #[test]
@@ -204,6 +227,7 @@ mod tests {
         let mut r = Runner::new(Periods {
             min_sync: Duration::ZERO,
             sync: SYNC,
+            full: FULL,
         });
         let t0 = Instant::now();
         r.attempted(t0, true, true);
