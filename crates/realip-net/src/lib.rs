@@ -3,6 +3,8 @@
 //! It reads a PROXY protocol header off a fresh connection (bounded, timed
 //! out, never guessing whether one is there), hands the bytes that followed
 //! it back through [`Rewind`], and splits a PROXY header off a datagram.
+//! It reads an HTTP/1 head for the fast paths of whoami and the lb
+//! ([`read_head`]: the caller parses, the reader bounds and times it).
 //!
 //! What it must not do: decide who the client is (realip-core does), believe
 //! a header from an untrusted peer (callers check trust *before* reading, so
@@ -14,6 +16,7 @@
 mod accept;
 mod answer;
 mod duration;
+mod head;
 mod http_server;
 mod idle;
 mod mode;
@@ -25,6 +28,7 @@ pub mod tls;
 pub use accept::CappedAccept;
 pub use answer::ANSWER_408;
 pub use duration::parse_duration;
+pub use head::{read_head, Deadline, HeadError, HeadLimits};
 pub use http_server::http_server;
 pub use idle::IdleTimeout;
 pub use mode::{ProxyMode, UnknownProxyMode};
