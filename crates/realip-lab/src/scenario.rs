@@ -306,6 +306,36 @@ impl Scenario {
         Ok(s)
     }
 
+    /// What runs in pod J of node N: realip's arguments. whoami on the
+    /// pod's IP (HTTP :8080, the TCP and UDP field listeners :9000 and
+    /// :9001) with the scenario's extra arguments, or the program the
+    /// scenario names for that pod (`{pod}` replaced by the pod's IP).
+    pub fn pod_program(&self, n: usize, j: usize) -> Vec<String> {
+        let ip = crate::topology::pod_ip(n, j).to_string();
+        let key = format!("pod/{n}/{j}");
+        match self.programs.get(&key) {
+            Some(p) => p.iter().map(|a| a.replace("{pod}", &ip)).collect(),
+            None => {
+                let mut a: Vec<String> = [
+                    "whoami",
+                    "--listen",
+                    &format!("{ip}:8080"),
+                    "--tcp",
+                    &format!("{ip}:9000"),
+                    "--udp",
+                    &format!("{ip}:9001"),
+                    "--name",
+                    &key,
+                ]
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+                a.extend(self.whoami.iter().cloned());
+                a
+            }
+        }
+    }
+
     /// Every built-in scenario.
     pub fn builtins() -> Vec<Scenario> {
         BUILTIN
