@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod k8s;
+pub mod manifest;
 mod process;
 pub mod report;
 pub mod run;

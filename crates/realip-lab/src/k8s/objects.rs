@@ -19,6 +19,7 @@ use std::net::Ipv4Addr;
 
 use serde_json::{json, Map, Value};
 
+use crate::manifest::{parse_documents, ManifestError};
 use crate::scenario::Scenario;
 use crate::topology::{node_ip, pod_ip};
 
@@ -37,8 +38,8 @@ pub const IMAGE: &str = "realip.invalid/realip:lab";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TranslateError {
     /// The objects are not YAML documents.
-    #[error("objects: {0}")]
-    Yaml(String),
+    #[error(transparent)]
+    Yaml(#[from] ManifestError),
     /// One object cannot be used.
     #[error("{what}: {reason}")]
     Object {
@@ -141,26 +142,6 @@ fn namespace_of(o: &Value) -> String {
         .as_str()
         .unwrap_or("default")
         .to_string()
-}
-
-/// The scenario's objects, one JSON value per YAML document.
-pub fn parse_documents(text: &str) -> Result<Vec<Value>, TranslateError> {
-    use serde::Deserialize;
-    let mut out = Vec::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(text) {
-        let v = Value::deserialize(doc).map_err(|e| TranslateError::Yaml(e.to_string()))?;
-        match v {
-            Value::Null => {}
-            Value::Object(_) if v["kind"].is_string() => out.push(v),
-            other => {
-                return Err(TranslateError::Yaml(format!(
-                    "a document is not an object with a kind: {}",
-                    other.to_string().chars().take(80).collect::<String>()
-                )))
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Where a slice's endpoints point: (namespace, Service) -> endpoints,

@@ -22,6 +22,7 @@ use crate::k8s::mirror::Mirror;
 use crate::k8s::objects::{pod_status, translate, ApiObjects};
 use crate::k8s::slices::differences;
 use crate::k8s::{ControlPlane, K8sBin, K8sError};
+use crate::manifest::parse_documents;
 use crate::process::Proc;
 use crate::scenario::{parse_millis, Scenario};
 use crate::topology::{node_ip, plan, unique_id, Lab, Role, Spec};
@@ -52,6 +53,7 @@ pub struct Cluster {
     procs: Vec<Proc>,
     api: Option<Api>,
     lab: Lab,
+    scenario: Scenario,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -93,6 +95,7 @@ impl Cluster {
             procs: Vec::new(),
             api: None,
             lab,
+            scenario: s.clone(),
         };
         // From here an error drops `c`: everything started is stopped.
         if let Some(bin) = api {
@@ -105,12 +108,28 @@ impl Cluster {
             let files = (1..=s.pods.len())
                 .map(|n| dir.join(format!("objects-node-{n}.yaml")))
                 .collect();
+            if s.names_allocations() {
+                let list = control.kubectl().get_json(&["services", "-A"])?;
+                let services = list["items"].as_array().cloned().unwrap_or_default();
+                c.scenario = s
+                    .with_allocations(&services)
+                    .map_err(|source| RunError::Placeholder { source, hint: "" })?;
+            }
             c.api = Some(Api {
                 control,
                 objects,
                 mirror: Mirror::new(files),
             });
+        } else if s.names_allocations() {
+            let services = parse_documents(&s.objects)
+                .map_err(|source| RunError::Placeholder { source, hint: "" })?;
+            c.scenario = s.with_allocations(&services).map_err(|source| RunError::Placeholder {
+                source,
+                hint: " as written (only the apiserver allocates what a Service leaves out: run with --api)",
+            })?;
         }
+        // What runs from here on is the scenario with its values read.
+        let s = &c.scenario.clone();
         let mut pods = Vec::new();
         for (i, &count) in s.pods.iter().enumerate() {
             for j in 0..count {
@@ -177,6 +196,12 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(ms));
         }
         Ok(c)
+    }
+
+    /// The scenario as it runs: with the values it names read from the
+    /// Services.
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
     }
 
     /// The lab's namespaces.

@@ -85,6 +85,7 @@ fn run_in(
     options: &Options,
 ) -> Result<Vec<ProbeResult>, RunError> {
     let cluster = Cluster::up(s, exe, dir, options.api.as_ref())?;
+    let s = cluster.scenario();
     let mut out = Vec::new();
     // The kernel's own record of each probe's NAT, from the nodes.
     let watched: Vec<(String, String)> = (1..=s.pods.len())

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::k8s::K8sError;
+use crate::manifest::ManifestError;
 use crate::process::ProcError;
 use crate::scenario::HostError;
 use crate::topology::{LabError, PlanError, Role};
@@ -60,6 +61,14 @@ pub enum RunError {
     /// A component could not be started, or did not get ready.
     #[error(transparent)]
     Proc(#[from] ProcError),
+    /// A value the scenario names could not be read.
+    #[error("{source}{hint}")]
+    Placeholder {
+        /// What is missing.
+        source: ManifestError,
+        /// What to try.
+        hint: &'static str,
+    },
     /// The control plane could not be started or used (`--api`).
     #[error(transparent)]
     Api(#[from] K8sError),

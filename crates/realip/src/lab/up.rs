@@ -58,7 +58,7 @@ pub fn run(s: &Scenario, exe: &Path, options: &Options) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    crate::logging::print_out(&describe(s, &cluster, exe, &dir));
+    crate::logging::print_out(&describe(cluster.scenario(), &cluster, exe, &dir));
     if cluster.control().is_some() {
         cluster.follow(FOLLOW, realip_lab::topology::stopping);
     }

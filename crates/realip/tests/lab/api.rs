@@ -183,3 +183,87 @@ fn lab_up_on_the_api_runs_a_cluster_until_ctrl_c() {
         dir.display()
     );
 }
+
+/// A scenario that leaves the ClusterIP, nodePort and healthCheckNodePort
+/// to the apiserver and names them where it needs them: on the API they
+/// are read back after the apply; from files it stops and says why.
+#[test]
+fn allocated_ports_are_read_back_from_the_apiserver() {
+    if k8s().is_none() {
+        return;
+    }
+    let dir = super::common::scratch("labapialloc");
+    let file = dir.join("allocated.yaml");
+    std::fs::write(&file, ALLOCATED).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_realip"))
+        .args(["lab", "--api", "--json", "run"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(v["pass"], true, "{stdout}");
+    let out = Command::new(env!("CARGO_BIN_EXE_realip"))
+        .args(["lab", "--json", "run"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = v["scenarios"][0]["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("Service demo/web has none as written") && error.contains("run with --api"),
+        "{error}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const ALLOCATED: &str = r#"name: allocated
+title: "A Local LoadBalancer whose IP and ports the apiserver picks"
+pods: [1, 0]
+objects: |
+  apiVersion: v1
+  kind: Service
+  metadata: {name: web, namespace: demo}
+  spec:
+    type: LoadBalancer
+    externalTrafficPolicy: Local
+    ports: [{name: http, port: 80, targetPort: 8080}]
+  ---
+  apiVersion: discovery.k8s.io/v1
+  kind: EndpointSlice
+  metadata: {name: web-1, namespace: demo, labels: {kubernetes.io/service-name: web}}
+  addressType: IPv4
+  ports: [{name: http, port: 8080, protocol: TCP}]
+  endpoints: [{addresses: [10.244.1.10], nodeName: node-1, conditions: {ready: true}}]
+router:
+  lb: [--listen, "203.0.113.1:80", --backend, "10.0.0.11:{demo/web.nodePort}", --backend, "10.0.0.12:{demo/web.nodePort.http}",
+       --client-ip, transparent, --health, "http:/healthz", --health-port, "{demo/web.healthCheckNodePort}",
+       --health-interval, 100ms, --rise, "1", --fall, "1"]
+  tproxy: true
+  settle: 400ms
+probes:
+  - name: node-2's healthCheckNodePort
+    from: router
+    to: "10.0.0.12:{demo/web.healthCheckNodePort}"
+    send: health
+    path: /healthz
+    predicts: 503, no local endpoint
+    expect: {status: 503, body: "\"localEndpoints\": 0"}
+  - name: through the LB
+    from: client
+    to: 203.0.113.1:80
+    count: 10
+    predicts: only node-1 is lit; the pod sees the client
+    expect: {peer: 203.0.113.7, shares: {want: {pod/1/0: 100}, tolerance: 0}}
+  - name: a pod to the allocated ClusterIP
+    from: pod/1/0
+    to: "{demo/web.clusterIP}:80"
+    predicts: it answers
+    expect: {status: 200}
+"#;
