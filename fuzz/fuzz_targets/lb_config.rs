@@ -1,10 +1,10 @@
 //! The lb's YAML configuration: any text is accepted or refused with a
-//! line inside the file (or 0) and the file's name; an accepted
+//! place inside the file (or none) and the file's name; an accepted
 //! configuration passes the checks again, and no listener is refused by
 //! the parts that read it later (trust list, strategies, headers).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use realip_lb::config::Config;
+use realip_lb::config::{Config, Mode};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -16,20 +16,26 @@ fuzz_target!(|data: &[u8]| {
             assert!(!c.listeners.is_empty());
             for l in &c.listeners {
                 l.trust().expect("checked trust lists parse");
-                let _ = l.strategies();
-                let _ = l.header_set();
                 let _ = l.display_name();
+                if let Mode::Http(h) = &l.mode {
+                    let _ = h.strategies();
+                    let _ = h.header_set();
+                    let _ = h.limits();
+                }
             }
         }
         Err(e) => {
             assert_eq!(e.file, "lb.yaml");
             // The YAML reader may point just past the last line.
             assert!(
-                e.line <= text.lines().count() + 1,
+                e.line() <= text.lines().count() + 1,
                 "line {} of {text:?}",
-                e.line
+                e.line()
             );
-            assert!(!e.reason.is_empty());
+            if let Some(at) = e.at {
+                assert!(at.line >= 1 && at.column >= 1, "{at:?} of {text:?}");
+            }
+            assert!(!e.offence.to_string().is_empty());
         }
     }
 });

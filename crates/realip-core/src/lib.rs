@@ -41,8 +41,8 @@ pub use realip_proxy as proxy;
 pub use addr::{Addr, AddrError};
 pub use headers::{Headers, NoHeaders};
 pub use resolve::{
-    ClientAddr, HopAddr, HopReport, PeerAddr, ProxyClaim, Request, Resolution, Resolver, Source,
-    Step, Stop, Verdict,
+    BackendAddr, ClientAddr, HopAddr, HopReport, LocalAddr, PeerAddr, ProxyClaim, Request,
+    Resolution, Resolver, Source, Step, Stop, Verdict,
 };
 pub use strategy::{HeaderName, Strategy, StrategyError};
 pub use trust::{Cidr, Preset, TrustError, TrustSet};

@@ -79,8 +79,10 @@ fn conn() -> &'static Conn {
         });
         Conn {
             shared,
-            peer: SocketAddr::from(([203, 0, 113, 7], 40000)),
-            local: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            peer: realip_core::PeerAddr(SocketAddr::from(([203, 0, 113, 7], 40000))),
+            client: SocketAddr::from(([203, 0, 113, 7], 40000)),
+            client_source: realip_core::Source::Peer,
+            local: realip_core::LocalAddr(SocketAddr::from(([127, 0, 0, 1], 8080))),
             scheme: "http",
         }
     })

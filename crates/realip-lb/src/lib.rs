@@ -1,7 +1,7 @@
 //! realip-lb: the seeds' cloud load balancer and ingress. Scheduling and
 //! health verdicts (pure), pools with health checks ([`pool`]), the L4
-//! proxies, TCP ([`tcp`]: `none`, `proxy-v1`, `proxy-v2` with TLVs,
-//! `transparent`) and UDP ([`udp`]: a flow table, PROXY v2 per datagram),
+//! proxies, TCP ([`tcp`]: `none`, `proxy-v1`, `proxy-v2` with TLVs
+//! ([`proxy_send`], the PROXY send and relay roles), `transparent`) and UDP ([`udp`]: a flow table, PROXY v2 per datagram),
 //! the L7 proxy ([`http`], with its HTTP/1.x fast path, routes
 //! [`route`] and realip-http's forwarding-header plan [`forward`]), the YAML
 //! configuration ([`config`]) and running it with in-place reloads
@@ -37,6 +37,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod pool;
+pub mod proxy_send;
 pub mod route;
 pub mod schedule;
 pub mod server;

@@ -19,14 +19,15 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::config::{Config, ListenerSpec, Mode, PoolSpec};
+use crate::config::{Config, HttpListener, ListenerSpec, Mode, PoolSpec};
+use crate::config::{TcpListener, UdpClientIp, UdpListener};
 use crate::forward::{Forwarding, RequestIds};
 use crate::http::upstream::{PoolLimits, Upstream};
-use crate::http::{HttpLimits, HttpStats, Site};
+use crate::http::{HttpStats, Site};
 use crate::metrics::{ListenerView, View};
 use crate::pool::{Checks, Pool};
 use crate::route::{Route, RouteError, Routes};
-use crate::tcp::{ClientIp, ProxyTlvs, TcpConfig, TcpSite, TcpStats};
+use crate::tcp::{ProxyTlvs, TcpConfig, TcpSite, TcpStats};
 use crate::udp::{UdpConfig, UdpSite, UdpStats};
 
 struct RunningPool {
@@ -35,36 +36,58 @@ struct RunningPool {
     stop: watch::Sender<bool>,
 }
 
-enum SiteTx {
-    Http(watch::Sender<Arc<Site>>),
-    Tcp(watch::Sender<Arc<TcpSite>>),
-    Udp(watch::Sender<Arc<UdpSite>>),
-}
-
-enum SiteValue {
-    Http(Arc<Site>),
-    Tcp(Arc<TcpSite>),
-    Udp(Arc<UdpSite>),
-}
-
-struct RunningListener {
-    tx: SiteTx,
+/// A listener serving site settings `S`, which a reload replaces.
+struct RunningListener<S> {
+    tx: watch::Sender<Arc<S>>,
     stop: watch::Sender<bool>,
     view: ListenerView,
     local: SocketAddr,
 }
 
-enum Bound {
-    Tcp(tokio::net::TcpListener),
-    Udp(tokio::net::UdpSocket),
+/// The listeners by mode, then address: a reload hands an address's new
+/// settings to the listener of the same mode there, whose type they fit.
+#[derive(Default)]
+struct Listeners {
+    http: BTreeMap<SocketAddr, RunningListener<Site>>,
+    tcp: BTreeMap<SocketAddr, RunningListener<TcpSite>>,
+    udp: BTreeMap<SocketAddr, RunningListener<UdpSite>>,
 }
 
-type Key = (Mode, SocketAddr);
+impl Listeners {
+    /// Every listener's mode name, address and view, http first, then tcp
+    /// and udp, each by address.
+    fn all(&self) -> impl Iterator<Item = (&'static str, &SocketAddr, &ListenerView, SocketAddr)> {
+        let http = self.http.iter().map(|(a, l)| ("http", a, &l.view, l.local));
+        let tcp = self.tcp.iter().map(|(a, l)| ("tcp", a, &l.view, l.local));
+        let udp = self.udp.iter().map(|(a, l)| ("udp", a, &l.view, l.local));
+        http.chain(tcp).chain(udp)
+    }
+
+    fn stop(&self) {
+        for l in self.http.values() {
+            let _ = l.stop.send(true);
+        }
+        for l in self.tcp.values() {
+            let _ = l.stop.send(true);
+        }
+        for l in self.udp.values() {
+            let _ = l.stop.send(true);
+        }
+    }
+}
+
+/// A listener's new settings, and the socket bound for it if no listener
+/// of its mode runs on its address yet.
+enum Ready {
+    Http(Arc<Site>, Option<tokio::net::TcpListener>),
+    Tcp(Arc<TcpSite>, Option<tokio::net::TcpListener>),
+    Udp(Arc<UdpSite>, Option<tokio::net::UdpSocket>),
+}
 
 /// The load balancer as running now.
 pub struct Running {
     pools: BTreeMap<String, RunningPool>,
-    listeners: BTreeMap<Key, RunningListener>,
+    listeners: Listeners,
     /// Every connection counter ever started, so draining waits for
     /// listeners removed by a reload too.
     all_conns: Vec<Arc<TcpStats>>,
@@ -75,9 +98,10 @@ pub struct Running {
 
 impl std::fmt::Debug for Running {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let listeners: Vec<_> = self.listeners.all().map(|(m, a, _, _)| (m, a)).collect();
         f.debug_struct("Running")
             .field("pools", &self.pools.keys().collect::<Vec<_>>())
-            .field("listeners", &self.listeners.keys().collect::<Vec<_>>())
+            .field("listeners", &listeners)
             .finish_non_exhaustive()
     }
 }
@@ -133,7 +157,7 @@ impl Running {
         let (view, _) = watch::channel(Arc::new(View::default()));
         let mut r = Running {
             pools: BTreeMap::new(),
-            listeners: BTreeMap::new(),
+            listeners: Listeners::default(),
             all_conns: Vec::new(),
             upstream: Upstream::new(PoolLimits::default()),
             view,
@@ -147,15 +171,8 @@ impl Running {
     pub fn addresses(&self) -> (Vec<(String, &'static str, SocketAddr)>, Option<SocketAddr>) {
         let l = self
             .listeners
-            .iter()
-            .map(|((mode, _), l)| {
-                let m = match mode {
-                    Mode::Http => "http",
-                    Mode::Tcp => "tcp",
-                    Mode::Udp => "udp",
-                };
-                (l.view.name.clone(), m, l.local)
-            })
+            .all()
+            .map(|(mode, _, view, local)| (view.name.clone(), mode, local))
             .collect();
         (l, self.metrics)
     }
@@ -182,30 +199,30 @@ impl Running {
             }
         }
         // 2. Settings of every listener (TLS files are read here).
-        let mut sites = Vec::new();
+        let mut ready = Vec::new();
         for l in &config.listeners {
-            sites.push(build_site(l, &pools)?);
+            ready.push(match &l.mode {
+                Mode::Http(h) => Ready::Http(http_site(l, h, &pools)?, None),
+                Mode::Tcp(t) => Ready::Tcp(tcp_site(l, t, &pools)?, None),
+                Mode::Udp(u) => Ready::Udp(udp_site(l, u, &pools)?, None),
+            });
         }
         // 3. New sockets.
-        let mut bound = BTreeMap::new();
-        for l in &config.listeners {
-            let key = (l.mode, l.listen.0);
-            if self.listeners.contains_key(&key) {
-                continue;
+        for (l, r) in config.listeners.iter().zip(&mut ready) {
+            let addr = l.listen.0;
+            let bind = |source| ApplyError::Bind { addr, source };
+            match r {
+                Ready::Http(_, socket) if !self.listeners.http.contains_key(&addr) => {
+                    *socket = Some(tokio::net::TcpListener::bind(addr).await.map_err(bind)?);
+                }
+                Ready::Tcp(_, socket) if !self.listeners.tcp.contains_key(&addr) => {
+                    *socket = Some(tokio::net::TcpListener::bind(addr).await.map_err(bind)?);
+                }
+                Ready::Udp(_, socket) if !self.listeners.udp.contains_key(&addr) => {
+                    *socket = Some(tokio::net::UdpSocket::bind(addr).await.map_err(bind)?);
+                }
+                _ => {}
             }
-            let b = match l.mode {
-                Mode::Udp => tokio::net::UdpSocket::bind(l.listen.0)
-                    .await
-                    .map(Bound::Udp),
-                _ => tokio::net::TcpListener::bind(l.listen.0)
-                    .await
-                    .map(Bound::Tcp),
-            }
-            .map_err(|source| ApplyError::Bind {
-                addr: l.listen.0,
-                source,
-            })?;
-            bound.insert(key, b);
         }
         let metrics = match config.metrics {
             Some(a) if self.metrics.is_none() => Some(
@@ -216,93 +233,75 @@ impl Running {
             _ => None,
         };
         // 4. Commit: nothing below fails.
-        let mut listeners = BTreeMap::new();
-        for (l, site) in config.listeners.iter().zip(sites) {
-            let key = (l.mode, l.listen.0);
-            let name = l.display_name();
-            if let Some(mut old) = self.listeners.remove(&key) {
-                match (&old.tx, site) {
-                    (SiteTx::Http(tx), SiteValue::Http(s)) => {
-                        tx.send_replace(s);
-                    }
-                    (SiteTx::Tcp(tx), SiteValue::Tcp(s)) => {
-                        tx.send_replace(s);
-                    }
-                    (SiteTx::Udp(tx), SiteValue::Udp(s)) => {
-                        tx.send_replace(s);
-                    }
-                    _ => unreachable!("the key includes the mode"),
-                }
-                old.view.name = name;
-                listeners.insert(key, old);
-                continue;
+        let mut old = std::mem::take(&mut self.listeners);
+        let mut new = Listeners::default();
+        for (l, ready) in config.listeners.iter().zip(ready) {
+            let (addr, name) = (l.listen.0, l.display_name());
+            match ready {
+                Ready::Http(site, socket) => carry(
+                    &mut old.http,
+                    &mut new.http,
+                    addr,
+                    name,
+                    site,
+                    socket,
+                    |t, rx, stop, view| {
+                        let conns = Arc::new(TcpStats::default());
+                        let stats = Arc::new(HttpStats::default());
+                        self.all_conns.push(conns.clone());
+                        view.conns = Some(conns.clone());
+                        view.http = Some(stats.clone());
+                        let local = t.local_addr().unwrap_or(addr);
+                        let shared = Arc::new(crate::http::Shared {
+                            site: rx,
+                            conns,
+                            stats,
+                            upstream: self.upstream.clone(),
+                            raw: crate::http::upstream::RawPool::new(PoolLimits::default()),
+                            ids: RequestIds::default(),
+                        });
+                        tokio::spawn(crate::http::serve(t, shared, stop));
+                        local
+                    },
+                ),
+                Ready::Tcp(site, socket) => carry(
+                    &mut old.tcp,
+                    &mut new.tcp,
+                    addr,
+                    name,
+                    site,
+                    socket,
+                    |t, rx, stop, view| {
+                        let conns = Arc::new(TcpStats::default());
+                        self.all_conns.push(conns.clone());
+                        view.conns = Some(conns.clone());
+                        let local = t.local_addr().unwrap_or(addr);
+                        tokio::spawn(crate::tcp::serve(t, rx, conns, stop));
+                        local
+                    },
+                ),
+                Ready::Udp(site, socket) => carry(
+                    &mut old.udp,
+                    &mut new.udp,
+                    addr,
+                    name,
+                    site,
+                    socket,
+                    |u, rx, stop, view| {
+                        let stats = Arc::new(UdpStats::default());
+                        view.udp = Some(stats.clone());
+                        let local = u.local_addr().unwrap_or(addr);
+                        tokio::spawn(crate::udp::serve(u, rx, stats, stop));
+                        local
+                    },
+                ),
             }
-            let Some(b) = bound.remove(&key) else {
-                continue;
-            };
-            let (stop, stop_rx) = watch::channel(false);
-            let local = match &b {
-                Bound::Tcp(t) => t.local_addr(),
-                Bound::Udp(u) => u.local_addr(),
-            }
-            .unwrap_or(l.listen.0);
-            let mut view = ListenerView {
-                name,
-                conns: None,
-                http: None,
-                udp: None,
-            };
-            let tx = match (b, site) {
-                (Bound::Tcp(t), SiteValue::Http(s)) => {
-                    let (tx, rx) = watch::channel(s);
-                    let conns = Arc::new(TcpStats::default());
-                    let stats = Arc::new(HttpStats::default());
-                    self.all_conns.push(conns.clone());
-                    view.conns = Some(conns.clone());
-                    view.http = Some(stats.clone());
-                    let shared = Arc::new(crate::http::Shared {
-                        site: rx,
-                        conns,
-                        stats,
-                        upstream: self.upstream.clone(),
-                        raw: crate::http::upstream::RawPool::new(PoolLimits::default()),
-                        ids: RequestIds::default(),
-                    });
-                    tokio::spawn(crate::http::serve(t, shared, stop_rx));
-                    SiteTx::Http(tx)
-                }
-                (Bound::Tcp(t), SiteValue::Tcp(s)) => {
-                    let (tx, rx) = watch::channel(s);
-                    let conns = Arc::new(TcpStats::default());
-                    self.all_conns.push(conns.clone());
-                    view.conns = Some(conns.clone());
-                    tokio::spawn(crate::tcp::serve(t, rx, conns, stop_rx));
-                    SiteTx::Tcp(tx)
-                }
-                (Bound::Udp(u), SiteValue::Udp(s)) => {
-                    let (tx, rx) = watch::channel(s);
-                    let stats = Arc::new(UdpStats::default());
-                    view.udp = Some(stats.clone());
-                    tokio::spawn(crate::udp::serve(u, rx, stats, stop_rx));
-                    SiteTx::Udp(tx)
-                }
-                _ => unreachable!("bound by mode"),
-            };
-            tracing::info!(listener = %view.name, addr = %local, "listener up");
-            listeners.insert(
-                key,
-                RunningListener {
-                    tx,
-                    stop,
-                    view,
-                    local,
-                },
-            );
         }
-        for (key, gone) in std::mem::replace(&mut self.listeners, listeners) {
-            tracing::info!(listener = %gone.view.name, addr = %key.1, "listener removed; its connections finish");
-            let _ = gone.stop.send(true);
+        for (_, addr, gone, _) in old.all() {
+            tracing::info!(listener = %gone.name, addr = %addr, "listener removed; its connections finish");
         }
+        old.stop();
+        self.listeners = new;
         let mut running = BTreeMap::new();
         for (name, (pool, fresh)) in pools {
             let spec = config.pools[&name].clone();
@@ -334,7 +333,7 @@ impl Running {
             tokio::spawn(crate::metrics::serve(m, self.view.subscribe()));
         }
         self.view.send_replace(Arc::new(View {
-            listeners: self.listeners.values().map(|l| l.view.clone()).collect(),
+            listeners: self.listeners.all().map(|(_, _, v, _)| v.clone()).collect(),
             pools: self
                 .pools
                 .iter()
@@ -347,9 +346,7 @@ impl Running {
     /// Stop accepting everywhere, ask open connections to finish, wait up
     /// to `grace`; returns how many were still open.
     pub async fn stop(self, grace: Duration) -> u64 {
-        for l in self.listeners.values() {
-            let _ = l.stop.send(true);
-        }
+        self.listeners.stop();
         for p in self.pools.values() {
             let _ = p.stop.send(true);
         }
@@ -368,115 +365,162 @@ impl Running {
     }
 }
 
-fn build_site(
+/// Hands `site` to the listener already on `addr` in `old` (moving it to
+/// `new`), or starts one on `socket` with `start`, which returns the
+/// address it listens on. There is no socket only when one was running.
+fn carry<S, B>(
+    old: &mut BTreeMap<SocketAddr, RunningListener<S>>,
+    new: &mut BTreeMap<SocketAddr, RunningListener<S>>,
+    addr: SocketAddr,
+    name: String,
+    site: Arc<S>,
+    socket: Option<B>,
+    start: impl FnOnce(
+        B,
+        watch::Receiver<Arc<S>>,
+        watch::Receiver<bool>,
+        &mut ListenerView,
+    ) -> SocketAddr,
+) {
+    if let Some(mut running) = old.remove(&addr) {
+        running.tx.send_replace(site);
+        running.view.name = name;
+        new.insert(addr, running);
+        return;
+    }
+    let Some(socket) = socket else {
+        return;
+    };
+    let (tx, rx) = watch::channel(site);
+    let (stop, stop_rx) = watch::channel(false);
+    let mut view = ListenerView {
+        name,
+        conns: None,
+        http: None,
+        udp: None,
+    };
+    let local = start(socket, rx, stop_rx, &mut view);
+    tracing::info!(listener = %view.name, addr = %local, "listener up");
+    new.insert(
+        addr,
+        RunningListener {
+            tx,
+            stop,
+            view,
+            local,
+        },
+    );
+}
+
+/// The listener's trust set, or why not.
+fn trusted(l: &ListenerSpec) -> Result<realip_core::TrustSet, ApplyError> {
+    l.trust().map_err(|source| ApplyError::Trusted {
+        listener: l.display_name(),
+        source,
+    })
+}
+
+fn pool_of(
     l: &ListenerSpec,
     pools: &BTreeMap<String, (Arc<Pool>, bool)>,
-) -> Result<SiteValue, ApplyError> {
-    let name = l.display_name();
-    let trusted = l.trust().map_err(|source| ApplyError::Trusted {
-        listener: name.clone(),
-        source,
-    })?;
-    let pool_of = |p: &str| {
-        pools
-            .get(p)
-            .map(|(p, _)| p.clone())
-            .ok_or_else(|| ApplyError::NoPool {
-                listener: name.clone(),
-                pool: p.to_string(),
+    name: &str,
+) -> Result<Arc<Pool>, ApplyError> {
+    pools
+        .get(name)
+        .map(|(p, _)| p.clone())
+        .ok_or_else(|| ApplyError::NoPool {
+            listener: l.display_name(),
+            pool: name.to_string(),
+        })
+}
+
+fn http_site(
+    l: &ListenerSpec,
+    h: &HttpListener,
+    pools: &BTreeMap<String, (Arc<Pool>, bool)>,
+) -> Result<Arc<Site>, ApplyError> {
+    let trusted = trusted(l)?;
+    let mut routes = Vec::new();
+    for r in &h.routes {
+        let pool = pool_of(l, pools, &r.pool)?;
+        let route =
+            Route::new(r.host.as_deref(), &r.path, pool).map_err(|source| ApplyError::Route {
+                listener: l.display_name(),
+                source,
+            })?;
+        routes.push(route);
+    }
+    let tls = match &h.tls {
+        None => None,
+        Some(t) => Some(
+            realip_net::tls::acceptor(&realip_net::tls::TlsFiles {
+                cert: t.cert.clone(),
+                key: t.key.clone(),
+                cacert: None,
             })
+            .map_err(|source| ApplyError::Tls {
+                listener: l.display_name(),
+                source,
+            })?,
+        ),
     };
-    let accept_proxy = l
-        .accept_proxy
+    Ok(Arc::new(Site {
+        routes: Routes::new(routes),
+        forwarding: Forwarding {
+            headers: h.header_set(),
+            xff: h.xff.0,
+            underscores: h.underscores.0,
+            resolver: realip_core::Resolver::new(trusted, h.strategies()),
+        },
+        tls,
+        accept_proxy: h.accept_proxy.0,
+        upgrades: h.upgrade_tokens(),
+        limits: h.limits(),
+    }))
+}
+
+fn tcp_site(
+    l: &ListenerSpec,
+    t: &TcpListener,
+    pools: &BTreeMap<String, (Arc<Pool>, bool)>,
+) -> Result<Arc<TcpSite>, ApplyError> {
+    let trusted = trusted(l)?;
+    let tlvs = t
+        .proxy_v2
         .as_ref()
-        .map_or(realip_net::ProxyMode::Off, |m| m.0);
-    Ok(match l.mode {
-        Mode::Http => {
-            let mut routes = Vec::new();
-            for r in &l.routes {
-                routes.push(
-                    Route::new(r.host.as_deref(), &r.path, pool_of(&r.pool)?).map_err(
-                        |source| ApplyError::Route {
-                            listener: name.clone(),
-                            source,
-                        },
-                    )?,
-                );
-            }
-            let tls = match &l.tls {
-                None => None,
-                Some(t) => Some(
-                    realip_net::tls::acceptor(&realip_net::tls::TlsFiles {
-                        cert: t.cert.clone(),
-                        key: t.key.clone(),
-                        cacert: None,
-                    })
-                    .map_err(|source| ApplyError::Tls {
-                        listener: name.clone(),
-                        source,
-                    })?,
-                ),
-            };
-            let d = HttpLimits::default();
-            SiteValue::Http(Arc::new(Site {
-                routes: Routes::new(routes),
-                forwarding: Forwarding {
-                    headers: l.header_set(),
-                    xff: l.xff.as_ref().map_or_else(Default::default, |x| x.0),
-                    underscores: l
-                        .underscores
-                        .as_ref()
-                        .map_or_else(Default::default, |u| u.0),
-                    resolver: realip_core::Resolver::new(trusted, l.strategies()),
-                },
-                tls,
-                accept_proxy,
-                upgrades: l.upgrade_tokens(),
-                limits: HttpLimits {
-                    max_header_bytes: l.max_header_bytes.unwrap_or(d.max_header_bytes),
-                    header_timeout: l.header_timeout.map_or(d.header_timeout, |t| t.0),
-                    response_timeout: l.response_timeout.map_or(d.response_timeout, |t| t.0),
-                    max_connections: l.max_connections.unwrap_or(d.max_connections),
-                    retries: l.retries.unwrap_or(d.retries),
-                },
-            }))
-        }
-        Mode::Tcp => {
-            let pool = pool_of(l.pool.as_deref().unwrap_or_default())?;
-            let tlvs = l
-                .proxy_v2
-                .as_ref()
-                .map_or_else(ProxyTlvs::default, |t| ProxyTlvs {
-                    unique_id: t.unique_id,
-                    crc32c: t.crc32c,
-                    authority: t.authority.clone(),
-                });
-            SiteValue::Tcp(Arc::new(TcpSite {
-                pool,
-                config: TcpConfig {
-                    client_ip: l.client_ip.as_ref().map_or(ClientIp::None, |c| c.0),
-                    accept_proxy,
-                    trusted,
-                    connect_timeout: l.connect_timeout.map_or(Duration::from_secs(3), |t| t.0),
-                    idle_timeout: l.idle_timeout.map_or(Duration::from_secs(300), |t| t.0),
-                    tlvs,
-                    max_connections: l.max_connections.unwrap_or(10_000),
-                },
-            }))
-        }
-        Mode::Udp => {
-            let pool = pool_of(l.pool.as_deref().unwrap_or_default())?;
-            SiteValue::Udp(Arc::new(UdpSite {
-                pool,
-                config: UdpConfig {
-                    proxy_v2: l
-                        .client_ip
-                        .as_ref()
-                        .is_some_and(|c| c.0 == ClientIp::ProxyV2),
-                    idle_timeout: l.idle_timeout.map_or(Duration::from_secs(30), |t| t.0),
-                    max_flows: l.max_connections.unwrap_or(65_536),
-                },
-            }))
-        }
-    })
+        .map_or_else(ProxyTlvs::default, |t| ProxyTlvs {
+            unique_id: t.unique_id,
+            crc32c: t.crc32c,
+            authority: t.authority.clone(),
+        });
+    Ok(Arc::new(TcpSite {
+        pool: pool_of(l, pools, &t.pool)?,
+        config: TcpConfig {
+            client_ip: t.client_ip.0,
+            accept_proxy: t.accept_proxy.0,
+            trusted,
+            connect_timeout: t.connect_timeout.0,
+            idle_timeout: t.idle_timeout.0,
+            tlvs,
+            max_connections: t.max_connections,
+        },
+    }))
+}
+
+fn udp_site(
+    l: &ListenerSpec,
+    u: &UdpListener,
+    pools: &BTreeMap<String, (Arc<Pool>, bool)>,
+) -> Result<Arc<UdpSite>, ApplyError> {
+    // Not used by UDP, but a list that does not parse is refused for
+    // every mode alike.
+    trusted(l)?;
+    Ok(Arc::new(UdpSite {
+        pool: pool_of(l, pools, &u.pool)?,
+        config: UdpConfig {
+            proxy_v2: u.client_ip == UdpClientIp::ProxyV2,
+            idle_timeout: u.idle_timeout.0,
+            max_flows: u.max_connections,
+        },
+    }))
 }

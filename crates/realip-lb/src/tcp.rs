@@ -1,5 +1,6 @@
-//! The L4 TCP proxy: accept, pick a backend, tell it who the client is
-//! (or not, as the seeds' LB in front of kube-proxy does not), copy both
+//! The L4 TCP proxy: accept (PROXY role expect, when configured), pick a
+//! backend, tell it who the client is (PROXY role send, [`crate::proxy_send`];
+//! or not, as the seeds' LB in front of kube-proxy does not), copy both
 //! ways until either side is done or the connection idles out.
 
 use std::net::SocketAddr;
@@ -7,12 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use realip_core::proxy::{OwnedHeader, OwnedTlv, Version};
+use realip_core::proxy::Version;
+use realip_core::{BackendAddr, PeerAddr};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::pool::Pool;
+pub use crate::proxy_send::ProxyTlvs;
 
 /// How the backend learns the client's address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,10 +61,11 @@ impl std::str::FromStr for ClientIp {
 pub struct TcpConfig {
     /// How the backend learns the client.
     pub client_ip: ClientIp,
-    /// Expect a PROXY header from the peer (an LB in front of this one):
-    /// its claimed client is the one passed on (relay). Only peers in
-    /// `trusted` may send one; a connection without a valid header, or
-    /// from anyone else, is closed.
+    /// Expect a PROXY header from the peer (an LB in front of this one;
+    /// PROXY role expect): its claimed client is the one passed on (role
+    /// relay = send with the received client). Only peers in `trusted` may
+    /// send one; a connection without a valid header, or from anyone else,
+    /// is closed.
     pub accept_proxy: realip_net::ProxyMode,
     /// Who may speak for the client.
     pub trusted: realip_core::TrustSet,
@@ -74,18 +78,6 @@ pub struct TcpConfig {
     /// Connections served at once; more wait in the listen backlog (set
     /// when the listener starts; a reload does not change it).
     pub max_connections: usize,
-}
-
-/// TLVs of the PROXY v2 headers sent to backends.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ProxyTlvs {
-    /// A UNIQUE_ID (32 hex digits, 128 bits) per connection, for correlating logs
-    /// along the path.
-    pub unique_id: bool,
-    /// A CRC32C over the header, so a backend can tell corruption.
-    pub crc32c: bool,
-    /// An AUTHORITY: the name the client asked for, as configured here.
-    pub authority: Option<String>,
 }
 
 /// What a TCP listener does; replaced whole on a reload (a connection
@@ -129,7 +121,15 @@ pub async fn serve(
         let (site, stats, ids) = (site.borrow().clone(), stats.clone(), ids.clone());
         stats.open.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            if let Err(e) = connection(client, peer, &site.pool, &site.config, &stats, &ids).await {
+            let conn = connection(
+                client,
+                PeerAddr(peer),
+                &site.pool,
+                &site.config,
+                &stats,
+                &ids,
+            );
+            if let Err(e) = conn.await {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(%peer, error = %e, "connection failed");
             }
@@ -139,101 +139,62 @@ pub async fn serve(
     }
 }
 
-/// Relay: when `mode` is on, read the PROXY header of the upstream LB (a
-/// `trusted` peer; anyone else is refused) and return the client and the
-/// address it dialled, as the header names them, with the bytes read past
-/// it. Otherwise the socket's own addresses and nothing.
-pub(crate) async fn accept_proxy(
-    stream: &mut TcpStream,
-    peer: SocketAddr,
-    local: SocketAddr,
-    mode: realip_net::ProxyMode,
-    trusted: &realip_core::TrustSet,
-) -> std::io::Result<(SocketAddr, SocketAddr, bytes::Bytes)> {
-    if !mode.is_on() {
-        return Ok((peer, local, bytes::Bytes::new()));
-    }
-    if !trusted.contains(peer.ip()) {
-        return Err(std::io::Error::other(
-            "PROXY header expected from a peer that is not trusted; closed",
-        ));
-    }
-    let h = realip_net::read_proxy_header(stream, mode, realip_net::ProxyLimits::default())
-        .await
-        .map_err(|e| std::io::Error::other(format!("PROXY header: {e}")))?;
-    Ok(match (h.claim(), h.header.addresses.destination()) {
-        (realip_core::ProxyClaim::Source(src), Some(dst)) => (src, dst, h.rest),
-        // LOCAL or UNKNOWN: the upstream LB speaks for itself.
-        _ => (peer, local, h.rest),
-    })
-}
-
 async fn connection(
-    client: TcpStream,
-    peer: SocketAddr,
+    mut client: TcpStream,
+    peer: PeerAddr,
     pool: &Pool,
     config: &TcpConfig,
     stats: &TcpStats,
     ids: &crate::forward::RequestIds,
 ) -> std::io::Result<()> {
-    let mut client = client;
-    let local = client.local_addr()?;
-    let (peer, local, rest) = accept_proxy(
-        &mut client,
-        peer,
-        local,
-        config.accept_proxy,
-        &config.trusted,
-    )
-    .await?;
+    let expect = realip_net::Expect {
+        mode: config.accept_proxy,
+        trusted: &config.trusted,
+        limits: realip_net::ProxyLimits::default(),
+    };
+    let accepted = expect
+        .accept(&mut client, peer)
+        .await
+        .map_err(std::io::Error::other)?;
     // The schedule of now; a health change later does not move this
     // connection.
     let schedule = pool.schedule();
     let picked = schedule
-        .pick(peer, local)
+        .pick(accepted.client, accepted.local.0)
         .ok_or_else(|| std::io::Error::other("no backend is up"))?;
-    let target = picked.backend().addr;
+    let backend = BackendAddr(picked.backend().addr);
     let connect = async {
         if config.client_ip == ClientIp::Transparent {
-            transparent_connect(peer.ip(), target).await
+            transparent_connect(accepted.client.ip(), backend.0).await
         } else {
-            TcpStream::connect(target).await
+            TcpStream::connect(backend.0).await
         }
     };
-    let mut backend = match tokio::time::timeout(config.connect_timeout, connect).await {
+    let mut upstream = match tokio::time::timeout(config.connect_timeout, connect).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(std::io::Error::other(format!("backend {target}: {e}"))),
+        Ok(Err(e)) => return Err(std::io::Error::other(format!("backend {backend}: {e}"))),
         Err(_) => {
             return Err(std::io::Error::other(format!(
-                "backend {target}: no answer within {:?}",
+                "backend {backend}: no answer within {:?}",
                 config.connect_timeout
             )))
         }
     };
     let _ = client.set_nodelay(true);
-    let _ = backend.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
     let version = match config.client_ip {
         ClientIp::None | ClientIp::Transparent => None,
         ClientIp::ProxyV1 => Some(Version::V1),
         ClientIp::ProxyV2 => Some(Version::V2),
     };
-    let mut prefix = Vec::new();
-    if let Some(v) = version {
-        let mut h = OwnedHeader::tcp(v, peer, local);
-        if v == Version::V2 {
-            if let Some(a) = &config.tlvs.authority {
-                h.tlvs.push(OwnedTlv::Authority(a.clone()));
-            }
-            if config.tlvs.unique_id {
-                h.tlvs
-                    .push(OwnedTlv::UniqueId(ids.next().as_bytes().to_vec()));
-            }
+    let mut prefix = match version {
+        Some(v) => {
+            crate::proxy_send::tcp_header(v, accepted.client, accepted.local, &config.tlvs, ids)
+                .map_err(std::io::Error::other)?
         }
-        prefix = h
-            .encode(v == Version::V2 && config.tlvs.crc32c)
-            .map_err(std::io::Error::other)?;
-    }
-    prefix.extend_from_slice(&rest);
+        None => Vec::new(),
+    };
+    prefix.extend_from_slice(&accepted.rest);
     // The client has usually sent its first bytes while the backend
     // connection was being made: they go out with the header, in one send.
     let mut first = [0u8; 16 * 1024];
@@ -247,12 +208,20 @@ async fn connection(
     };
     stats
         .bytes_up
-        .fetch_add((rest.len() + early) as u64, Ordering::Relaxed);
+        .fetch_add((accepted.rest.len() + early) as u64, Ordering::Relaxed);
     if !prefix.is_empty() {
-        backend.write_all(&prefix).await?;
+        upstream.write_all(&prefix).await?;
     }
-    tracing::info!(%peer, backend = %target, "connected");
-    let (up, down) = relay(&mut client, &mut backend, client_done, config.idle_timeout).await?;
+    // `peer` is the TCP peer, an LB in front when it sent a header; the
+    // client it named is what the backend is told.
+    tracing::info!(
+        peer = %accepted.socket_peer,
+        client = %accepted.client,
+        source = %accepted.client_source(),
+        %backend,
+        "connected"
+    );
+    let (up, down) = relay(&mut client, &mut upstream, client_done, config.idle_timeout).await?;
     stats.bytes_up.fetch_add(up, Ordering::Relaxed);
     stats.bytes_down.fetch_add(down, Ordering::Relaxed);
     drop(picked);

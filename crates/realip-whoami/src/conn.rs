@@ -1,12 +1,14 @@
 //! The steps every TCP listener takes before its protocol starts: the
-//! connection cap, the PROXY trust gate, and the shutdown signal.
+//! connection cap, the PROXY accept step (realip-net's, with its trust
+//! gate) and its counters, and the shutdown signal.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use realip_net::ProxyMode;
+use realip_core::PeerAddr;
+use realip_net::{AcceptError, Accepted, ProxyMode};
 use tokio::sync::watch;
 
 use crate::state::State;
@@ -73,30 +75,37 @@ pub(crate) async fn accept_loop<F, Fut>(
     }
 }
 
-/// The PROXY step of a fresh connection under `mode`: trust is checked
-/// before a byte is read (a stranger can neither make us parse nor speak
-/// for anyone), then a bounded, timed read. `None`: close the connection
-/// (already logged and counted).
+/// The PROXY step of a fresh connection under `mode` (PROXY role expect,
+/// [`realip_net::Expect`]: trust is checked before a byte is read, then a
+/// bounded, timed read). `None`: close the connection (already logged and
+/// counted).
 pub(crate) async fn accept_proxy(
     stream: &mut tokio::net::TcpStream,
     peer: SocketAddr,
     mode: ProxyMode,
     state: &State,
-) -> Option<Option<realip_net::ProxyHeader>> {
-    if !mode.is_on() {
-        return Some(None);
-    }
+) -> Option<Accepted> {
     let cfg = &state.config;
-    if !cfg.resolver.trusted().contains(peer.ip()) {
-        let n = state.stats.proxy_untrusted.fetch_add(1, Ordering::Relaxed) + 1;
-        tracing::warn!(%peer, count = n, "PROXY header from an untrusted peer is not accepted; closing (see --trusted)");
-        return None;
-    }
-    match realip_net::read_proxy_header(stream, mode, cfg.limits.proxy).await {
-        Ok(h) => Some(Some(h)),
-        Err(e) => {
+    let expect = realip_net::Expect {
+        mode,
+        trusted: cfg.resolver.trusted(),
+        limits: cfg.limits.proxy,
+    };
+    match expect.accept(stream, PeerAddr(peer)).await {
+        Ok(a) => Some(a),
+        Err(AcceptError::Untrusted { .. }) => {
+            let n = state.stats.proxy_untrusted.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(%peer, count = n, "PROXY header from an untrusted peer is not accepted; closing (see --trusted)");
+            None
+        }
+        Err(AcceptError::Header { source: e, .. }) => {
             let n = state.stats.proxy_invalid.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(%peer, error = %e, count = n, "closing connection");
+            None
+        }
+        // Not the peer's doing: no PROXY counter.
+        Err(e @ AcceptError::LocalAddr { .. }) => {
+            tracing::warn!(error = %e, "closing connection");
             None
         }
     }

@@ -6,9 +6,8 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use hyper_util::rt::TokioIo;
-use realip_net::{IdleTimeout, Rewind};
+use realip_net::{claim_of, IdleTimeout, Rewind};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -44,10 +43,10 @@ async fn connection(
     shutdown: watch::Receiver<bool>,
 ) {
     let cfg = &state.config;
-    let Some(proxy) = accept_proxy(&mut stream, peer, cfg.http_proxy, &state).await else {
+    let Some(accepted) = accept_proxy(&mut stream, peer, cfg.http_proxy, &state).await else {
         return;
     };
-    let prefix = proxy.as_ref().map_or_else(Bytes::new, |h| h.rest.clone());
+    let prefix = accepted.rest;
     // A plaintext connection keeps a second handle on the socket, so a
     // request head that times out can still be answered 408 after hyper
     // has given the connection up (hyper closes without a response).
@@ -63,8 +62,8 @@ async fn connection(
         (stream, None)
     };
     let io = IdleTimeout::new(Rewind::new(prefix, stream), cfg.limits.idle_timeout);
-    let claim = proxy.as_ref().map(|h| h.claim());
-    let proxy = proxy.map(|h| h.header);
+    let claim = accepted.header.as_ref().map(claim_of);
+    let proxy = accepted.header;
     match tls {
         None => {
             let info = Arc::new(ConnInfo::new(peer, proxy, claim, None));

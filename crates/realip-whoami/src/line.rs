@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use realip_core::{field, ClientAddr, NoHeaders, ProxyClaim};
 use realip_net::{claim_of, split_datagram, IdleTimeout, Rewind};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -77,12 +76,11 @@ async fn tcp_conn(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let cfg = &state.config;
-    let Some(proxy) = accept_proxy(&mut stream, peer, cfg.tcp_proxy, &state).await else {
+    let Some(accepted) = accept_proxy(&mut stream, peer, cfg.tcp_proxy, &state).await else {
         return;
     };
-    let prefix = proxy.as_ref().map_or_else(Bytes::new, |h| h.rest.clone());
-    let claim = proxy.as_ref().map(|h| h.claim());
-    let io = IdleTimeout::new(Rewind::new(prefix, stream), cfg.limits.idle_timeout);
+    let claim = accepted.header.as_ref().map(claim_of);
+    let io = IdleTimeout::new(Rewind::new(accepted.rest, stream), cfg.limits.idle_timeout);
     let mut io = BufReader::new(io);
     let mut field_ip = None;
     if let Some(fmt) = cfg.client_field {

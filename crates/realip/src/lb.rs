@@ -7,11 +7,14 @@ use std::time::Duration;
 
 use realip_lb::config::{
     Addr, BackendSpec, CheckField, ClientIpField, Config, Dur, HeaderField, HealthSpec,
-    ListenerSpec, MethodField, Mode, PoolSpec, ProxyModeField, RouteSpec, TlsSpec, XffField,
+    HttpListener, ListenerSpec, MethodField, Mode, ModeName, Offence, PoolSpec, ProxyModeField,
+    RouteSpec, TcpListener, TlsSpec, UdpClientIp, UdpListener, UnderscoresField, UpgradeField,
+    XffField,
 };
 use realip_lb::forward::Header;
 use realip_lb::health::Check;
 use realip_lb::server::Running;
+use realip_lb::tcp::ClientIp;
 use realip_lb::{Backend, Method};
 
 #[derive(Debug, clap::Args)]
@@ -177,11 +180,6 @@ pub struct Args {
 
 /// The configuration the one-listener flags describe.
 fn from_flags(a: &Args) -> Result<Config, String> {
-    let mode = match a.mode.as_str() {
-        "http" => Mode::Http,
-        "udp" => Mode::Udp,
-        _ => Mode::Tcp,
-    };
     let listen = a.listen.ok_or("--listen is required without --config")?;
     let pool = PoolSpec {
         schedule: MethodField(a.schedule),
@@ -195,87 +193,52 @@ fn from_flags(a: &Args) -> Result<Config, String> {
             fall: a.fall,
         }),
     };
-    let mut l = ListenerSpec {
-        name: Some(a.mode.clone()),
-        mode,
-        listen: Addr(listen),
-        trusted: a.trusted.clone(),
-        accept_proxy: a
-            .accept_proxy
-            .is_on()
-            .then_some(ProxyModeField(a.accept_proxy)),
-        pool: None,
-        client_ip: None,
-        proxy_v2: None,
-        routes: Vec::new(),
-        headers: None,
-        xff: None,
-        underscores: None,
-        upgrades: None,
-        strategy: Vec::new(),
-        tls: None,
-        connect_timeout: Some(Dur(a.connect_timeout)),
-        idle_timeout: Some(Dur(a.idle_timeout)),
-        header_timeout: None,
-        response_timeout: None,
-        max_header_bytes: None,
-        max_connections: Some(a.max_connections),
-        retries: None,
-    };
-    match mode {
-        Mode::Http => {
-            l.routes = vec![RouteSpec {
-                host: None,
-                path: "/".into(),
-                pool: "default".into(),
-            }];
-            l.headers = match a.client_ip.as_deref() {
-                None | Some("xff") if a.headers.is_empty() => None,
-                None | Some("xff") => Some(a.headers.iter().copied().map(HeaderField).collect()),
-                Some("none") => Some(Vec::new()),
-                Some(other) => {
-                    return Err(format!(
-                        "--client-ip {other} is not an HTTP mode: xff (forwarding headers) or none"
-                    ))
-                }
-            };
-            l.xff = Some(XffField(a.xff));
-            l.underscores = Some(realip_lb::config::UnderscoresField(a.underscores));
-            if !a.upgrades.is_empty() {
-                l.upgrades = Some(
-                    a.upgrades
-                        .iter()
-                        .cloned()
-                        .map(realip_lb::config::UpgradeField)
-                        .collect(),
-                );
-            }
-            l.tls = match (&a.tls_cert, &a.tls_key) {
-                (Some(cert), Some(key)) => Some(TlsSpec {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                }),
-                _ => None,
-            };
-            l.response_timeout = Some(Dur(a.response_timeout));
-            l.retries = Some(a.retries);
-        }
-        Mode::Tcp | Mode::Udp => {
+    let accept_proxy = ProxyModeField(a.accept_proxy);
+    let mode = match a.mode.as_str() {
+        "http" => Mode::Http(http_from_flags(a, accept_proxy)?),
+        mode => {
             if !a.headers.is_empty() || a.tls_cert.is_some() {
                 return Err("--header and --tls-cert are for --mode http".into());
             }
-            l.pool = Some("default".into());
-            l.client_ip = a
-                .client_ip
-                .as_deref()
-                .map(|c| c.parse().map(ClientIpField))
-                .transpose()
-                .map_err(|e| e.to_string())?;
-            if mode == Mode::Udp {
-                l.max_connections = Some(a.max_flows);
+            let client_ip = a.client_ip.as_deref().unwrap_or("none");
+            if mode == "udp" {
+                if a.accept_proxy.is_on() {
+                    let offence = Offence::NotForMode {
+                        field: "accept_proxy",
+                        mode: ModeName::Udp,
+                    };
+                    return Err(offence.to_string());
+                }
+                Mode::Udp(UdpListener {
+                    pool: "default".into(),
+                    client_ip: client_ip
+                        .parse::<UdpClientIp>()
+                        .map_err(|e| e.to_string())?,
+                    connect_timeout: Some(Dur(a.connect_timeout)),
+                    idle_timeout: Dur(a.idle_timeout),
+                    max_connections: a.max_flows,
+                })
+            } else {
+                Mode::Tcp(TcpListener {
+                    pool: "default".into(),
+                    client_ip: ClientIpField(
+                        client_ip.parse::<ClientIp>().map_err(|e| e.to_string())?,
+                    ),
+                    accept_proxy,
+                    proxy_v2: None,
+                    connect_timeout: Dur(a.connect_timeout),
+                    idle_timeout: Dur(a.idle_timeout),
+                    max_connections: a.max_connections,
+                })
             }
         }
-    }
+    };
+    let l = ListenerSpec {
+        name: Some(a.mode.clone()),
+        listen: Addr(listen),
+        trusted: a.trusted.clone(),
+        mode,
+    };
     let config = Config {
         pools: [("default".to_string(), pool)].into_iter().collect(),
         listeners: vec![l],
@@ -283,6 +246,48 @@ fn from_flags(a: &Args) -> Result<Config, String> {
         grace: Dur(a.grace),
     };
     Ok(config)
+}
+
+/// The http listener the flags describe: one route to the pool.
+fn http_from_flags(a: &Args, accept_proxy: ProxyModeField) -> Result<HttpListener, String> {
+    let headers = match a.client_ip.as_deref() {
+        None | Some("xff") if a.headers.is_empty() => None,
+        None | Some("xff") => Some(a.headers.iter().copied().map(HeaderField).collect()),
+        Some("none") => Some(Vec::new()),
+        Some(other) => {
+            return Err(format!(
+                "--client-ip {other} is not an HTTP mode: xff (forwarding headers) or none"
+            ))
+        }
+    };
+    let upgrades =
+        (!a.upgrades.is_empty()).then(|| a.upgrades.iter().cloned().map(UpgradeField).collect());
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsSpec {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
+    Ok(HttpListener {
+        accept_proxy,
+        routes: vec![RouteSpec {
+            host: None,
+            path: "/".into(),
+            pool: "default".into(),
+        }],
+        headers,
+        xff: XffField(a.xff),
+        underscores: UnderscoresField(a.underscores),
+        upgrades,
+        tls,
+        connect_timeout: Some(Dur(a.connect_timeout)),
+        idle_timeout: Some(Dur(a.idle_timeout)),
+        response_timeout: Dur(a.response_timeout),
+        max_connections: a.max_connections,
+        retries: a.retries,
+        ..HttpListener::default()
+    })
 }
 
 fn load(path: &std::path::Path) -> Result<Config, String> {

@@ -421,6 +421,45 @@ async fn a_proxy_header_from_a_trusted_lb_is_relayed() {
 }
 
 #[tokio::test]
+async fn behind_a_proxy_header_the_connection_event_names_the_socket_peer() {
+    // 127.0.0.3 plays an LB in front; the backend is told the client it named.
+    let w = whoami(&["--proxy-protocol", "v1", "--trusted", "127.0.0.1/32"]);
+    let backend = w.http.to_string();
+    let (child, line, logs) = spawn_listening(&[
+        "lb",
+        "--listen",
+        "127.0.0.1:0",
+        "--backend",
+        &backend,
+        "--client-ip",
+        "proxy-v1",
+        "--accept-proxy",
+        "v1",
+        "--trusted",
+        "127.0.0.3/32",
+    ]);
+    let l = Lb {
+        addr: field(&line, "tcp").unwrap(),
+        child,
+    };
+    let mut stream = connect_from("127.0.0.3", l.addr).await;
+    let front = stream.local_addr().unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stream,
+        b"PROXY TCP4 203.0.113.9 127.0.0.1 4444 80\r\n",
+    )
+    .await
+    .unwrap();
+    let (status, _, body) = http1_over(stream, "GET", "/realip", &[], "").await;
+    assert_eq!((status, body.as_str()), (200, "203.0.113.9:4444"));
+    let f = &event(&logs, "connected")["fields"];
+    assert_eq!(f["peer"], front.to_string(), "{f}");
+    assert_eq!(f["client"], "203.0.113.9:4444", "{f}");
+    assert_eq!(f["source"], "proxy-protocol", "{f}");
+    assert_eq!(f["backend"], backend, "{f}");
+}
+
+#[tokio::test]
 async fn metrics_count_connections_and_show_backend_health() {
     let w = whoami(&[]);
     let backend = w.http.to_string();

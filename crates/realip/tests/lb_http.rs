@@ -177,6 +177,41 @@ async fn a_trusted_upstream_chain_is_kept_and_resolved() {
 }
 
 #[tokio::test]
+async fn behind_a_proxy_header_the_request_event_names_the_socket_peer() {
+    // 127.0.0.3 plays an L4 LB in front that sends PROXY v1.
+    let w = whoami(&["--trusted", "127.0.0.0/24"]);
+    let backend = w.http.to_string();
+    let l = lb_http(&[
+        "--backend",
+        &backend,
+        "--accept-proxy",
+        "v1",
+        "--trusted",
+        "127.0.0.3/32",
+        "--header",
+        "x-forwarded-for",
+    ]);
+    let mut stream = connect_from("127.0.0.3", l.http).await;
+    let front = stream.local_addr().unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stream,
+        b"PROXY TCP4 203.0.113.9 127.0.0.1 4444 80\r\n",
+    )
+    .await
+    .unwrap();
+    let (status, _, body) = http1_over(stream, "GET", "/api", &[], "").await;
+    assert_eq!(status, 200, "{body}");
+    // The backend hears of the client the header named, as before.
+    assert_eq!(header(&json(&body), "X-Forwarded-For"), ["203.0.113.9"]);
+    let event = event(&l.logs, "request");
+    let f = &event["fields"];
+    assert_eq!(f["peer"], front.to_string(), "{event}");
+    assert_eq!(f["client"], "203.0.113.9", "{event}");
+    assert_eq!(f["source"], "proxy-protocol", "{event}");
+    assert_eq!(f["backend"], backend, "{event}");
+}
+
+#[tokio::test]
 async fn h2c_and_tls_h2_reach_an_http11_backend() {
     let pki = pki();
     let d = pki.dir.to_str().unwrap().to_string();

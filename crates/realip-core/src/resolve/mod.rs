@@ -25,5 +25,5 @@ mod walk;
 
 pub use client::{ClientAddr, Source};
 pub use report::{HopAddr, HopReport, Reason, Resolution, Step, Stop, Verdict};
-pub use request::{PeerAddr, ProxyClaim, Request};
+pub use request::{BackendAddr, LocalAddr, PeerAddr, ProxyClaim, Request};
 pub use resolver::Resolver;

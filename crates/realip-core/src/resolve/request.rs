@@ -1,5 +1,6 @@
 //! The evidence about one request or connection, as callers hand it in.
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::headers::Headers;
@@ -8,6 +9,31 @@ use crate::headers::Headers;
 /// A distinct type so it cannot be mixed up with a resolved client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PeerAddr(pub SocketAddr);
+
+/// The address the client connected to: the socket's local address, or
+/// the destination a trusted PROXY header names. A distinct type so it
+/// cannot be swapped with the peer it is usually passed beside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LocalAddr(pub SocketAddr);
+
+/// A backend a proxy connects to on the client's behalf. A distinct type
+/// so a log line or a PROXY header cannot name it where the client or the
+/// listener belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BackendAddr(pub SocketAddr);
+
+// Shown as the bare socket address: log fields and messages stay what they
+// were when these were plain `SocketAddr`s.
+macro_rules! display_as_socket_addr {
+    ($($t:ty),*) => {$(
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    )*};
+}
+display_as_socket_addr!(PeerAddr, LocalAddr, BackendAddr);
 
 /// What a PROXY protocol header claimed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

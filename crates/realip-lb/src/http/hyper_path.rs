@@ -13,6 +13,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Empty, Full};
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
+use realip_core::BackendAddr;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
@@ -86,7 +87,7 @@ fn ours(a: Answer) -> Response<RespBody> {
 async fn handle(req: Request<Incoming>, conn: &Conn) -> Response<RespBody> {
     let started = start();
     let mut log = Logged {
-        client: conn.peer.ip(),
+        client: conn.client.ip(),
         source: realip_core::Source::Peer,
         done: Done {
             status: 0,
@@ -196,8 +197,8 @@ async fn proxy(req: Request<Incoming>, conn: &Conn, log: &mut Logged) -> Respons
     // client's own Content-Length never goes on beside it.
     parts.headers.remove(header::CONTENT_LENGTH);
     let facts = RequestFacts {
-        peer: conn.peer,
-        local: conn.local,
+        peer: conn.client,
+        local: conn.local.0,
         scheme: conn.scheme,
         host: host.as_deref(),
         target: &target,
@@ -232,9 +233,9 @@ async fn proxy(req: Request<Incoming>, conn: &Conn, log: &mut Logged) -> Respons
     let mut req = Request::from_parts(parts, body);
 
     let schedule = route.target.schedule();
-    let client = SocketAddr::new(rewritten.client, conn.peer.port());
+    let client = SocketAddr::new(rewritten.client, conn.client.port());
     let stats = &conn.shared.stats;
-    let Some(first) = schedule.pick(client, conn.local) else {
+    let Some(first) = schedule.pick(client, conn.local.0) else {
         stats.gave(Answer::NoBackend);
         return ours(Answer::NoBackend);
     };
@@ -243,7 +244,7 @@ async fn proxy(req: Request<Incoming>, conn: &Conn, log: &mut Logged) -> Respons
     let mut attempts = Attempts::new(_held.backend().addr, site.limits.retries, replayable);
     loop {
         let backend = attempts.backend();
-        log.done.backend = Some(backend);
+        log.done.backend = Some(BackendAddr(backend));
         log.done.tries += 1;
         let sent = tokio::time::timeout(
             site.limits.response_timeout,

@@ -1,6 +1,7 @@
-//! An HTTP listener: accept (capped), the PROXY header from a trusted LB,
-//! TLS, then a path per connection: the wire fast path for HTTP/1.x, hyper
-//! for h2 and whatever the fast path hands over.
+//! An HTTP listener: accept (capped), the PROXY header from a trusted LB
+//! (PROXY role expect, [`realip_net::Expect`]), TLS, then a path per
+//! connection: the wire fast path for HTTP/1.x, hyper for h2 and whatever
+//! the fast path hands over.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -49,18 +50,20 @@ async fn connection(
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let site = shared.site.borrow().clone();
-    let local = stream.local_addr()?;
     let mut stream = stream;
-    let (peer, local, rest) = crate::tcp::accept_proxy(
-        &mut stream,
-        peer,
-        local,
-        site.accept_proxy,
-        site.forwarding.resolver.trusted(),
-    )
-    .await?;
+    let expect = realip_net::Expect {
+        mode: site.accept_proxy,
+        trusted: site.forwarding.resolver.trusted(),
+        limits: realip_net::ProxyLimits::default(),
+    };
+    let accepted = expect
+        .accept(&mut stream, realip_core::PeerAddr(peer))
+        .await
+        .map_err(std::io::Error::other)?;
+    let (peer, client, local) = (accepted.socket_peer, accepted.client, accepted.local);
+    let client_source = accepted.client_source();
     let io = Counted {
-        inner: realip_net::Rewind::new(rest, stream),
+        inner: realip_net::Rewind::new(accepted.rest, stream),
         stats: shared.conns.clone(),
     };
     let limits = site.limits;
@@ -69,6 +72,8 @@ async fn connection(
             let conn = Conn {
                 shared,
                 peer,
+                client,
+                client_source,
                 local,
                 scheme: "http",
             };
@@ -82,6 +87,8 @@ async fn connection(
             let conn = Conn {
                 shared,
                 peer,
+                client,
+                client_source,
                 local,
                 scheme: "https",
             };

@@ -1,7 +1,7 @@
 //! One log event per request, the same on both paths: peer, client and
 //! where it was read, backend, status, tries, duration.
 
-use std::net::SocketAddr;
+use realip_core::BackendAddr;
 
 use super::site::Conn;
 
@@ -9,7 +9,7 @@ use super::site::Conn;
 pub(crate) struct Done {
     pub(crate) status: u16,
     /// The last backend tried, if any was.
-    pub(crate) backend: Option<SocketAddr>,
+    pub(crate) backend: Option<BackendAddr>,
     /// Attempts made (fresh retries on the same backend included).
     pub(crate) tries: u32,
 }
@@ -20,8 +20,9 @@ pub(crate) fn start() -> Option<std::time::Instant> {
     tracing::enabled!(tracing::Level::INFO).then(std::time::Instant::now)
 }
 
-/// The request's event at info level: peer, client and where it was read,
-/// backend, status, tries, duration.
+/// The request's event at info level: peer (the TCP peer, an LB in front
+/// when it sent a PROXY header), client and where it was read, backend,
+/// status, tries, duration.
 pub(crate) fn log_request(
     conn: &Conn,
     client: std::net::IpAddr,
@@ -29,6 +30,13 @@ pub(crate) fn log_request(
     done: &Done,
     started: Option<std::time::Instant>,
 ) {
+    // Forwarding starts from the connection's client as its peer; when a
+    // PROXY header named that client, "peer" would point at the LB that
+    // `peer` below names.
+    let source = match source {
+        realip_core::Source::Peer => &conn.client_source,
+        read_further => read_further,
+    };
     tracing::info!(
         peer = %conn.peer,
         %client,
@@ -42,11 +50,11 @@ pub(crate) fn log_request(
 }
 
 /// An address, or `-` when there is none.
-pub(crate) struct OrDash(Option<SocketAddr>);
+pub(crate) struct OrDash<T>(Option<T>);
 
-impl std::fmt::Display for OrDash {
+impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
+        match &self.0 {
             Some(a) => a.fmt(f),
             None => f.write_str("-"),
         }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use http::StatusCode;
+use realip_core::{LocalAddr, PeerAddr, Source};
 use tokio::sync::watch;
 
 use super::answer::Answer;
@@ -27,7 +28,8 @@ pub struct Site {
     pub forwarding: Forwarding,
     /// TLS termination, when set (h2 and HTTP/1.1 by ALPN).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
-    /// Expect a PROXY header from a trusted LB in front (relay).
+    /// Expect a PROXY header from a trusted LB in front (PROXY role
+    /// expect); its client is where forwarding starts.
     pub accept_proxy: realip_net::ProxyMode,
     /// The protocols an HTTP/1.1 Upgrade may switch to, lower case.
     pub upgrades: Vec<String>,
@@ -108,8 +110,16 @@ pub struct Shared {
 /// One client connection.
 pub(crate) struct Conn {
     pub(crate) shared: Arc<Shared>,
-    /// The client (or the one a trusted PROXY header named).
-    pub(crate) peer: SocketAddr,
-    pub(crate) local: SocketAddr,
+    /// The TCP peer, for the logs: an LB in front when it sent a PROXY
+    /// header.
+    pub(crate) peer: PeerAddr,
+    /// The client: the TCP peer, or the one a trusted PROXY header named.
+    /// Forwarding headers and scheduling start from it.
+    pub(crate) client: SocketAddr,
+    /// Where `client` was read: the TCP peer or a PROXY header.
+    pub(crate) client_source: Source,
+    /// The address the client connected to (the header's, when it named
+    /// one).
+    pub(crate) local: LocalAddr,
     pub(crate) scheme: &'static str,
 }

@@ -77,6 +77,23 @@ pub fn spawn_listening(args: &[&str]) -> (Child, String, mpsc::Receiver<String>)
     }
 }
 
+/// The first JSON log event with `message`, waiting up to 5 s for it
+/// (events may trail the answer the client saw).
+pub fn event(logs: &mpsc::Receiver<String>, message: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = logs.recv_timeout(left) else {
+            panic!("no {message:?} event within 5s");
+        };
+        if let Ok(e) = serde_json::from_str::<serde_json::Value>(&line) {
+            if e["fields"]["message"] == message {
+                return e;
+            }
+        }
+    }
+}
+
 /// Start whoami on loopback ports the kernel picks; wait for "listening".
 /// `args` may name its own `--listen` (a distinct 127.0.0.x per backend).
 pub fn whoami(args: &[&str]) -> Whoami {

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use realip_core::BackendAddr;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
@@ -85,13 +86,13 @@ async fn exchange_once<I: AsyncRead + AsyncWrite + Unpin>(
     let (conn, t) = (x.conn, x.taken);
     let stats = &conn.shared.stats;
     let schedule = x.pool.schedule();
-    let client = SocketAddr::new(x.plan.client, conn.peer.port());
+    let client = SocketAddr::new(x.plan.client, conn.client.port());
     let mut done = Done {
         status: 0,
         backend: None,
         tries: 0,
     };
-    let Some(first) = schedule.pick(client, conn.local) else {
+    let Some(first) = schedule.pick(client, conn.local.0) else {
         stats.gave(Answer::NoBackend);
         done.status = Answer::NoBackend.status().as_u16();
         return (
@@ -105,7 +106,7 @@ async fn exchange_once<I: AsyncRead + AsyncWrite + Unpin>(
     let mut fresh = false;
     loop {
         let backend = attempts.backend();
-        done.backend = Some(backend);
+        done.backend = Some(BackendAddr(backend));
         done.tries += 1;
         let failure = match attempt(x, backend, fresh, &mut bufs.rbuf, timer.as_mut()).await {
             Ok((up, head_len)) => {

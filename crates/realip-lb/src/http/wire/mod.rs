@@ -137,7 +137,7 @@ where
                 };
                 log_request(
                     conn,
-                    conn.peer.ip(),
+                    conn.client.ip(),
                     &realip_core::Source::Peer,
                     &done,
                     started,

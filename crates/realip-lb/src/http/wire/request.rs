@@ -113,8 +113,8 @@ pub(crate) fn parse(buf: &[u8], conn: &Conn, up: &mut Vec<u8>) -> Parsed {
         return Parsed::Simple(taken);
     };
     let facts = RequestFacts {
-        peer: conn.peer,
-        local: conn.local,
+        peer: conn.client,
+        local: conn.local.0,
         scheme: conn.scheme,
         host: Some(host),
         target,
