@@ -35,6 +35,10 @@ const SLICES_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the slices are read while waiting for them.
 const SLICES_POLL: Duration = Duration::from_millis(250);
 
+/// What a value named but not written in files mode needs.
+const FILES_HINT: &str =
+    " as written (only the apiserver allocates what a Service leaves out: run with --api)";
+
 /// How the agents' objects file is polled: often enough that `lab up`
 /// follows a `kubectl apply` within about a second.
 const AGENT_POLL: &str = "1s";
@@ -98,35 +102,12 @@ impl Cluster {
             scenario: s.clone(),
         };
         // From here an error drops `c`: everything started is stopped.
-        if let Some(bin) = api {
-            let control =
-                ControlPlane::start(bin, &c.netns(&Role::Control)?, &dir.join("control"))?;
-            step("control plane ready");
-            let objects = translate(s).map_err(K8sError::from)?;
-            apply(&control, &objects, &dir.join("control/objects.json"))?;
-            step("objects applied");
-            let files = (1..=s.pods.len())
-                .map(|n| dir.join(format!("objects-node-{n}.yaml")))
-                .collect();
-            if s.names_allocations() {
-                let list = control.kubectl().get_json(&["services", "-A"])?;
-                let services = list["items"].as_array().cloned().unwrap_or_default();
-                c.scenario = s
-                    .with_allocations(&services)
-                    .map_err(|source| RunError::Placeholder { source, hint: "" })?;
+        match api {
+            Some(bin) => {
+                c.start_control(bin, s, dir)?;
+                step("control plane ready, objects applied");
             }
-            c.api = Some(Api {
-                control,
-                objects,
-                mirror: Mirror::new(files),
-            });
-        } else if s.names_allocations() {
-            let services = parse_documents(&s.objects)
-                .map_err(|source| RunError::Placeholder { source, hint: "" })?;
-            c.scenario = s.with_allocations(&services).map_err(|source| RunError::Placeholder {
-                source,
-                hint: " as written (only the apiserver allocates what a Service leaves out: run with --api)",
-            })?;
+            None => c.read_allocations(s, None, FILES_HINT)?,
         }
         // What runs from here on is the scenario with its values read.
         let s = &c.scenario.clone();
@@ -153,35 +134,7 @@ impl Cluster {
                 c.start_agent(exe, dir, n, &objects)?;
             }
         }
-        if let Some(r) = &s.router {
-            let router = c.netns(&Role::Router)?;
-            if r.tproxy {
-                tproxy(&router)?;
-            }
-            let args = match &r.config {
-                Some(text) => {
-                    let f = dir.join("lb.yaml");
-                    std::fs::write(&f, text).map_err(RunError::Write)?;
-                    vec![
-                        "lb".to_string(),
-                        "--config".into(),
-                        f.to_string_lossy().into_owned(),
-                    ]
-                }
-                None => {
-                    let mut a = vec!["lb".to_string()];
-                    a.extend(r.lb.iter().cloned());
-                    a
-                }
-            };
-            c.procs.push(Proc::start(
-                &router,
-                dir,
-                exe,
-                &args,
-                "realip lb on the router",
-            )?);
-        }
+        c.start_router(s, exe, dir)?;
         // Everyone up: the agents synced, the servers listening.
         for p in &mut c.procs[waited..] {
             p.wait_ready()?;
@@ -252,6 +205,88 @@ impl Cluster {
             }
             std::thread::sleep(period.saturating_sub(started.elapsed()));
         }
+    }
+
+    /// Start the control plane and apply the scenario's objects to it.
+    fn start_control(&mut self, bin: &K8sBin, s: &Scenario, dir: &Path) -> Result<(), RunError> {
+        let control = ControlPlane::start(bin, &self.netns(&Role::Control)?, &dir.join("control"))?;
+        let objects = translate(s).map_err(K8sError::from)?;
+        apply(&control, &objects, &dir.join("control/objects.json"))?;
+        if s.names_allocations() {
+            let list = control.kubectl().get_json(&["services", "-A"])?;
+            let services = list["items"].as_array().cloned().unwrap_or_default();
+            self.read_allocations(s, Some(&services), "")?;
+        }
+        let files = (1..=s.pods.len())
+            .map(|n| dir.join(format!("objects-node-{n}.yaml")))
+            .collect();
+        self.api = Some(Api {
+            control,
+            objects,
+            mirror: Mirror::new(files),
+        });
+        Ok(())
+    }
+
+    /// The scenario to run: `s` with the values it names read from
+    /// `services` (the apiserver's), or from its objects as written.
+    fn read_allocations(
+        &mut self,
+        s: &Scenario,
+        services: Option<&[serde_json::Value]>,
+        hint: &'static str,
+    ) -> Result<(), RunError> {
+        if !s.names_allocations() {
+            return Ok(());
+        }
+        let written;
+        let services = match services {
+            Some(list) => list,
+            None => {
+                written = parse_documents(&s.objects)
+                    .map_err(|source| RunError::Placeholder { source, hint: "" })?;
+                &written
+            }
+        };
+        self.scenario = s
+            .with_allocations(services)
+            .map_err(|source| RunError::Placeholder { source, hint })?;
+        Ok(())
+    }
+
+    /// The cloud LB on the router.
+    fn start_router(&mut self, s: &Scenario, exe: &Path, dir: &Path) -> Result<(), RunError> {
+        let Some(r) = &s.router else {
+            return Ok(());
+        };
+        let router = self.netns(&Role::Router)?;
+        if r.tproxy {
+            tproxy(&router)?;
+        }
+        let args = match &r.config {
+            Some(text) => {
+                let f = dir.join("lb.yaml");
+                std::fs::write(&f, text).map_err(RunError::Write)?;
+                vec![
+                    "lb".to_string(),
+                    "--config".into(),
+                    f.to_string_lossy().into_owned(),
+                ]
+            }
+            None => {
+                let mut a = vec!["lb".to_string()];
+                a.extend(r.lb.iter().cloned());
+                a
+            }
+        };
+        self.procs.push(Proc::start(
+            &router,
+            dir,
+            exe,
+            &args,
+            "realip lb on the router",
+        )?);
+        Ok(())
     }
 
     /// With `--api`: as each pod's process says READY=1, mark its Pod
