@@ -2,11 +2,15 @@
 //! (pkg/proxy/healthcheck), because cloud load balancers parse them.
 //!
 //! The responses are pure values; [`serve`] puts one behind a listener.
+//! The same server answers kube-proxy's metrics port (`/proxyMode`,
+//! `/metrics`), which the seeds and Prometheus read.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::metrics::SyncMetrics;
 
 /// A health response: status, headers, body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +216,37 @@ pub enum Responder {
     Service(Arc<ServiceHealthState>),
     /// Port 10256: `/healthz` and `/livez`.
     Proxy(Arc<ProxyHealth>),
+    /// Port 10249: `/proxyMode`, `/metrics` and a plain `/healthz`.
+    Metrics(Arc<SyncMetrics>),
+}
+
+fn not_found() -> HealthResponse {
+    HealthResponse {
+        status: 404,
+        headers: vec![("Content-Type", "text/plain; charset=utf-8".into())],
+        body: "404 page not found\n".into(),
+    }
+}
+
+/// The metrics port's answers, as kube-proxy's `serveMetrics` mux gives
+/// them: `/proxyMode` names the mode (tools such as the e2e tests curl
+/// it to learn which proxy runs), `/healthz` is the apiserver library's
+/// plain `ok`, `/metrics` the exposition.
+pub fn metrics_response(path: &str, metrics: &SyncMetrics) -> HealthResponse {
+    let text = |body: String, content_type: &str| HealthResponse {
+        status: 200,
+        headers: vec![
+            ("Content-Type", content_type.into()),
+            ("X-Content-Type-Options", "nosniff".into()),
+        ],
+        body,
+    };
+    match path {
+        "/proxyMode" => text("nftables".into(), "text/plain; charset=utf-8"),
+        "/healthz" => text("ok".into(), "text/plain; charset=utf-8"),
+        "/metrics" => text(metrics.render(), "text/plain; version=0.0.4; charset=utf-8"),
+        _ => not_found(),
+    }
 }
 
 impl Responder {
@@ -228,12 +263,9 @@ impl Responder {
             Responder::Proxy(p) => match path {
                 "/livez" => p.livez(now),
                 "/healthz" => p.healthz(now),
-                _ => HealthResponse {
-                    status: 404,
-                    headers: vec![("Content-Type", "text/plain; charset=utf-8".into())],
-                    body: "404 page not found\n".into(),
-                },
+                _ => not_found(),
             },
+            Responder::Metrics(m) => metrics_response(path, m),
         }
     }
 }
@@ -307,6 +339,24 @@ mod tests {
             go_time(UNIX_EPOCH + Duration::from_secs(951_782_400)),
             "2000-02-29 00:00:00 +0000 UTC"
         );
+    }
+
+    #[test]
+    fn metrics_port_paths() {
+        let m = SyncMetrics::default();
+        let r = metrics_response("/proxyMode", &m);
+        assert_eq!((r.status, r.body.as_str()), (200, "nftables"));
+        assert_eq!(
+            r.headers[0],
+            ("Content-Type", "text/plain; charset=utf-8".to_string())
+        );
+        let r = metrics_response("/metrics", &m);
+        assert_eq!(r.status, 200);
+        assert!(r
+            .body
+            .contains("kubeproxy_sync_proxy_rules_duration_seconds_count 0"));
+        assert_eq!(metrics_response("/healthz", &m).body, "ok");
+        assert_eq!(metrics_response("/configz", &m).status, 404);
     }
 
     #[test]

@@ -9,9 +9,10 @@
 //! kernel equal to the plan: the first sync replaces the tables, later
 //! ones send only the difference, each one atomic transaction.
 //! [`health`] answers the health checks byte for byte as kube-proxy does.
-//! [`agent`] is the loop around them: it polls an object source (files
-//! today, the API server next), syncs on a change, and keeps the health
-//! servers in line with the plan.
+//! [`agent`] is the loop around them: it watches an object source (files
+//! here, the API server through realip-kube), syncs on a change as
+//! kube-proxy's bounded-frequency runner does, keeps the health servers
+//! in line with the plan, and counts its syncs in [`metrics`].
 //!
 //! What it must not do: touch the kernel or the network from the model or
 //! the plan (they are pure), or let one bad object stop the others.
@@ -21,6 +22,7 @@
 pub mod agent;
 pub mod health;
 pub mod kernel;
+pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod sync;

@@ -133,6 +133,10 @@ pub struct Node {
     pub pod_cidrs: Vec<Cidr>,
     /// `status.addresses` that are IPs.
     pub ips: Vec<IpAddr>,
+    /// Being deleted (a `deletionTimestamp`), or tainted
+    /// `ToBeDeletedByClusterAutoscaler`: kube-proxy's `/healthz` then says
+    /// 503 so that load balancers drain the node first.
+    pub being_deleted: bool,
 }
 
 /// Everything the plan reads.
@@ -203,18 +207,33 @@ pub enum ObjectError {
     PodCidr(#[source] TrustError),
 }
 
-/// Accumulates objects from several texts.
+/// Accumulates objects, from texts or as typed API objects, into the
+/// model. Both paths go through the same typed adders, so a Service read
+/// from a file and one from the API server are reduced alike.
 #[derive(Debug, Default)]
 pub struct Loader {
     model: Model,
     skipped: Vec<Skipped>,
-    slices: Vec<(ServiceKey, discovery::EndpointSlice)>,
 }
 
 fn skip(object: impl Into<String>, reason: impl Into<String>) -> Skipped {
     Skipped {
         object: object.into(),
         reason: reason.into(),
+    }
+}
+
+/// `Kind namespace/name`, and where it came from when that is known (a
+/// file's document; the API's objects need no more than their name).
+fn label(kind: &str, ns: Option<&str>, name: Option<&str>, at: Option<&str>) -> String {
+    let name = name.unwrap_or("?");
+    let id = match ns {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    };
+    match at {
+        Some(at) => format!("{id} ({at})"),
+        None => id,
     }
 }
 
@@ -264,45 +283,15 @@ impl Loader {
                 }
             }
             "Service" => match serde_yaml_ng::from_value::<core::Service>(v) {
-                Ok(s) => match service(&s, &ns, &name) {
-                    Ok(Some(svc)) => {
-                        self.model.services.insert(svc.key.clone(), svc);
-                    }
-                    Ok(None) => {}
-                    Err(reason) => self.skipped.push(skip(label, reason.to_string())),
-                },
+                Ok(s) => self.service_at(&s, Some(at)),
                 Err(e) => self.skipped.push(skip(label, e.to_string())),
             },
             "EndpointSlice" => match serde_yaml_ng::from_value::<discovery::EndpointSlice>(v) {
-                Ok(s) => {
-                    let svc = s
-                        .metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get("kubernetes.io/service-name"))
-                        .cloned();
-                    match svc {
-                        Some(svc) => self.slices.push((
-                            ServiceKey {
-                                namespace: ns,
-                                name: svc,
-                            },
-                            s,
-                        )),
-                        None => self
-                            .skipped
-                            .push(skip(label, "no kubernetes.io/service-name label")),
-                    }
-                }
+                Ok(s) => self.endpoint_slice_at(&s, Some(at)),
                 Err(e) => self.skipped.push(skip(label, e.to_string())),
             },
             "Node" => match serde_yaml_ng::from_value::<core::Node>(v) {
-                Ok(n) => match node(&n, &name) {
-                    Ok(node) => {
-                        self.model.nodes.insert(node.name.clone(), node);
-                    }
-                    Err(reason) => self.skipped.push(skip(label, reason.to_string())),
-                },
+                Ok(n) => self.node_at(&n, Some(at)),
                 Err(e) => self.skipped.push(skip(label, e.to_string())),
             },
             // Pods, ConfigMaps and the rest do not shape the data plane.
@@ -310,19 +299,79 @@ impl Loader {
         }
     }
 
-    /// The model, with endpoints merged per Service, and what was skipped.
-    pub fn finish(mut self) -> (Model, Vec<Skipped>) {
-        for (key, slice) in std::mem::take(&mut self.slices) {
-            let label = format!(
-                "EndpointSlice {}/{}",
-                key.namespace,
-                slice.metadata.name.as_deref().unwrap_or("?")
-            );
-            match endpoints(&slice) {
-                Ok(eps) => self.model.endpoints.entry(key).or_default().extend(eps),
-                Err(reason) => self.skipped.push(skip(label, reason.to_string())),
+    /// Add a Service; one that cannot be programmed is skipped with its
+    /// reason, and headless and ExternalName Services add nothing.
+    pub fn add_service(&mut self, s: &core::Service) {
+        self.service_at(s, None);
+    }
+
+    /// Add an EndpointSlice's endpoints to its Service's (the
+    /// `kubernetes.io/service-name` label names it); a slice that cannot
+    /// be used is skipped with its reason.
+    pub fn add_endpoint_slice(&mut self, s: &discovery::EndpointSlice) {
+        self.endpoint_slice_at(s, None);
+    }
+
+    /// Add a Node; one whose pod CIDR does not parse is skipped.
+    pub fn add_node(&mut self, n: &core::Node) {
+        self.node_at(n, None);
+    }
+
+    fn service_at(&mut self, s: &core::Service, at: Option<&str>) {
+        let ns = s.metadata.namespace.as_deref().unwrap_or("default");
+        let name = s.metadata.name.as_deref().unwrap_or("?");
+        match service(s, ns, name) {
+            Ok(Some(svc)) => {
+                self.model.services.insert(svc.key.clone(), svc);
             }
+            Ok(None) => {}
+            Err(reason) => self.skipped.push(skip(
+                label("Service", Some(ns), Some(name), at),
+                reason.to_string(),
+            )),
         }
+    }
+
+    fn endpoint_slice_at(&mut self, s: &discovery::EndpointSlice, at: Option<&str>) {
+        let ns = s.metadata.namespace.as_deref().unwrap_or("default");
+        let label = || label("EndpointSlice", Some(ns), s.metadata.name.as_deref(), at);
+        let service = s
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("kubernetes.io/service-name"));
+        let Some(service) = service else {
+            self.skipped
+                .push(skip(label(), "no kubernetes.io/service-name label"));
+            return;
+        };
+        let key = ServiceKey {
+            namespace: ns.to_string(),
+            name: service.clone(),
+        };
+        match endpoints(s) {
+            Ok(eps) => self.model.endpoints.entry(key).or_default().extend(eps),
+            Err(reason) => self.skipped.push(skip(label(), reason.to_string())),
+        }
+    }
+
+    fn node_at(&mut self, n: &core::Node, at: Option<&str>) {
+        let name = n.metadata.name.as_deref().unwrap_or("?");
+        match node(n, name) {
+            Ok(node) => {
+                self.model.nodes.insert(node.name.clone(), node);
+            }
+            // Nodes have no namespace: the label is `Node name`.
+            Err(reason) => self.skipped.push(skip(
+                label("Node", None, Some(name), at),
+                reason.to_string(),
+            )),
+        }
+    }
+
+    /// The model, with endpoints merged per Service in the order their
+    /// slices were added, and what was skipped.
+    pub fn finish(self) -> (Model, Vec<Skipped>) {
         (self.model, self.skipped)
     }
 }
@@ -507,9 +556,15 @@ fn node(n: &core::Node, name: &str) -> Result<Node, ObjectError> {
                 .collect()
         })
         .unwrap_or_default();
+    let tainted = spec
+        .and_then(|s| s.taints.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .any(|t| t.key == "ToBeDeletedByClusterAutoscaler");
     Ok(Node {
         name: name.to_string(),
         pod_cidrs,
         ips,
+        being_deleted: n.metadata.deletion_timestamp.is_some() || tainted,
     })
 }

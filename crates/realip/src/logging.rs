@@ -1,9 +1,15 @@
 //! Logging setup and signals, shared by the long-running subcommands.
 
-/// Logs go to stderr through `tracing`; `RUST_LOG` filters (default info).
+/// Logs go to stderr through `tracing`; `RUST_LOG` filters (default
+/// info, without kube-rs's own lines about failed requests: realip-kube
+/// logs each failed watch once, with the server, the resource and the
+/// API's message, and kube-rs would say it again, less completely).
 pub fn init(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "info,kube_client::client::builder=off,kube_runtime::watcher=off",
+        )
+    });
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

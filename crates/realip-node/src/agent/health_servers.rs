@@ -1,5 +1,6 @@
 //! The healthCheckNodePort servers, kept in line with the plan: new
-//! ports bound, gone ones stopped, endpoint counts updated in place.
+//! ports bound, gone ones stopped, endpoint counts updated in place; and
+//! the proxy's own `/healthz` and metrics ports.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 use crate::health::{serve, ProxyHealth, Responder, ServiceHealthState};
+use crate::metrics::SyncMetrics;
 use crate::model::ServiceKey;
 use crate::plan::HealthCheck;
 
@@ -18,6 +20,15 @@ pub enum BindError {
     /// The proxy's own `/healthz` and `/livez` port.
     #[error("binding {addr}: {source}")]
     Healthz {
+        /// Where it was to listen.
+        addr: SocketAddr,
+        /// Why it could not.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The metrics port (`/proxyMode`, `/metrics`).
+    #[error("binding {addr} for the metrics: {source}")]
+    Metrics {
         /// Where it was to listen.
         addr: SocketAddr,
         /// Why it could not.
@@ -46,6 +57,18 @@ pub async fn serve_healthz(
     match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => Ok(tokio::spawn(serve(l, Responder::Proxy(proxy.clone())))),
         Err(source) => Err(BindError::Healthz { addr, source }),
+    }
+}
+
+/// Serve `/proxyMode` and `/metrics` for `metrics` on `addr` until the
+/// task is aborted.
+pub async fn serve_metrics(
+    addr: SocketAddr,
+    metrics: &Arc<SyncMetrics>,
+) -> Result<JoinHandle<()>, BindError> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Ok(tokio::spawn(serve(l, Responder::Metrics(metrics.clone())))),
+        Err(source) => Err(BindError::Metrics { addr, source }),
     }
 }
 

@@ -1,6 +1,7 @@
-//! Where the agent's objects come from: files today, the API server's
-//! watch next, behind one small trait.
+//! Where the agent's objects come from: files here, the API server's
+//! watches in realip-kube, behind one small trait.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -24,19 +25,46 @@ pub enum SourceError {
 /// Where the objects come from.
 ///
 /// The agent asks for the [`version`](ObjectSource::version) at every
-/// poll and reloads the whole state when it differs from the one it last
-/// loaded. A live source keeps an informer's cache: its version is the
-/// cache's last resourceVersion, and `load` reads the cache.
+/// wake-up and reloads the whole state when it differs from the one it
+/// last loaded. A file source is polled; a live source also says when to
+/// look ([`changed`](ObjectSource::changed)), whether it has loaded
+/// everything yet ([`ready`](ObjectSource::ready)) and whether it is in
+/// touch with its origin ([`connected`](ObjectSource::connected)). The
+/// defaults are a file's: always ready and connected, never woken.
 pub trait ObjectSource {
     /// Changes whenever the objects may have.
     type Version: PartialEq;
 
-    /// The version now (cheap: it is asked at every poll).
+    /// The version now (cheap: it is asked at every wake-up).
     fn version(&self) -> Self::Version;
 
     /// Read the whole current state; objects that cannot be used are
     /// skipped, each with its reason.
     fn load(&self) -> Result<(Model, Vec<Skipped>), SourceError>;
+
+    /// Every list has loaded once. Before that a sync would program a
+    /// partial state (Services without their endpoints, say), so the
+    /// agent does not sync.
+    fn ready(&self) -> bool {
+        true
+    }
+
+    /// The source is in touch with where the objects come from. While it
+    /// is not, the kernel keeps the last rules, but the agent stops
+    /// counting itself healthy: `/healthz` turns 503 once the last good
+    /// state is older than twice the sync period.
+    fn connected(&self) -> bool {
+        true
+    }
+
+    /// Resolves when the version may have moved on from `since`. Taking
+    /// the version last seen, rather than "from now", loses no change
+    /// that lands between the agent's look and its wait. A polled source
+    /// never resolves it.
+    fn changed(&self, since: &Self::Version) -> impl Future<Output = ()> {
+        let _ = since;
+        std::future::pending()
+    }
 }
 
 /// Objects from a YAML/JSON file, or from every `.yaml`/`.yml`/`.json`
