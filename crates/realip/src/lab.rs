@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use realip_lab::k8s::K8sBin;
-use realip_lab::run::{Options, ScenarioResult};
+use realip_lab::run::{AgentObjects, Options, ScenarioResult};
 use realip_lab::scenario::Scenario;
 use realip_lab::topology::{check_support, clean};
 
@@ -30,8 +30,11 @@ kube-controller-manager with the EndpointSlice controller. The Services are appl
 written, each given a selector; the lab creates the Node objects and one Pod per pod, bound to its \
 node and labelled for the Services whose slices list it, and marks a Pod Running and Ready once its \
 process is. The slices the agents get are the controller's, and the probes run only once they \
-list what the scenario's own slices said. The agents read the apiserver's objects from files the \
-lab rewrites when they change. The binaries come from --k8s-bin, else $REALIP_K8S_BIN, else \
+list what the scenario's own slices said. The agents watch the apiserver (see --agent-objects) \
+and the probes wait for their first sync and a settled /metrics; or they read the apiserver's \
+objects from files the lab writes before starting them. A value a Service leaves out (clusterIP, \
+nodePort, healthCheckNodePort) is allocated by the apiserver and read back where the scenario \
+names it ({NS/NAME.nodePort}). The binaries come from --k8s-bin, else $REALIP_K8S_BIN, else \
 target/k8s/bin of this workspace (scripts/k8s builds them). --api is not the default: it needs \
 that build, and each scenario then starts its own apiserver, which takes seconds where the files \
 take milliseconds."
@@ -57,6 +60,12 @@ pub struct Args {
     /// kubectl) for --api; default $REALIP_K8S_BIN, else target/k8s/bin of this workspace.
     #[arg(long, global = true, value_name = "DIR")]
     k8s_bin: Option<std::path::PathBuf>,
+    /// With --api, how the node agents get the objects: `watch` (each watches the apiserver
+    /// with a kubeconfig of its own, user system:kube-proxy) or `files` (the lab copies them into
+    /// a file per node, which the agents poll). Default: watch when this realip's `node` has
+    /// --kubeconfig.
+    #[arg(long, global = true, value_name = "HOW", value_parser = ["watch", "files"])]
+    agent_objects: Option<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -176,7 +185,18 @@ fn prepare(args: &Args) -> Result<(std::path::PathBuf, Options), ExitCode> {
         eprintln!("realip lab: finding this program: {e}");
         ExitCode::from(2)
     })?;
-    let mut options = Options::default();
+    let mut options = Options {
+        agents: match args.agent_objects.as_deref() {
+            Some("files") => Some(AgentObjects::Files),
+            Some(_) => Some(AgentObjects::Watch),
+            None => None,
+        },
+        ..Options::default()
+    };
+    if args.agent_objects.is_some() && !args.api {
+        eprintln!("realip lab: --agent-objects is for --api");
+        return Err(ExitCode::from(2));
+    }
     if args.api {
         let dir = K8sBin::choose(args.k8s_bin.as_deref());
         match K8sBin::find(&dir) {

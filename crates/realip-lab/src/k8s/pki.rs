@@ -51,6 +51,17 @@ impl Identity {
         }
     }
 
+    /// Node N's agent: `system:kube-proxy`, the user RBAC's bootstrap
+    /// policy binds to system:node-proxier (list and watch on Services,
+    /// EndpointSlices and Nodes); its own key pair per node.
+    pub fn kube_proxy(n: usize) -> Identity {
+        Identity {
+            file: format!("kube-proxy-node-{n}"),
+            user: "system:kube-proxy".into(),
+            groups: Vec::new(),
+        }
+    }
+
     /// `/O=group/.../CN=user`, openssl's -subj form.
     fn subject(&self) -> String {
         let mut s = String::new();

@@ -18,8 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::k8s::control::server_url;
 use crate::k8s::mirror::Mirror;
 use crate::k8s::objects::{pod_status, translate, ApiObjects};
+use crate::k8s::pki::Identity;
 use crate::k8s::slices::differences;
 use crate::k8s::{ControlPlane, K8sBin, K8sError};
 use crate::manifest::parse_documents;
@@ -27,6 +29,7 @@ use crate::process::Proc;
 use crate::scenario::{parse_millis, Scenario};
 use crate::topology::{node_ip, plan, unique_id, Lab, Role, Spec};
 
+use super::agents::{wait_settled, AgentObjects, METRICS};
 use super::error::RunError;
 
 /// How long the EndpointSlice controller may take to write the slices.
@@ -43,11 +46,26 @@ const FILES_HINT: &str =
 /// follows a `kubectl apply` within about a second.
 const AGENT_POLL: &str = "1s";
 
+/// How a scenario runs.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// On a real control plane from these binaries (`--api`); from the
+    /// scenario's objects file when `None`.
+    pub api: Option<K8sBin>,
+    /// With `--api`, how the agents get the objects; `None`: watch when
+    /// `realip node` can ([`AgentObjects::detect`]).
+    pub agents: Option<AgentObjects>,
+}
+
 /// The control plane and what the lab applied to it.
 struct Api {
     control: ControlPlane,
     objects: ApiObjects,
+    agents: AgentObjects,
+    /// Phase 1: the files the agents read.
     mirror: Mirror,
+    /// Phase 2: each agent's kubeconfig, node-1 first.
+    kubeconfigs: Vec<PathBuf>,
 }
 
 /// A running cluster. Dropping it stops every process (the lab's own,
@@ -77,8 +95,9 @@ impl Cluster {
         s: &Scenario,
         exe: &Path,
         dir: &Path,
-        api: Option<&K8sBin>,
+        options: &Options,
     ) -> Result<Cluster, RunError> {
+        let api = options.api.as_ref();
         let t0 = Instant::now();
         let lab = Lab::build(plan(
             &Spec {
@@ -104,7 +123,8 @@ impl Cluster {
         // From here an error drops `c`: everything started is stopped.
         match api {
             Some(bin) => {
-                c.start_control(bin, s, dir)?;
+                let agents = options.agents.unwrap_or_else(|| AgentObjects::detect(exe));
+                c.start_control(bin, s, dir, agents)?;
                 step("control plane ready, objects applied");
             }
             None => c.read_allocations(s, None, FILES_HINT)?,
@@ -130,8 +150,9 @@ impl Cluster {
             let objects = dir.join("objects.yaml");
             std::fs::write(&objects, format!("{}{}", node_objects(&s.pods), s.objects))
                 .map_err(RunError::Write)?;
+            let source = ["--objects".into(), objects.to_string_lossy().into_owned()];
             for n in 1..=s.pods.len() {
-                c.start_agent(exe, dir, n, &objects)?;
+                c.start_agent(exe, dir, n, &source)?;
             }
         }
         c.start_router(s, exe, dir)?;
@@ -176,7 +197,13 @@ impl Cluster {
         self.api.as_ref().map(|a| &a.control)
     }
 
-    /// The files the agents read their objects from, with `--api`.
+    /// How the agents get the objects, with `--api`.
+    pub fn agents(&self) -> Option<AgentObjects> {
+        self.api.as_ref().map(|a| a.agents)
+    }
+
+    /// The files the agents read their objects from, with `--api` in
+    /// phase 1.
     pub fn objects_files(&self) -> Vec<PathBuf> {
         self.api
             .as_ref()
@@ -191,7 +218,11 @@ impl Cluster {
         let mut reported = false;
         while !stop() {
             let started = Instant::now();
-            if let Some(api) = &mut self.api {
+            if let Some(api) = &mut self
+                .api
+                .as_mut()
+                .filter(|a| a.agents == AgentObjects::Files)
+            {
                 match api.mirror.sync(api.control.kubectl()) {
                     Ok(true) => tracing::info!("objects changed; the agents' files rewritten"),
                     Ok(false) => {}
@@ -208,7 +239,13 @@ impl Cluster {
     }
 
     /// Start the control plane and apply the scenario's objects to it.
-    fn start_control(&mut self, bin: &K8sBin, s: &Scenario, dir: &Path) -> Result<(), RunError> {
+    fn start_control(
+        &mut self,
+        bin: &K8sBin,
+        s: &Scenario,
+        dir: &Path,
+        agents: AgentObjects,
+    ) -> Result<(), RunError> {
         let control = ControlPlane::start(bin, &self.netns(&Role::Control)?, &dir.join("control"))?;
         let objects = translate(s).map_err(K8sError::from)?;
         apply(&control, &objects, &dir.join("control/objects.json"))?;
@@ -217,13 +254,24 @@ impl Cluster {
             let services = list["items"].as_array().cloned().unwrap_or_default();
             self.read_allocations(s, Some(&services), "")?;
         }
-        let files = (1..=s.pods.len())
-            .map(|n| dir.join(format!("objects-node-{n}.yaml")))
-            .collect();
+        let mut files = Vec::new();
+        let mut kubeconfigs = Vec::new();
+        for n in 1..=s.pods.len() {
+            match agents {
+                AgentObjects::Files => files.push(dir.join(format!("objects-node-{n}.yaml"))),
+                AgentObjects::Watch => kubeconfigs.push(
+                    control
+                        .pki()
+                        .client(&Identity::kube_proxy(n), &server_url())?,
+                ),
+            }
+        }
         self.api = Some(Api {
             control,
             objects,
+            agents,
             mirror: Mirror::new(files),
+            kubeconfigs,
         });
         Ok(())
     }
@@ -307,43 +355,65 @@ impl Cluster {
         step("pods running and ready");
         self.wait_for_slices()?;
         step("EndpointSlices written");
-        let files = match &mut self.api {
-            Some(api) => {
-                api.mirror.sync(api.control.kubectl())?;
-                api.mirror.files().to_vec()
-            }
-            None => return Ok(()),
+        let Some(api) = &mut self.api else {
+            return Ok(());
         };
+        // Each agent's source: the file the lab writes now (phase 1), or
+        // the apiserver itself (phase 2).
+        let sources: Vec<[String; 2]> = match api.agents {
+            AgentObjects::Files => {
+                api.mirror.sync(api.control.kubectl())?;
+                api.mirror
+                    .files()
+                    .iter()
+                    .map(|f| ["--objects".into(), f.to_string_lossy().into_owned()])
+                    .collect()
+            }
+            AgentObjects::Watch => api
+                .kubeconfigs
+                .iter()
+                .map(|k| ["--kubeconfig".into(), k.to_string_lossy().into_owned()])
+                .collect(),
+        };
+        let watch = api.agents == AgentObjects::Watch;
         let first = self.procs.len();
-        for (n, file) in files.iter().enumerate() {
-            self.start_agent(exe, dir, n + 1, file)?;
+        for (i, source) in sources.iter().enumerate() {
+            self.start_agent(exe, dir, i + 1, source)?;
         }
         for p in &mut self.procs[first..] {
             p.wait_ready()?;
+        }
+        if watch {
+            for n in 1..=sources.len() {
+                wait_settled(&self.netns(&Role::Node(n))?, n)?;
+            }
         }
         step("agents synced");
         Ok(())
     }
 
-    /// `realip node` on node N, reading `objects`.
+    /// `realip node` on node N, with `source` (`--objects FILE` or
+    /// `--kubeconfig FILE`).
     fn start_agent(
         &mut self,
         exe: &Path,
         dir: &Path,
         n: usize,
-        objects: &Path,
+        source: &[String; 2],
     ) -> Result<(), RunError> {
         let ip = node_ip(n).to_string();
         let args: Vec<String> = [
             "node",
-            "--objects",
-            &objects.to_string_lossy(),
+            &source[0],
+            &source[1],
             "--node",
             &format!("node-{n}"),
             "--health-address",
             &ip,
             "--healthz",
             &format!("{ip}:10256"),
+            "--metrics-bind-address",
+            METRICS,
             "--poll",
             AGENT_POLL,
         ]

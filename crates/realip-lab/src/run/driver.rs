@@ -4,11 +4,10 @@
 use std::path::Path;
 use std::time::Instant;
 
-use crate::k8s::K8sBin;
 use crate::scenario::{parse_host, Host, Scenario};
 use crate::topology::{register_dir, unique_id, unregister_dir, Role};
 
-use super::cluster::Cluster;
+use super::cluster::{Cluster, Options};
 use super::error::RunError;
 use super::judge::judge;
 use super::nat::{check_nat, flows_in, nat_seen};
@@ -22,14 +21,6 @@ fn role(h: Host) -> Role {
         Host::Node(n) => Role::Node(n),
         Host::Pod(n, j) => Role::Pod(n, j),
     }
-}
-
-/// How a scenario runs.
-#[derive(Debug, Clone, Default)]
-pub struct Options {
-    /// On a real control plane from these binaries (`--api`); from the
-    /// scenario's objects file when `None`.
-    pub api: Option<K8sBin>,
 }
 
 /// A fresh private directory for one run of scenario `name`, removed by
@@ -84,7 +75,7 @@ fn run_in(
     dir: &Path,
     options: &Options,
 ) -> Result<Vec<ProbeResult>, RunError> {
-    let cluster = Cluster::up(s, exe, dir, options.api.as_ref())?;
+    let cluster = Cluster::up(s, exe, dir, options)?;
     let s = cluster.scenario();
     let mut out = Vec::new();
     // The kernel's own record of each probe's NAT, from the nodes.

@@ -94,6 +94,19 @@ pub enum RunError {
         /// The namespace.
         netns: String,
     },
+    /// An agent's /metrics could not be read.
+    #[error("the agent's /metrics: {0}")]
+    Metrics(#[source] std::io::Error),
+    /// An agent did not show a settled sync.
+    #[error("realip node on node-{node} did not settle within {timeout:?} (its /metrics: {last})")]
+    NotSettled {
+        /// The node.
+        node: usize,
+        /// How long it had.
+        timeout: std::time::Duration,
+        /// What was last seen.
+        last: String,
+    },
     /// A probe's target is not a socket address.
     #[error("{to:?} is not ADDR:PORT")]
     BadTarget {

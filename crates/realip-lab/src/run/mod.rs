@@ -5,6 +5,7 @@
 //! started is stopped by its PID and the namespaces are deleted, whatever
 //! happens.
 
+mod agents;
 mod cluster;
 mod driver;
 mod error;
@@ -14,8 +15,9 @@ mod netns;
 mod probe;
 mod result;
 
-pub use cluster::Cluster;
-pub use driver::{remove_run_dir, run, run_dir, Options};
+pub use agents::AgentObjects;
+pub use cluster::{Cluster, Options};
+pub use driver::{remove_run_dir, run, run_dir};
 pub use error::RunError;
 pub use judge::judge;
 pub use result::{Check, ProbeResult, ScenarioResult, Seen};

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use realip_lab::run::{remove_run_dir, run_dir, Cluster, Options};
+use realip_lab::run::{remove_run_dir, run_dir, AgentObjects, Cluster, Options};
 use realip_lab::scenario::{Scenario, Send};
 use realip_lab::topology::{node_ip, node_pod_gateway, pod_ip, Role, CLIENT_IP, CONTROL_IP};
 
@@ -47,7 +47,7 @@ pub fn run(s: &Scenario, exe: &Path, options: &Options) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut cluster = match Cluster::up(s, exe, &dir, options.api.as_ref()) {
+    let mut cluster = match Cluster::up(s, exe, &dir, options) {
         Ok(c) => c,
         Err(e) => {
             if realip_lab::topology::stopping() {
@@ -103,7 +103,11 @@ fn describe(s: &Scenario, cluster: &Cluster, exe: &Path, dir: &Path) -> String {
                     gw[0],
                     gw[1],
                     gw[2],
-                    if agents { ": realip node" } else { "" }
+                    match (agents, cluster.agents()) {
+                        (false, _) => "",
+                        (true, Some(AgentObjects::Watch)) => ": realip node, watching the apiserver",
+                        (true, _) => ": realip node",
+                    }
                 )
             }
             Role::Pod(n, j) => {
@@ -140,16 +144,26 @@ fn describe(s: &Scenario, cluster: &Cluster, exe: &Path, dir: &Path) -> String {
             "ip netns exec {} nft list table ip realip",
             ns(&Role::Node(1))
         ));
-        let objects = cluster
-            .objects_files()
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| dir.join("objects.yaml"));
-        try_lines.push(format!(
-            "{} node plan --objects {} --node node-1",
-            exe.display(),
-            objects.display()
-        ));
+        let plan = |objects: &Path| {
+            format!(
+                "{} node plan --objects {} --node node-1",
+                exe.display(),
+                objects.display()
+            )
+        };
+        match (cluster.agents(), cluster.objects_files().first()) {
+            // The agents read no file: take the apiserver's objects now.
+            (Some(AgentObjects::Watch), _) => {
+                let objects = dir.join("objects.yaml");
+                try_lines.push(format!(
+                    "k get svc,endpointslices,nodes -A -o yaml > {} && {}",
+                    objects.display(),
+                    plan(&objects)
+                ));
+            }
+            (_, Some(file)) => try_lines.push(plan(file)),
+            (_, None) => try_lines.push(plan(&dir.join("objects.yaml"))),
+        }
     }
     text.push_str("try:\n");
     for l in try_lines {

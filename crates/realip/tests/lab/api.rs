@@ -65,6 +65,31 @@ fn every_builtin_scenario_passes_on_the_api() {
     }
 }
 
+/// Phase 1 stays usable: with `--agent-objects files` the agents read
+/// the apiserver's objects from the files the lab writes, and the
+/// scenarios pass the same (one of each kind: Cluster, Local with health
+/// checks, an ingress pod in another namespace).
+#[test]
+fn on_the_api_the_agents_may_read_files() {
+    if k8s().is_none() {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_realip"))
+        .args(["lab", "--api", "--agent-objects", "files", "--json", "run"])
+        .args(["nodeport-cluster", "l4-lb-local", "ingress"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(v["pass"], true, "{stdout}");
+    assert_eq!(v["scenarios"].as_array().unwrap().len(), 3);
+}
+
 /// `lab up --api SCENARIO`: a running cluster with a kubeconfig; kubectl
 /// shows the Service the scenario applied, the NodePort answers from the
 /// client, and SIGINT takes every namespace, process and file away.
@@ -105,6 +130,13 @@ fn lab_up_on_the_api_runs_a_cluster_until_ctrl_c() {
         .and_then(|l| l.split_whitespace().next())
         .unwrap_or_else(|| panic!("no kubeconfig printed: {text}"))
         .to_string();
+    // Phase 2: the agents watch the apiserver themselves.
+    assert!(
+        text.contains(
+            "node-1 10.0.0.11 (pods 10.244.1.0/24 via cbr0): realip node, watching the apiserver"
+        ),
+        "{text}"
+    );
     for want in [
         "get svc -A -o wide",
         "curl -s http://10.0.0.11:30081/api",
