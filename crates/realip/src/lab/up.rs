@@ -20,7 +20,7 @@ pub fn bare(pods: &str) -> Result<Scenario, ExitCode> {
         pods.split(',').map(|p| p.trim().parse::<usize>()).collect();
     match counts {
         Ok(c) if !c.is_empty() => Ok(Scenario {
-            name: "up".into(),
+            name: "pods".into(),
             title: format!("whoami pods on {} nodes", c.len()),
             seed: None,
             pods: c,

@@ -299,3 +299,60 @@ probes:
     predicts: it answers
     expect: {status: 200}
 "#;
+
+/// Ctrl-C while the control planes start or the scenarios run: no
+/// namespace, process (etcd, the apiserver, kubectl ...) or run directory
+/// (the CA's key is in it) is left.
+#[test]
+fn an_interrupted_api_run_leaves_nothing_behind() {
+    if k8s().is_none() {
+        return;
+    }
+    for delay in [1500u64, 5000] {
+        let tag = format!(
+            "REALIP_LAB_TEST_TAG=interrupted-api-{}-{delay}",
+            std::process::id()
+        );
+        let mut child = Command::new(env!("CARGO_BIN_EXE_realip"))
+            .args(["lab", "--api"])
+            .env("REALIP_LAB_TEST_TAG", tag.split_once('=').unwrap().1)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let id = format!("{:x}", child.id());
+        std::thread::sleep(Duration::from_millis(delay));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "realip lab --api did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(status.code(), Some(130), "after {delay} ms");
+        let left: Vec<String> = netns_names()
+            .into_iter()
+            .filter(|n| n.starts_with(&format!("{PREFIX}-{id}")))
+            .collect();
+        assert!(left.is_empty(), "after {delay} ms: {left:?}");
+        let survivors = tagged_processes(&tag);
+        assert!(
+            survivors.is_empty(),
+            "after {delay} ms, still running: {survivors:?}"
+        );
+        // Run directories are realip-lab-NAME-ID, the ID starting with the PID.
+        let dirs: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("realip-lab-") && n.contains(&format!("-{id}")))
+            .collect();
+        assert!(dirs.is_empty(), "after {delay} ms: {dirs:?}");
+    }
+}
