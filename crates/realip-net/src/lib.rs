@@ -5,6 +5,8 @@
 //! header read off the fresh connection, bounded, timed out, never guessing
 //! whether one is there), hands the bytes that followed it back through
 //! [`Rewind`], and splits a PROXY header off a datagram.
+//! It also reads an HTTP/1 head for the fast paths of whoami and the lb
+//! ([`read_head`]: the caller parses, the reader bounds and times it).
 //!
 //! Sōzu's three PROXY roles, and where each lives:
 //! - **expect**: a listener that requires a header reads it before its
@@ -28,6 +30,7 @@ mod accept;
 mod accepted;
 mod answer;
 mod duration;
+mod head;
 mod http_server;
 mod idle;
 mod mode;
@@ -40,6 +43,7 @@ pub use accept::CappedAccept;
 pub use accepted::{AcceptError, Accepted, Expect};
 pub use answer::ANSWER_408;
 pub use duration::parse_duration;
+pub use head::{read_head, Deadline, HeadError, HeadLimits};
 pub use http_server::http_server;
 pub use idle::IdleTimeout;
 pub use mode::{ProxyMode, UnknownProxyMode};

@@ -9,15 +9,16 @@
 //! over the size or count limit — is handed, with every byte read so far, to
 //! hyper for the rest of the connection, so hyper's answers (400, 431, h2c,
 //! bodies, 100-continue) stay the only ones. What is left here is framing a
-//! response, keep-alive, the head timeout (408) and graceful shutdown.
+//! response, keep-alive, the head timeout's 408 and graceful shutdown; the
+//! head is read, bounded and timed by realip-net's [`read_head`].
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 use hyper::body::Body as _;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use realip_net::{read_head, Deadline, HeadError, HeadLimits};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::conn::stopped;
 use crate::endpoints::{handle, ConnInfo, Payload};
 use crate::state::State;
 
@@ -43,59 +44,51 @@ where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     let limits = state.config.limits;
-    let max_head = limits.max_header_bytes;
+    // One deadline for the whole head, from the end of the last answer:
+    // the header timeout is also the keep-alive idle time.
+    let head_limits = HeadLimits::new(
+        limits.max_header_bytes,
+        Deadline::Whole(limits.header_timeout),
+    );
     let mut buf = BytesMut::with_capacity(INITIAL_BUF);
     let mut out = Vec::with_capacity(1024);
     // One timer for the connection's head deadlines, reset per request.
     let head_timer = tokio::time::sleep(limits.header_timeout);
     tokio::pin!(head_timer);
-    let mut timer_set = false;
     loop {
-        // Parse whatever has arrived (pipelined requests need no read).
-        let parsed = if buf.is_empty() {
-            None
-        } else {
-            match parse(&buf, limits.max_headers) {
-                Parse::Partial if buf.len() < max_head => None,
-                // Over a limit, malformed, or not for us: hyper answers.
-                Parse::Partial | Parse::NotSimple => return Outcome::Handoff(buf.freeze()),
-                Parse::Simple(req) => Some(req),
+        // Whatever has arrived is parsed first (pipelined requests need no
+        // read).
+        let read = read_head(
+            io,
+            &mut buf,
+            &head_limits,
+            head_timer.as_mut(),
+            Some(&mut *shutdown),
+            |b| match parse(b, limits.max_headers) {
+                Parse::Partial => None,
+                verdict => Some(verdict),
+            },
+        )
+        .await;
+        let head = match read {
+            Ok(Some(Parse::Simple(head))) => head,
+            // Over a limit, malformed, or not for us: hyper answers.
+            Ok(Some(Parse::NotSimple | Parse::Partial)) | Err(HeadError::TooLarge { .. }) => {
+                return Outcome::Handoff(buf.freeze())
             }
-        };
-        let Some(head) = parsed else {
-            if !timer_set {
-                head_timer
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + limits.header_timeout);
-                timer_set = true;
-            }
-            if *shutdown.borrow() {
+            Err(HeadError::TimedOut) => {
+                // Part of a head and then too little: hyper would close
+                // without a word; say why.
+                tracing::info!(peer = %info.peer, "request head timed out");
+                let _ = io.write_all(realip_net::ANSWER_408).await;
                 return Outcome::Closed;
             }
-            if buf.capacity() - buf.len() < 512 {
-                buf.reserve(INITIAL_BUF.min(max_head + 1));
-            }
-            tokio::select! {
-                biased;
-                r = io.read_buf(&mut buf) => match r {
-                    Ok(0) | Err(_) => return Outcome::Closed,
-                    Ok(_) => continue,
-                },
-                () = &mut head_timer => {
-                    if !buf.is_empty() {
-                        // Part of a head and then too little: hyper would
-                        // close without a word; say why.
-                        tracing::info!(peer = %info.peer, "request head timed out");
-                        let _ = io.write_all(
-                            realip_net::ANSWER_408,
-                        ).await;
-                    }
-                    return Outcome::Closed;
-                }
-                () = stopped(shutdown) => return Outcome::Closed,
+            // Closed, failed, idle, or shutting down.
+            Ok(None)
+            | Err(HeadError::Closed | HeadError::Io(_) | HeadError::Idle | HeadError::Shutdown) => {
+                return Outcome::Closed
             }
         };
-        timer_set = false;
         let consumed = head.len;
         let keep_alive = head.keep_alive;
         let is_head = head.request.method() == Method::HEAD;

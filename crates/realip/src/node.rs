@@ -113,7 +113,7 @@ struct AgentArgs {
     #[arg(long, default_value = "1h", value_parser = crate::process::parse_duration)]
     full_sync_period: Duration,
     /// Sync once and exit (no health servers): 0 when the kernel holds the plan. From the API
-    /// server, once every list has loaded.
+    /// server, once every list has loaded (at most 30 s; then it fails).
     #[arg(long)]
     once: bool,
     /// Remove the tables and exit (no objects are read).
@@ -342,15 +342,27 @@ fn run_agent(args: AgentArgs) -> ExitCode {
             Err(e) => return no_netlink(&e),
         };
         if args.once {
-            // The first sync must see whole lists, as the agent's does.
+            // The first sync must see whole lists, as the agent's does; a
+            // list that never loads (forbidden, unreachable) is a failure
+            // to report, not a wait without end.
             tokio::select! {
                 () = agent.source().wait_ready() => {}
+                () = tokio::time::sleep(ONCE_LISTS) => {
+                    eprintln!(
+                        "realip node: the lists from {} did not load within {ONCE_LISTS:?} (the warnings above say why)",
+                        conn.server
+                    );
+                    return ExitCode::FAILURE;
+                }
                 () = crate::logging::wait_for_signal() => return ExitCode::FAILURE,
             }
         }
         drive(agent, &config, args.once).await
     })
 }
+
+/// How long `--once` waits for the API server's lists.
+const ONCE_LISTS: Duration = Duration::from_secs(30);
 
 fn no_netlink(e: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("realip node: {e} (programming nf_tables needs CAP_NET_ADMIN)");

@@ -789,3 +789,99 @@ async fn the_config_names_upgrades_and_underscores_and_refuses_h2c() {
     assert!(err.contains("\"h2c\" cannot be passed through"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn heads_in_pieces_go_through_and_a_slow_head_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A backend answering every request in three writes: a 103 cut inside
+    // its status line, then the rest of it with the final head cut inside
+    // a header name, then the rest.
+    let b = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = b.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = b.accept().await {
+            let _ = s.set_nodelay(true);
+            tokio::spawn(async move {
+                let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
+                loop {
+                    let Ok(n @ 1..) = s.read(&mut chunk).await else {
+                        return;
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        for piece in [
+                            &b"HTTP/1.1 10"[..],
+                            b"3 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nCont",
+                            b"ent-Length: 2\r\n\r\nok",
+                        ] {
+                            if s.write_all(piece).await.is_err() {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let dir = scratch("lbheads");
+    let config = format!(
+        "\
+pools:
+  a: {{backends: [\"{backend}\"]}}
+listeners:
+  - name: ingress
+    mode: http
+    listen: 127.0.0.1:0
+    header_timeout: 1s
+    routes:
+      - {{path: /, pool: a}}
+"
+    );
+    let l = start(&[
+        "lb",
+        "--config",
+        write_config(&dir, &config).to_str().unwrap(),
+    ]);
+    let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut c = connect_from("127.0.0.2", l.http).await;
+    let out = raw_until(&mut c, req, "\r\n\r\nok").await;
+    assert!(
+        out.starts_with("HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\n"),
+        "{out}"
+    );
+    // Idle between requests for longer than the header timeout: the wait
+    // for a head's first byte is the keep-alive time, not that.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let out = raw_until(&mut c, req, "\r\n\r\nok").await;
+    assert!(out.contains("HTTP/1.1 200 OK\r\n"), "{out}");
+    // Half a head, then silence: 408 at the header timeout.
+    let t = std::time::Instant::now();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut out)).await;
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "slow head closed after {waited:?}"
+    );
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    // The header timeout counts from the head's first byte.
+    let mut c = connect_from("127.0.0.2", l.http).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let t = std::time::Instant::now();
+    c.write_all(b"GET / HT").await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut out)).await;
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed {waited:?} after the first byte"
+    );
+    assert!(out.starts_with(b"HTTP/1.1 408"), "{out:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

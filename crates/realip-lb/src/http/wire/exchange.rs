@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use realip_core::BackendAddr;
+use realip_net::{read_head, Deadline, HeadError, HeadLimits};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
@@ -185,46 +186,56 @@ async fn attempt(
         return Err((f, Some(UpstreamError::Io { backend, source })));
     }
     rbuf.clear();
-    loop {
-        if rbuf.capacity() - rbuf.len() < 1024 {
-            rbuf.reserve(BODY_BUF);
-        }
-        let read = tokio::select! {
-            r = up.stream.read_buf(rbuf) => r,
-            () = &mut timer => return Err((Failure::Timeout, None)),
-        };
-        // Nothing at all on a pooled connection: the backend had closed
-        // it; part of a head: it broke off answering this request.
-        let closed = |in_head: bool| {
-            let reused = reused && !in_head;
-            Err((
+    // One deadline for the head, set before the write.
+    let head_limits = HeadLimits::new(MAX_RESPONSE_HEAD, Deadline::Set).growing(1024, BODY_BUF);
+    let read = read_head(
+        &mut up.stream,
+        rbuf,
+        &head_limits,
+        timer,
+        None,
+        response_head,
+    )
+    .await;
+    // Nothing at all on a pooled connection: the backend had closed it;
+    // part of a head: it broke off answering this request.
+    let closed = |in_head: bool| {
+        let reused = reused && !in_head;
+        Err((
+            Failure::Failed { reused },
+            Some(UpstreamError::Closed { backend, in_head }),
+        ))
+    };
+    let refused = match read {
+        Ok(Some(Ok(n))) => return Ok((up, n)),
+        Ok(None) => return closed(false),
+        Err(HeadError::Closed) => return closed(true),
+        Err(HeadError::Io(source)) => {
+            let reused = reused && rbuf.is_empty();
+            return Err((
                 Failure::Failed { reused },
-                Some(UpstreamError::Closed { backend, in_head }),
-            ))
-        };
-        match read {
-            Ok(0) => return closed(!rbuf.is_empty()),
-            Err(source) => {
-                let reused = reused && rbuf.is_empty();
-                return Err((
-                    Failure::Failed { reused },
-                    Some(UpstreamError::Io { backend, source }),
-                ));
-            }
-            Ok(_) => {}
+                Some(UpstreamError::Io { backend, source }),
+            ));
         }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut headers);
-        let refused = match resp.parse(rbuf) {
-            Ok(httparse::Status::Complete(n)) => return Ok((up, n)),
-            Ok(httparse::Status::Partial) if rbuf.len() < MAX_RESPONSE_HEAD => continue,
-            Ok(httparse::Status::Partial) => UpstreamError::HeadTooLarge {
-                backend,
-                limit: MAX_RESPONSE_HEAD,
-            },
-            Err(source) => UpstreamError::Malformed { backend, source },
-        };
-        return Err((Failure::Failed { reused: false }, Some(refused)));
+        // No shutdown signal is watched here.
+        Err(HeadError::Idle | HeadError::TimedOut | HeadError::Shutdown) => {
+            return Err((Failure::Timeout, None))
+        }
+        Err(HeadError::TooLarge { limit }) => UpstreamError::HeadTooLarge { backend, limit },
+        Ok(Some(Err(source))) => UpstreamError::Malformed { backend, source },
+    };
+    Err((Failure::Failed { reused: false }, Some(refused)))
+}
+
+/// What httparse makes of a backend's bytes so far: `None` while the
+/// head is incomplete, else its length or why it is no response head.
+fn response_head(b: &[u8]) -> Option<Result<usize, httparse::Error>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(b) {
+        Ok(httparse::Status::Complete(n)) => Some(Ok(n)),
+        Ok(httparse::Status::Partial) => None,
+        Err(e) => Some(Err(e)),
     }
 }
 
@@ -303,29 +314,32 @@ async fn relay<I: AsyncRead + AsyncWrite + Unpin>(
                     status: code,
                 };
             }
-            loop {
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                let mut r = httparse::Response::new(&mut headers);
-                match r.parse(rbuf) {
-                    Ok(httparse::Status::Complete(n)) => {
-                        head_len = n;
-                        break;
-                    }
-                    Ok(httparse::Status::Partial) if rbuf.len() < MAX_RESPONSE_HEAD => {}
-                    _ => return Relayed::Refused("malformed response head after a 1xx"),
+            // The final head may have come with the 1xx; each read after
+            // it gets the idle time.
+            let head_limits =
+                HeadLimits::new(MAX_RESPONSE_HEAD, Deadline::EachRead(limits_timeout))
+                    .growing(1024, BODY_BUF);
+            let read = read_head(
+                &mut up.stream,
+                rbuf,
+                &head_limits,
+                timer.as_mut(),
+                None,
+                response_head,
+            )
+            .await;
+            head_len = match read {
+                Ok(Some(Ok(n))) => n,
+                Ok(Some(Err(_))) | Err(HeadError::TooLarge { .. }) => {
+                    return Relayed::Refused("malformed response head after a 1xx")
                 }
-                if rbuf.capacity() - rbuf.len() < 1024 {
-                    rbuf.reserve(BODY_BUF);
+                Err(HeadError::Idle | HeadError::TimedOut) => {
+                    return Relayed::Refused("no final response in time after a 1xx")
                 }
-                timer.as_mut().reset(Instant::now() + limits_timeout);
-                let n = tokio::select! {
-                    r = up.stream.read_buf(rbuf) => r,
-                    () = &mut timer => return Relayed::Refused("no final response in time after a 1xx"),
-                };
-                if !matches!(n, Ok(1..)) {
-                    return Relayed::Refused("the backend broke off after a 1xx");
+                Ok(None) | Err(HeadError::Closed | HeadError::Io(_) | HeadError::Shutdown) => {
+                    return Relayed::Refused("the backend broke off after a 1xx")
                 }
-            }
+            };
             continue;
         }
         conn.shared.stats.count_code(code);

@@ -18,15 +18,20 @@
 //!
 //! One timer per connection bounds every wait: it is pushed forward, which
 //! costs no timer-wheel work, before each read or write.
+//!
+//! Request heads and backends' response heads are read by
+//! [`realip_net::read_head`], as whoami's fast path reads its own: the
+//! parse is this module's, the loop, the bound and the deadline the
+//! reader's.
 
 mod exchange;
 mod request;
 pub(crate) mod response;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use realip_net::{read_head, Deadline, HeadError, HeadLimits};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 use super::answer::Answer;
 use super::limits::{HttpLimits, BODY_BUF, IDLE};
@@ -64,68 +69,46 @@ where
     };
     let timer = tokio::time::sleep(IDLE);
     tokio::pin!(timer);
-    // Which wait the timer is set for.
-    #[derive(PartialEq)]
-    enum Phase {
-        Idle,
-        Head,
-        Busy,
-    }
-    let mut phase = Phase::Busy;
+    // Idle between requests: the keep-alive timeout; once a head has
+    // started: the header timeout.
+    let head_limits = HeadLimits::new(
+        limits.max_header_bytes,
+        Deadline::IdleThenHead {
+            idle: IDLE,
+            head: limits.header_timeout,
+        },
+    );
     loop {
-        let parsed = if buf.is_empty() {
-            Parsed::Partial
-        } else {
-            parse(&buf, conn, &mut up_head)
-        };
-        let taken = match parsed {
-            Parsed::Partial if buf.len() < limits.max_header_bytes => None,
-            Parsed::Partial | Parsed::NotSimple => return Outcome::Handoff(buf.freeze()),
-            Parsed::Simple(t) => Some(t),
-        };
-        let Some(t) = taken else {
-            // Idle between requests: the keep-alive timeout; once a head
-            // has started: the header timeout.
-            if buf.is_empty() && phase != Phase::Idle {
-                timer.as_mut().reset(Instant::now() + IDLE);
-                phase = Phase::Idle;
-            } else if !buf.is_empty() && phase != Phase::Head {
-                timer.as_mut().reset(Instant::now() + limits.header_timeout);
-                phase = Phase::Head;
+        // Whatever has arrived is parsed first (pipelined requests need no
+        // read).
+        let read = read_head(
+            io,
+            &mut buf,
+            &head_limits,
+            timer.as_mut(),
+            Some(&mut *shutdown),
+            |b| match parse(b, conn, &mut up_head) {
+                Parsed::Partial => None,
+                verdict => Some(verdict),
+            },
+        )
+        .await;
+        let t = match read {
+            Ok(Some(Parsed::Simple(t))) => t,
+            Ok(Some(Parsed::NotSimple | Parsed::Partial)) | Err(HeadError::TooLarge { .. }) => {
+                return Outcome::Handoff(buf.freeze())
             }
-            if *shutdown.borrow() {
+            Err(HeadError::TimedOut) => {
+                tracing::info!(peer = %conn.peer, "request head timed out");
+                let _ = io.write_all(realip_net::ANSWER_408).await;
                 return Outcome::Closed;
             }
-            if buf.capacity() - buf.len() < 512 {
-                buf.reserve(INITIAL_BUF.min(limits.max_header_bytes + 1));
-            }
-            // Results handled after the select: an await inside a branch
-            // would hold the watch's guard across it (not Send).
-            enum Woke {
-                Read(bool),
-                Timer,
-                Stop,
-            }
-            let woke = tokio::select! {
-                biased;
-                r = io.read_buf(&mut buf) => Woke::Read(matches!(r, Ok(1..))),
-                () = &mut timer => Woke::Timer,
-                _ = shutdown.wait_for(|&v| v) => Woke::Stop,
-            };
-            match woke {
-                Woke::Read(true) => continue,
-                Woke::Read(false) | Woke::Stop => return Outcome::Closed,
-                Woke::Timer => {
-                    if !buf.is_empty() {
-                        tracing::info!(peer = %conn.peer, "request head timed out");
-                        let _ = io.write_all(realip_net::ANSWER_408).await;
-                    }
-                    return Outcome::Closed;
-                }
+            Ok(None)
+            | Err(HeadError::Closed | HeadError::Io(_) | HeadError::Idle | HeadError::Shutdown) => {
+                return Outcome::Closed
             }
         };
         buf.advance(t.len);
-        phase = Phase::Busy;
         let keep_alive = match &t.routed {
             None => {
                 let started = start();
