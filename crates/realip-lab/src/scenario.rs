@@ -27,10 +27,16 @@
 //!     predicts: the pod sees the client
 //!     expect: {peer: 203.0.113.7}
 //! ```
+//!
+//! A value the apiserver allocates may be named instead of written, where
+//! a Service leaves it out: `to: "10.0.0.11:{demo/web.nodePort}"` (see
+//! [`crate::manifest`]); such a scenario runs with `--api` only.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+
+use crate::manifest::{placeholders, substitute, ManifestError};
 
 /// A scenario.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -259,12 +265,17 @@ impl Scenario {
         for p in &s.probes {
             parse_host(&p.from, &s.pods)
                 .map_err(|e| err(format!("probe {:?}: from: {e}", p.name)))?;
-            p.to.parse::<std::net::SocketAddr>().map_err(|_| {
-                err(format!(
-                    "probe {:?}: to: {:?} is not ADDR:PORT",
-                    p.name, p.to
-                ))
-            })?;
+            if p.to.contains('{') {
+                // Read once the Services are there (see `manifest`).
+                placeholders(&p.to).map_err(|e| err(format!("probe {:?}: to: {e}", p.name)))?;
+            } else {
+                p.to.parse::<std::net::SocketAddr>().map_err(|_| {
+                    err(format!(
+                        "probe {:?}: to: {:?} is not ADDR:PORT",
+                        p.name, p.to
+                    ))
+                })?;
+            }
             if p.count == 0 || p.count > 10_000 {
                 return Err(err(format!("probe {:?}: count must be 1..=10000", p.name)));
             }
@@ -281,6 +292,14 @@ impl Scenario {
                     }
                 }
             }
+        }
+        let program_texts = s.programs.values().flatten();
+        let router_texts = s
+            .router
+            .iter()
+            .flat_map(|r| r.lb.iter().chain(r.config.iter()));
+        for t in program_texts.chain(router_texts) {
+            placeholders(t).map_err(|e| err(e.to_string()))?;
         }
         if let Some(r) = &s.router {
             if r.lb.is_empty() == r.config.is_none() {
@@ -304,6 +323,80 @@ impl Scenario {
             }
         }
         Ok(s)
+    }
+
+    /// What runs in pod J of node N: realip's arguments. whoami on the
+    /// pod's IP (HTTP :8080, the TCP and UDP field listeners :9000 and
+    /// :9001) with the scenario's extra arguments, or the program the
+    /// scenario names for that pod (`{pod}` replaced by the pod's IP).
+    pub fn pod_program(&self, n: usize, j: usize) -> Vec<String> {
+        let ip = crate::topology::pod_ip(n, j).to_string();
+        let key = format!("pod/{n}/{j}");
+        match self.programs.get(&key) {
+            Some(p) => p.iter().map(|a| a.replace("{pod}", &ip)).collect(),
+            None => {
+                let mut a: Vec<String> = [
+                    "whoami",
+                    "--listen",
+                    &format!("{ip}:8080"),
+                    "--tcp",
+                    &format!("{ip}:9000"),
+                    "--udp",
+                    &format!("{ip}:9001"),
+                    "--name",
+                    &key,
+                ]
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+                a.extend(self.whoami.iter().cloned());
+                a
+            }
+        }
+    }
+
+    /// The scenario with every value it names instead of writing it (see
+    /// [`crate::manifest`]) read from `services`: in the probes' targets,
+    /// the LB's arguments or configuration, and the programs' arguments.
+    pub fn with_allocations(
+        &self,
+        services: &[serde_json::Value],
+    ) -> Result<Scenario, ManifestError> {
+        let mut s = self.clone();
+        for p in &mut s.probes {
+            p.to = substitute(&p.to, services)?;
+        }
+        if let Some(r) = &mut s.router {
+            for a in &mut r.lb {
+                *a = substitute(a, services)?;
+            }
+            if let Some(c) = &mut r.config {
+                *c = substitute(c, services)?;
+            }
+        }
+        for args in s.programs.values_mut() {
+            for a in args {
+                *a = substitute(a, services)?;
+            }
+        }
+        Ok(s)
+    }
+
+    /// Whether the scenario names a value instead of writing it.
+    pub fn names_allocations(&self) -> bool {
+        let texts = self
+            .probes
+            .iter()
+            .map(|p| &p.to)
+            .chain(self.programs.values().flatten())
+            .chain(
+                self.router
+                    .iter()
+                    .flat_map(|r| r.lb.iter().chain(r.config.iter())),
+            );
+        texts
+            .into_iter()
+            .any(|t| placeholders(t).is_ok_and(|p| !p.is_empty()))
     }
 
     /// Every built-in scenario.

@@ -3,9 +3,12 @@
 
 use std::process::ExitCode;
 
-use realip_lab::run::ScenarioResult;
+use realip_lab::k8s::K8sBin;
+use realip_lab::run::{AgentObjects, Options, ScenarioResult};
 use realip_lab::scenario::Scenario;
-use realip_lab::topology::{check_support, clean, plan, unique_id, Lab, Role, Spec};
+use realip_lab::topology::{check_support, clean};
+
+mod up;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -17,8 +20,24 @@ are sent from inside the namespaces and checked against what whoami reported (or
 connection that really timed out). Without a subcommand, every built-in scenario runs and a table \
 is printed: scenario, path, what the pod's socket saw, what the headers / PROXY header / field \
 said, the client whoami resolved, what the seeds predict, PASS or FAIL. Exit 0 when all pass, 1 \
-when one fails, 2 without root or namespace support. Needs root, iproute2 and nftables; \
-everything it makes is removed at the end, on error and on Ctrl-C."
+when one fails, 2 without root or namespace support (or, with --api, without the Kubernetes \
+binaries). Needs root, iproute2 and nftables; everything it makes is removed at the end, on error \
+and on Ctrl-C.
+
+With --api, each scenario runs on a real control plane: a namespace of its own on the fabric \
+(10.0.0.2) runs etcd, kube-apiserver (certificates made for the run with openssl) and \
+kube-controller-manager with the EndpointSlice controller. The Services are applied with kubectl as \
+written, each given a selector; the lab creates the Node objects and one Pod per pod, bound to its \
+node and labelled for the Services whose slices list it, and marks a Pod Running and Ready once its \
+process is. The slices the agents get are the controller's, and the probes run only once they \
+list what the scenario's own slices said. The agents watch the apiserver (see --agent-objects) \
+and the probes wait for their first sync and a settled /metrics; or they read the apiserver's \
+objects from files the lab writes before starting them. A value a Service leaves out (clusterIP, \
+nodePort, healthCheckNodePort) is allocated by the apiserver and read back where the scenario \
+names it ({NS/NAME.nodePort}). The binaries come from --k8s-bin, else $REALIP_K8S_BIN, else \
+target/k8s/bin of this workspace (scripts/k8s builds them). --api is not the default: it needs \
+that build, and each scenario then starts its own apiserver, which takes seconds where the files \
+take milliseconds."
 )]
 pub struct Args {
     #[command(subcommand)]
@@ -33,6 +52,20 @@ pub struct Args {
     /// Scenarios run at once.
     #[arg(long, global = true, default_value = "4")]
     jobs: usize,
+    /// Run on a real control plane (etcd, kube-apiserver, kube-controller-manager), the
+    /// objects applied with kubectl; see `realip lab --help`.
+    #[arg(long, global = true)]
+    api: bool,
+    /// Where the Kubernetes binaries are (etcd, kube-apiserver, kube-controller-manager,
+    /// kubectl) for --api; default $REALIP_K8S_BIN, else target/k8s/bin of this workspace.
+    #[arg(long, global = true, value_name = "DIR")]
+    k8s_bin: Option<std::path::PathBuf>,
+    /// With --api, how the node agents get the objects: `watch` (each watches the apiserver
+    /// with a kubeconfig of its own, user system:kube-proxy) or `files` (the lab copies them into
+    /// a file per node, which the agents poll). Default: watch when this realip's `node` has
+    /// --kubeconfig.
+    #[arg(long, global = true, value_name = "HOW", value_parser = ["watch", "files"])]
+    agent_objects: Option<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -46,12 +79,18 @@ enum LabCommand {
         #[arg(required = true, value_name = "NAME|FILE")]
         scenarios: Vec<String>,
     },
-    /// Build the cluster's namespaces (fabric, router, client, nodes, pods) and keep them
-    /// until Ctrl-C, which tears everything down. Explore with `ip netns exec NAME ...`.
+    /// Bring a cluster up and keep it running until Ctrl-C, which tears everything down: a
+    /// scenario's (its pods, node agents, Services and LB), or with --pods whoami pods on bare
+    /// nodes. With --api, also its control plane and a kubeconfig. Prints the namespaces and
+    /// commands to try.
     Up {
-        /// Pods per node, comma-separated: `1,0` is two nodes with one pod on node-1.
-        #[arg(long, default_value = "1,0", value_name = "N,N,...")]
-        pods: String,
+        /// A built-in scenario's name or a scenario file.
+        #[arg(value_name = "NAME|FILE", conflicts_with = "pods")]
+        scenario: Option<String>,
+        /// Without a scenario: pods per node, comma-separated (`1,0` is two nodes with one pod
+        /// on node-1), each running whoami, and no Services.
+        #[arg(long, value_name = "N,N,...")]
+        pods: Option<String>,
     },
     /// Delete leftover lab namespaces (every namespace named realip-*). Run it only when no
     /// lab is in use.
@@ -73,31 +112,28 @@ pub fn run(args: Args) -> ExitCode {
         Some(LabCommand::Run {
             scenarios: ref names,
         }) => {
-            let builtins = Scenario::builtins();
             let mut chosen = Vec::new();
             for n in names {
-                if let Some(s) = builtins.iter().find(|s| &s.name == n) {
-                    chosen.push(s.clone());
-                    continue;
-                }
-                let text = match std::fs::read_to_string(n) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        eprintln!("realip lab: {n:?} is not a built-in scenario (see `realip lab list`) nor a readable file: {e}");
-                        return ExitCode::from(2);
-                    }
-                };
-                match Scenario::parse(n, &text) {
+                match scenario(n) {
                     Ok(s) => chosen.push(s),
-                    Err(e) => {
-                        eprintln!("realip lab: {e}");
-                        return ExitCode::from(2);
-                    }
+                    Err(code) => return code,
                 }
             }
             scenarios(chosen, &args)
         }
-        Some(LabCommand::Up { ref pods }) => up(pods),
+        Some(LabCommand::Up {
+            scenario: ref name,
+            ref pods,
+        }) => {
+            let chosen = match name {
+                Some(n) => scenario(n),
+                None => up::bare(pods.as_deref().unwrap_or("1,0")),
+            };
+            match chosen.and_then(|s| Ok((s, prepare(&args)?))) {
+                Ok((s, (exe, options))) => up::run(&s, &exe, &options),
+                Err(code) => code,
+            }
+        }
         Some(LabCommand::Clean) => {
             if let Err(e) = check_support() {
                 eprintln!("realip lab: {e}");
@@ -122,18 +158,63 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-/// Run scenarios, `jobs` at a time, and report.
-fn scenarios(list: Vec<Scenario>, args: &Args) -> ExitCode {
+/// A built-in scenario by name, or a scenario file.
+fn scenario(name: &str) -> Result<Scenario, ExitCode> {
+    if let Some(s) = Scenario::builtins().into_iter().find(|s| s.name == name) {
+        return Ok(s);
+    }
+    let text = std::fs::read_to_string(name).map_err(|e| {
+        eprintln!("realip lab: {name:?} is not a built-in scenario (see `realip lab list`) nor a readable file: {e}");
+        ExitCode::from(2)
+    })?;
+    Scenario::parse(name, &text).map_err(|e| {
+        eprintln!("realip lab: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// What every run needs: root and namespaces, this program's path, and
+/// with --api the Kubernetes binaries. Exit 2 when one is missing.
+fn prepare(args: &Args) -> Result<(std::path::PathBuf, Options), ExitCode> {
+    crate::logging::init("text");
     if let Err(e) = check_support() {
         eprintln!("realip lab: {e}");
-        return ExitCode::from(2);
+        return Err(ExitCode::from(2));
     }
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("realip lab: finding this program: {e}");
-            return ExitCode::from(2);
+    let exe = std::env::current_exe().map_err(|e| {
+        eprintln!("realip lab: finding this program: {e}");
+        ExitCode::from(2)
+    })?;
+    let mut options = Options {
+        agents: match args.agent_objects.as_deref() {
+            Some("files") => Some(AgentObjects::Files),
+            Some(_) => Some(AgentObjects::Watch),
+            None => None,
+        },
+        ..Options::default()
+    };
+    if args.agent_objects.is_some() && !args.api {
+        eprintln!("realip lab: --agent-objects is for --api");
+        return Err(ExitCode::from(2));
+    }
+    if args.api {
+        let dir = K8sBin::choose(args.k8s_bin.as_deref());
+        match K8sBin::find(&dir) {
+            Ok(bin) => options.api = Some(bin),
+            Err(e) => {
+                eprintln!("realip lab: --api: {e}");
+                return Err(ExitCode::from(2));
+            }
         }
+    }
+    Ok((exe, options))
+}
+
+/// Run scenarios, `jobs` at a time, and report.
+fn scenarios(list: Vec<Scenario>, args: &Args) -> ExitCode {
+    let (exe, options) = match prepare(args) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     let started = std::time::Instant::now();
     let jobs = args.jobs.max(1);
@@ -145,7 +226,7 @@ fn scenarios(list: Vec<Scenario>, args: &Args) -> ExitCode {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(s) = list.get(i) else { break };
-                let r = realip_lab::run::run(s, &exe);
+                let r = realip_lab::run::run(s, &exe, &options);
                 if let Ok(mut d) = done.lock() {
                     d[i] = Some(r);
                 }
@@ -175,66 +256,5 @@ fn scenarios(list: Vec<Scenario>, args: &Args) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    }
-}
-
-fn up(pods: &str) -> ExitCode {
-    let counts: Result<Vec<usize>, _> =
-        pods.split(',').map(|p| p.trim().parse::<usize>()).collect();
-    let counts = match counts {
-        Ok(c) if !c.is_empty() => c,
-        _ => {
-            eprintln!("realip lab: --pods {pods:?}: expected numbers like 1,0");
-            return ExitCode::from(2);
-        }
-    };
-    if let Err(e) = check_support() {
-        eprintln!("realip lab: {e}");
-        return ExitCode::from(2);
-    }
-    let p = match plan(
-        &Spec {
-            pods_per_node: counts,
-        },
-        &unique_id(),
-    ) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("realip lab: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let lab = match Lab::build(p) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("realip lab: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut text = String::new();
-    for h in &lab.plan().hosts {
-        let what = match h.role {
-            Role::Fabric => "fabric (bridge br0)".to_string(),
-            Role::Router => "router 10.0.0.1 | 203.0.113.1".to_string(),
-            Role::Client => format!("client {}", realip_lab::topology::CLIENT_IP),
-            Role::Node(n) => {
-                let gw = realip_lab::topology::node_pod_gateway(n).octets();
-                format!(
-                    "node-{n} {} (pods {}.{}.{}.0/24 via cbr0)",
-                    realip_lab::topology::node_ip(n),
-                    gw[0],
-                    gw[1],
-                    gw[2]
-                )
-            }
-            Role::Pod(n, j) => format!("pod {}", realip_lab::topology::pod_ip(n, j)),
-        };
-        text.push_str(&format!("{}  {what}\n", h.netns));
-    }
-    text.push_str("ready: Ctrl-C tears the lab down\n");
-    crate::logging::print_out(&text);
-    // The lab's signal handler removes the namespaces and exits.
-    loop {
-        std::thread::park();
     }
 }

@@ -7,6 +7,8 @@
 // A test crate: its items are shared between its modules, not an API.
 #![allow(missing_docs)]
 
+#[path = "lab/api.rs"]
+mod api;
 mod common;
 
 use std::process::{Command, Stdio};
@@ -47,6 +49,7 @@ fn client_reaches_a_pod_and_teardown_is_complete() {
     let p = plan(
         &Spec {
             pods_per_node: vec![1, 0],
+            control: false,
         },
         &unique_id(),
     )
@@ -122,32 +125,23 @@ fn ctrl_c_tears_the_lab_down() {
     if !supported() {
         return;
     }
-    use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_realip"))
         .args(["lab", "up", "--pods", "1,1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut names = Vec::new();
-    let mut ready = false;
-    for line in BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-    {
-        if line.starts_with("ready") {
-            ready = true;
-            break;
-        }
-        names.push(line.split_whitespace().next().unwrap().to_string());
-    }
-    assert!(ready, "realip lab up never got ready");
+    let (text, ready) = read_until_ready(&mut child);
+    assert!(ready, "realip lab up never got ready: {text}");
+    let names = listed_namespaces(&text);
     assert_eq!(names.len(), 7, "{names:?}");
     let live = netns_names();
     assert!(
         names.iter().all(|n| live.contains(n)),
         "{names:?} vs {live:?}"
     );
+    // A running cluster, not empty namespaces: the pods answer.
+    assert!(text.contains("pod 10.244.2.10: realip whoami"), "{text}");
     let st = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -159,6 +153,61 @@ fn ctrl_c_tears_the_lab_down() {
     for n in &names {
         assert!(!left.contains(n), "{n} left behind after Ctrl-C");
     }
+}
+
+/// `realip lab up`'s stdout up to its `ready` line (the last it prints),
+/// and whether that line came.
+fn read_until_ready(child: &mut std::process::Child) -> (String, bool) {
+    use std::io::{BufRead, BufReader};
+    let mut text = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+    {
+        text.push_str(&line);
+        text.push('\n');
+        if line.starts_with("ready") {
+            return (text, true);
+        }
+    }
+    (text, false)
+}
+
+/// The namespaces `realip lab up` lists (`  realip-... what`).
+fn listed_namespaces(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("  "))
+        .filter(|l| l.starts_with(&format!("{PREFIX}-")))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// Processes whose environment holds `tag` (`NAME=VALUE`): what a lab
+/// started, since every process it starts inherits it.
+fn tagged_processes(tag: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| {
+            std::fs::read(e.path().join("environ"))
+                .map(|env| env.split(|&b| b == 0).any(|v| v == tag.as_bytes()))
+                .unwrap_or(false)
+        })
+        .map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            format!(
+                "{} {}",
+                e.file_name().to_string_lossy(),
+                String::from_utf8_lossy(&cmd).replace('\0', " ")
+            )
+        })
+        .collect()
 }
 
 /// The main job: every built-in scenario, run for real, passes; the JSON
@@ -299,22 +348,7 @@ fn an_interrupted_lab_leaves_nothing_behind() {
             .filter(|n| n.starts_with(&prefix))
             .collect();
         assert!(left.is_empty(), "after {delay} ms: {left:?}");
-        let survivors: Vec<String> = std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(Result::ok)
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .bytes()
-                    .all(|b| b.is_ascii_digit())
-            })
-            .filter(|e| {
-                std::fs::read(e.path().join("environ"))
-                    .map(|env| env.split(|&b| b == 0).any(|v| v == tag.as_bytes()))
-                    .unwrap_or(false)
-            })
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
+        let survivors = tagged_processes(&tag);
         assert!(
             survivors.is_empty(),
             "after {delay} ms, still running: {survivors:?}"

@@ -50,6 +50,7 @@ fn transparent_mode_shows_the_client_once_replies_are_routed_back() {
         plan(
             &Spec {
                 pods_per_node: vec![1],
+                control: false,
             },
             &unique_id(),
         )

@@ -72,6 +72,7 @@ fn two_nodes_one_pod_each() -> Lab {
         plan(
             &Spec {
                 pods_per_node: vec![1, 1],
+                control: false,
             },
             &unique_id(),
         )

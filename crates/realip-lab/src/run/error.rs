@@ -2,8 +2,10 @@
 //! expectations, which is a result).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
+use crate::k8s::K8sError;
+use crate::manifest::ManifestError;
+use crate::process::ProcError;
 use crate::scenario::HostError;
 use crate::topology::{LabError, PlanError, Role};
 
@@ -56,35 +58,20 @@ pub enum RunError {
         /// What `ip` said.
         stderr: String,
     },
-    /// The run was interrupted (SIGINT, SIGTERM).
-    #[error("interrupted")]
-    Interrupted,
-    /// A component could not be started.
-    #[error("starting {what}: {source}")]
-    Start {
-        /// The component.
-        what: String,
-        /// Why.
-        source: std::io::Error,
+    /// A component could not be started, or did not get ready.
+    #[error(transparent)]
+    Proc(#[from] ProcError),
+    /// A value the scenario names could not be read.
+    #[error("{source}{hint}")]
+    Placeholder {
+        /// What is missing.
+        source: ManifestError,
+        /// What to try.
+        hint: &'static str,
     },
-    /// A component's stderr could not be read.
-    #[error("no stderr")]
-    NoStderr,
-    /// The readiness socket failed.
-    #[error("the readiness socket: {0}")]
-    Notify(#[source] std::io::Error),
-    /// A component did not say that it was ready.
-    #[error("{what} did not say READY=1 within {timeout:?} (exit {status:?}): {last}")]
-    NotReady {
-        /// The component.
-        what: String,
-        /// How long it had.
-        timeout: Duration,
-        /// Its exit status, if it exited.
-        status: Option<std::process::ExitStatus>,
-        /// Its last lines (newest first, ` | ` between).
-        last: String,
-    },
+    /// The control plane could not be started or used (`--api`).
+    #[error(transparent)]
+    Api(#[from] K8sError),
     /// A namespace could not be opened.
     #[error("{}: {source}", path.display())]
     OpenNetns {
@@ -106,6 +93,19 @@ pub enum RunError {
     Panicked {
         /// The namespace.
         netns: String,
+    },
+    /// An agent's /metrics could not be read.
+    #[error("the agent's /metrics: {0}")]
+    Metrics(#[source] std::io::Error),
+    /// An agent did not show a settled sync.
+    #[error("realip node on node-{node} did not settle within {timeout:?} (its /metrics: {last})")]
+    NotSettled {
+        /// The node.
+        node: usize,
+        /// How long it had.
+        timeout: std::time::Duration,
+        /// What was last seen.
+        last: String,
     },
     /// A probe's target is not a socket address.
     #[error("{to:?} is not ADDR:PORT")]

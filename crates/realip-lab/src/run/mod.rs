@@ -5,16 +5,19 @@
 //! started is stopped by its PID and the namespaces are deleted, whatever
 //! happens.
 
+mod agents;
+mod cluster;
 mod driver;
 mod error;
 mod judge;
 mod nat;
 mod netns;
 mod probe;
-mod process;
 mod result;
 
-pub use driver::run;
+pub use agents::AgentObjects;
+pub use cluster::{Cluster, Options};
+pub use driver::{remove_run_dir, run, run_dir};
 pub use error::RunError;
 pub use judge::judge;
 pub use result::{Check, ProbeResult, ScenarioResult, Seen};
