@@ -243,7 +243,19 @@ async fn proxy_protocol_on_http() {
     )
     .await;
     assert!(out.is_empty());
-    let logs = w.drain_logs().join("\n");
+    // The log line is written before the close, but reaches us through a
+    // pipe and a reader thread: give it a moment on a loaded machine.
+    let mut logs = String::new();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !(logs.contains("untrusted peer") && logs.contains("invalid PROXY header"))
+        && std::time::Instant::now() < end
+    {
+        for l in w.drain_logs() {
+            logs.push_str(&l);
+            logs.push('\n');
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert!(logs.contains("untrusted peer"), "{logs}");
     assert!(logs.contains("invalid PROXY header"), "{logs}");
     // A v1-only listener refuses v2.
