@@ -240,6 +240,11 @@ def pct(p):
     import math
     return lat[max(0, math.ceil(p / 100 * len(lat)) - 1)]
 med = lambda i: statistics.median(r[i] for r in rows)
+# The slowest round's own breakdown, to tell a slow agent from a slow
+# apiserver or a busy machine.
+w = max(rows, key=lambda r: r[0])
+print(f"{n}: slowest round {w[0]:.1f} ms: write {w[5]:.1f}, load {w[1]:.2f}, plan {w[2]:.2f}, sync {w[3]:.2f} ms",
+      file=sys.stderr)
 print(f"{n:>6} {rounds:>6} {create_s:>9} {first_s:>8} {pct(50):8.1f} {pct(99):8.1f} {lat[0]:8.1f} {lat[-1]:8.1f}"
       f" {med(5):8.1f} {med(1):8.2f} {med(2):8.2f} {med(3):8.2f} {med(4):6.0f}")
 PY
