@@ -33,6 +33,8 @@ done
 bench_setup
 ns api; n_s=$NS
 ip netns exec "$n_s" ip link set lo up
+# Not for background jobs: `inns x &` forks a subshell, and $! would be
+# the subshell, not x (killing it leaves x running).
 inns() { ip netns exec "$n_s" "$@"; }
 
 # --- certificates, as scripts/k8s --check makes them (EC P-256: quick).
@@ -82,11 +84,13 @@ k() { inns "$k8s/kubectl" --kubeconfig="$dir/admin.kubeconfig" --cache-dir="$dir
 cluster=()
 cluster_up() {
   local p
-  for p in "${cluster[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  # KILL: the store is thrown away anyway, and a TERMed kube-apiserver
+  # (etcd gone) can take minutes over its graceful shutdown.
+  for p in "${cluster[@]}"; do kill -KILL "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   cluster=()
   rm -rf "$dir/etcd"
   # --- etcd. No fsync: a throw-away data dir on a shared disk.
-  inns "$k8s/etcd" --name bench --data-dir "$dir/etcd" \
+  ip netns exec "$n_s" "$k8s/etcd" --name bench --data-dir "$dir/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" \
     --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$peer_port" \
@@ -101,7 +105,7 @@ cluster_up() {
   # The Service range is 10.64.0.0/10 so that the `kubernetes` Service takes
   # 10.64.0.1, not 10.96.0.1, which gen_services.py gives svc0. More
   # requests in flight: the creation runs several kubectl at once.
-  inns "$k8s/kube-apiserver" \
+  ip netns exec "$n_s" "$k8s/kube-apiserver" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
     --endpoint-reconciler-type=none \
     --etcd-servers="http://127.0.0.1:$etcd_port" \
@@ -188,7 +192,7 @@ PY
   log=$dir/agent-$n.log
   : > "$log"
   a0=$(date +%s.%N)
-  RUST_LOG=info inns "$realip" node --kubeconfig "$dir/admin.kubeconfig" --node node-1 \
+  RUST_LOG=info ip netns exec "$n_s" "$realip" node --kubeconfig "$dir/admin.kubeconfig" --node node-1 \
     --min-sync-period 0s --sync-period 1h --log-format json \
     --healthz 127.0.0.1:10256 --metrics-bind-address 127.0.0.1:10249 --health-address 127.0.0.1 \
     2>"$log" &
