@@ -98,7 +98,7 @@ cluster=()
 cluster_up() {
   local p
   # KILL: the store is thrown away anyway, and a TERMed kube-apiserver
-  # (etcd gone) can take minutes over its graceful shutdown.
+  # can take minutes over its graceful shutdown (for ever if etcd is gone).
   for p in "${cluster[@]}"; do kill -KILL "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   cluster=()
   rm -rf "$dir/etcd"
@@ -132,7 +132,8 @@ cluster_up() {
     --max-requests-inflight=1000 --max-mutating-requests-inflight=500 \
     --cert-dir="$dir/apiserver-certs" \
     --profiling=false > "$dir/kube-apiserver.log" 2>&1 &
-  pids+=($!); cluster+=($!)
+  # First in both lists: stopped before etcd, or it hangs waiting for it.
+  pids=("$!" "${pids[@]}"); cluster=("$!" "${cluster[@]}")
   t0=$SECONDS
   until k get --raw=/readyz >/dev/null 2>&1; do
     [ $((SECONDS - t0)) -lt 120 ] || { echo "$0: kube-apiserver not ready:" >&2; tail -20 "$dir/kube-apiserver.log" >&2; exit 1; }
