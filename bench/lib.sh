@@ -25,7 +25,7 @@ bench_setup() {
     realip=$REALIP_BIN
   else
     cargo build --release -q -p realip
-    realip=$PWD/target/release/realip
+    realip=${CARGO_TARGET_DIR:-$PWD/target}/release/realip
   fi
   dir=$(mktemp -d /tmp/realip-bench-XXXXXX)
   id=$$
