@@ -14,32 +14,9 @@ use realip_node::kernel;
 use realip_node::model::load_str;
 use realip_node::plan::{plan, Ruleset};
 
-fn can_run() -> bool {
-    let required = std::env::var("REALIP_REQUIRE_NETNS").is_ok_and(|v| v == "1");
-    let probe = Command::new("unshare")
-        .args(["-n", "nft", "list", "tables"])
-        .output();
-    match probe {
-        Ok(o) if o.status.success() => true,
-        other => {
-            let why = format!("cannot run nft in a private network namespace: {other:?}");
-            assert!(!required, "{why} (REALIP_REQUIRE_NETNS=1)");
-            eprintln!("SKIPPED: {why}");
-            false
-        }
-    }
-}
+mod common;
 
-/// Run `f` on a thread of its own in a new network namespace (a thread's
-/// namespace is its own; processes it starts inherit it).
-fn in_private_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(move || {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
-        f()
-    })
-    .join()
-    .expect("netns thread")
-}
+use common::{can_run, in_private_netns};
 
 fn list() -> String {
     let out = Command::new("nft")

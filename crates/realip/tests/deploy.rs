@@ -39,27 +39,6 @@ fn render(cluster: &Cluster, overlay: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-const NODE_AND_SERVICE: &str = r#"
-apiVersion: v1
-kind: Node
-metadata: {name: node-1}
-spec: {podCIDR: 10.244.1.0/24}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  clusterIP: 10.96.100.10
-  ports: [{name: http, port: 80, targetPort: 8080}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{name: http, port: 8080, protocol: TCP}]
-endpoints: [{addresses: [10.244.1.10], nodeName: node-1, conditions: {ready: true}}]
-"#;
-
 /// A kubeconfig that authenticates with `token` (a ServiceAccount's).
 fn token_kubeconfig(dir: &Path, name: &str, token: &str) -> PathBuf {
     let d = dir.display();
@@ -153,7 +132,7 @@ fn every_overlay_is_accepted_and_its_rbac_is_enough() {
         "ServiceAccount, ClusterRole, ClusterRoleBinding"
     );
     cluster.apply(&rbac.join("\n---\n"));
-    cluster.apply(NODE_AND_SERVICE);
+    cluster.apply(k8s::WEB);
 
     let ok = token_kubeconfig(
         &dir,
@@ -204,22 +183,23 @@ fn every_overlay_is_accepted_and_its_rbac_is_enough() {
         ],
         &log,
     );
+    // The API's message is logged as it came, its quotes escaped or not.
+    let forbidden = |said: &str, r: &str| {
+        said.contains(&format!("cannot list resource \"{r}\""))
+            || said.contains(&format!("cannot list resource \\\"{r}\\\""))
+    };
+    let resources = ["services", "endpointslices", "nodes"];
     let end = Instant::now() + Duration::from_secs(30);
     let said = loop {
         let said = std::fs::read_to_string(&log).unwrap_or_default();
-        let all = ["services", "endpointslices", "nodes"].iter().all(|r| {
-            said.contains(&format!("cannot list resource \\\"{r}\\\""))
-                || said.contains(&format!("cannot list resource \"{r}\""))
-        });
-        if all || Instant::now() > end {
+        if resources.iter().all(|r| forbidden(&said, r)) || Instant::now() > end {
             break said;
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    for r in ["services", "endpointslices", "nodes"] {
+    for r in resources {
         assert!(
-            said.contains(&format!("cannot list resource \"{r}\""))
-                || said.contains(&format!("cannot list resource \\\"{r}\\\"")),
+            forbidden(&said, r),
             "no forbidden {r} for system:serviceaccount:realip:nobody in:\n{said}"
         );
     }

@@ -29,25 +29,6 @@ use k8s::{http_get, Cluster};
 /// a headless one.
 const OBJECTS: &str = r#"
 apiVersion: v1
-kind: Node
-metadata: {name: node-1}
-spec: {podCIDR: 10.244.1.0/24}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  clusterIP: 10.96.100.10
-  ports: [{name: http, port: 80, targetPort: 8080}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{name: http, port: 8080, protocol: TCP}]
-endpoints: [{addresses: [10.244.1.10], nodeName: node-1, conditions: {ready: true}}]
----
-apiVersion: v1
 kind: Service
 metadata: {name: sig, namespace: default}
 spec:
@@ -140,7 +121,7 @@ fn node_follows_the_api_server() {
     // this also proves that kube-proxy's permissions are enough.
     let proxy_kc = cluster.kubeconfig("kube-proxy", "system:kube-proxy", None);
     let nobody_kc = cluster.kubeconfig("nobody", "realip-nobody", None);
-    cluster.apply(OBJECTS);
+    cluster.apply(&format!("{}---\n{OBJECTS}", k8s::WEB));
 
     let log = dir.join("agent.log");
     let tail = || {

@@ -15,6 +15,29 @@ use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair};
 
+/// This node (node-1) and one Service, `default/web` on 10.96.100.10:80,
+/// with its slice: one ready endpoint, 10.244.1.10:8080 on node-1.
+pub const WEB: &str = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: node-1}
+spec: {podCIDR: 10.244.1.0/24}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  clusterIP: 10.96.100.10
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints: [{addresses: [10.244.1.10], nodeName: node-1, conditions: {ready: true}}]
+"#;
+
 /// Where `scripts/k8s` put its binaries: `REALIP_K8S_BIN`, else the
 /// workspace's target/k8s/bin.
 pub fn bin_dir() -> PathBuf {
