@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use crate::run::ScenarioResult;
+use crate::run::{ProbeResult, ScenarioResult};
 
 /// The table: one row per probe; `wall` is the run's wall time in seconds.
 pub fn table(results: &[ScenarioResult], wall: f64) -> String {
@@ -31,7 +31,20 @@ pub fn table(results: &[ScenarioResult], wall: f64) -> String {
             ]);
             continue;
         }
+        let mut step = None;
         for p in &r.probes {
+            if p.step.is_some() && p.step != step {
+                step = p.step.clone();
+                rows.push([
+                    r.name.clone(),
+                    format!("then: {}", step.as_deref().unwrap_or("")),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                ]);
+            }
             rows.push([
                 r.name.clone(),
                 // Each hop's label; the addresses are in --json and --html.
@@ -162,7 +175,7 @@ pub fn svg(r: &ScenarioResult) -> String {
             s,
             r#"<text x="10" y="{}" font-weight="bold" fill="{color}">{} — {}</text>"#,
             y + 10.0,
-            esc(&p.name),
+            esc(&shown_name(p)),
             if p.pass { "PASS" } else { "FAIL" }
         );
         for (k, hop) in p.path.iter().enumerate() {
@@ -291,7 +304,7 @@ section{margin-bottom:2.5em}.svg{overflow-x:auto}\
             let _ = writeln!(
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&p.name),
+                esc(&shown_name(p)),
                 esc(&p.socket),
                 esc(&p.said),
                 esc(&p.resolved),
@@ -308,4 +321,12 @@ section{margin-bottom:2.5em}.svg{overflow-x:auto}\
     }
     h.push_str("</body>\n</html>\n");
     h
+}
+
+/// A probe's name, after its step's when it has one.
+fn shown_name(p: &ProbeResult) -> String {
+    match &p.step {
+        Some(step) => format!("{step} \u{2192} {}", p.name),
+        None => p.name.clone(),
+    }
 }

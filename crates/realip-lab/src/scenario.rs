@@ -28,6 +28,20 @@
 //!     expect: {peer: 203.0.113.7}
 //! ```
 //!
+//! A live scenario (`--api` only) adds steps, each kubectl commands run
+//! against the lab's apiserver and then probes; its objects may hold
+//! Deployments, whose Pods the real controllers make and the lab places
+//! on free pod slots of the topology:
+//!
+//! ```yaml
+//! steps:
+//!   - name: kubectl patch svc nodeport ... Local
+//!     kubectl:
+//!       - [patch, svc, nodeport, -p, '{"spec":{"externalTrafficPolicy":"Local"}}']
+//!     settle: 1s                 # then wait (the LB's health checks)
+//!     probes: [...]
+//! ```
+//!
 //! A value the apiserver allocates may be named instead of written, where
 //! a Service leaves it out: `to: "10.0.0.11:{demo/web.nodePort}"` (see
 //! [`crate::manifest`]); such a scenario runs with `--api` only.
@@ -64,7 +78,35 @@ pub struct Scenario {
     /// realip arguments (`{pod}` becomes the pod's IP).
     #[serde(default)]
     pub programs: BTreeMap<String, Vec<String>>,
-    /// The probes, in order.
+    /// The probes, in order, before any step.
+    #[serde(default)]
+    pub probes: Vec<Probe>,
+    /// Steps run after the probes, in order: kubectl commands against the
+    /// lab's apiserver, then probes of what they changed (`--api` only).
+    #[serde(default)]
+    pub steps: Vec<Step>,
+}
+
+/// One step of a live scenario: what a person types, then what the pods
+/// see. Before its probes run, the lab waits for the change to settle:
+/// the pods the controllers made or removed are placed, started or
+/// stopped (the lab plays the scheduler and the kubelet), the
+/// EndpointSlices say what the Pods imply, and every node agent has
+/// synced after that.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// What it does, for the table (`kubectl patch svc nodeport ...`).
+    pub name: String,
+    /// kubectl commands, each its arguments (run with the lab's admin
+    /// kubeconfig in the control namespace).
+    #[serde(default)]
+    pub kubectl: Vec<Vec<String>>,
+    /// Then wait this long (the LB's health checks): `400ms`, `2s`.
+    #[serde(default)]
+    pub settle: Option<String>,
+    /// The probes after it; a value the apiserver allocated is read from
+    /// the Services as they are after the step.
     pub probes: Vec<Probe>,
 }
 
@@ -185,6 +227,9 @@ pub struct Expect {
     /// pods, each within `tolerance` points.
     #[serde(default)]
     pub shares: Option<Shares>,
+    /// Every request was answered by one of these pods (`pod/N/J`).
+    #[serde(default)]
+    pub pods: Vec<String>,
 }
 
 /// Expected shares of the requests per pod.
@@ -197,6 +242,11 @@ pub struct Shares {
     pub tolerance: f64,
 }
 
+/// In the router's `lb` arguments: a kubeconfig for the lab's apiserver
+/// (user `realip-lb`, allowed to read Services and Nodes and write a
+/// Service's status, as a cloud controller is).
+pub const KUBECONFIG: &str = "{kubeconfig}";
+
 /// A scenario that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}: {reason}")]
@@ -208,7 +258,7 @@ pub struct ScenarioError {
 }
 
 /// The built-in scenarios, in order.
-pub const BUILTIN: [(&str, &str); 13] = [
+pub const BUILTIN: [(&str, &str); 16] = [
     ("clusterip", include_str!("../scenarios/01-clusterip.yaml")),
     (
         "nodeport-cluster",
@@ -249,6 +299,15 @@ pub const BUILTIN: [(&str, &str); 13] = [
         "local-spread",
         include_str!("../scenarios/13-local-spread.yaml"),
     ),
+    (
+        "kubectl-nodeport",
+        include_str!("../scenarios/14-seed-003-nodeport.yaml"),
+    ),
+    (
+        "kubectl-loadbalancer",
+        include_str!("../scenarios/15-seed-003-loadbalancer.yaml"),
+    ),
+    ("scaling", include_str!("../scenarios/16-scaling.yaml")),
 ];
 
 impl Scenario {
@@ -262,7 +321,24 @@ impl Scenario {
         if s.pods.is_empty() {
             return Err(err("pods: at least one node".into()));
         }
-        for p in &s.probes {
+        for st in &s.steps {
+            if let Some(t) = &st.settle {
+                parse_millis(t).ok_or_else(|| {
+                    err(format!(
+                        "step {:?}: settle: {t:?} is not like 400ms or 1s",
+                        st.name
+                    ))
+                })?;
+            }
+            if st.kubectl.iter().any(Vec::is_empty) {
+                return Err(err(format!("step {:?}: an empty kubectl command", st.name)));
+            }
+        }
+        let all_probes = s
+            .probes
+            .iter()
+            .chain(s.steps.iter().flat_map(|st| &st.probes));
+        for p in all_probes {
             parse_host(&p.from, &s.pods)
                 .map_err(|e| err(format!("probe {:?}: from: {e}", p.name)))?;
             if p.to.contains('{') {
@@ -279,17 +355,13 @@ impl Scenario {
             if p.count == 0 || p.count > 10_000 {
                 return Err(err(format!("probe {:?}: count must be 1..=10000", p.name)));
             }
-            if let Some(sh) = &p.expect.shares {
-                for k in sh.want.keys() {
-                    match parse_host(k, &s.pods) {
-                        Ok(Host::Pod(..)) => {}
-                        _ => {
-                            return Err(err(format!(
-                                "probe {:?}: shares: {k:?} is not a pod of this scenario",
-                                p.name
-                            )))
-                        }
-                    }
+            let pods = p.expect.shares.iter().flat_map(|sh| sh.want.keys());
+            for k in pods.chain(&p.expect.pods) {
+                if !matches!(parse_host(k, &s.pods), Ok(Host::Pod(..))) {
+                    return Err(err(format!(
+                        "probe {:?}: {k:?} is not a pod of this scenario",
+                        p.name
+                    )));
                 }
             }
         }
@@ -380,6 +452,38 @@ impl Scenario {
             }
         }
         Ok(s)
+    }
+
+    /// A step's probes with the values they name read from `services`
+    /// (the Services as they are after the step).
+    pub fn step_probes(
+        step: &Step,
+        services: &[serde_json::Value],
+    ) -> Result<Vec<Probe>, ManifestError> {
+        let mut probes = step.probes.clone();
+        for p in &mut probes {
+            p.to = substitute(&p.to, services)?;
+        }
+        Ok(probes)
+    }
+
+    /// Whether it runs only on the API: it has steps (kubectl commands),
+    /// or Deployments (whose Pods the controllers make), or lets the LB
+    /// read its Service (`{kubeconfig}` in the router's arguments).
+    pub fn needs_api(&self) -> bool {
+        !self.steps.is_empty()
+            || self.has_deployments()
+            || self
+                .router
+                .iter()
+                .flat_map(|r| &r.lb)
+                .any(|a| a.contains(KUBECONFIG))
+    }
+
+    /// Whether its objects hold a Deployment.
+    pub fn has_deployments(&self) -> bool {
+        crate::manifest::parse_documents(&self.objects)
+            .is_ok_and(|docs| docs.iter().any(|d| d["kind"] == "Deployment"))
     }
 
     /// Whether the scenario names a value instead of writing it.
@@ -497,13 +601,23 @@ mod tests {
     #[test]
     fn builtins_parse() {
         let all = Scenario::builtins();
-        assert_eq!(all.len(), 13);
+        assert_eq!(all.len(), BUILTIN.len());
         let mut names: Vec<_> = all.iter().map(|s| s.name.as_str()).collect();
+        names.sort();
         names.dedup();
-        assert_eq!(names.len(), 13);
+        assert_eq!(names.len(), BUILTIN.len());
+        let live: Vec<_> = all
+            .iter()
+            .filter(|s| s.needs_api())
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(
+            live,
+            ["kubectl-nodeport", "kubectl-loadbalancer", "scaling"]
+        );
         for (s, (name, _)) in all.iter().zip(BUILTIN) {
             assert_eq!(s.name, name);
-            assert!(!s.probes.is_empty(), "{name}");
+            assert!(!s.probes.is_empty() || !s.steps.is_empty(), "{name}");
         }
     }
 

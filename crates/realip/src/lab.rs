@@ -100,11 +100,25 @@ enum LabCommand {
 /// Run `realip lab`.
 pub fn run(args: Args) -> ExitCode {
     match args.command {
-        None => scenarios(Scenario::builtins(), &args),
+        None => {
+            // From files, the live scenarios cannot run: say which.
+            let (run, live): (Vec<Scenario>, Vec<Scenario>) = Scenario::builtins()
+                .into_iter()
+                .partition(|s| args.api || !s.needs_api());
+            if !live.is_empty() {
+                let names: Vec<&str> = live.iter().map(|s| s.name.as_str()).collect();
+                eprintln!(
+                    "realip lab: not run from files (they run kubectl against a real apiserver: add --api): {}",
+                    names.join(", ")
+                );
+            }
+            scenarios(run, &args)
+        }
         Some(LabCommand::List) => {
             let mut text = String::new();
             for s in Scenario::builtins() {
-                text.push_str(&format!("{:<18} {}\n", s.name, s.title));
+                let api = if s.needs_api() { " [--api]" } else { "" };
+                text.push_str(&format!("{:<18} {}{api}\n", s.name, s.title));
             }
             crate::logging::print_out(&text);
             ExitCode::SUCCESS

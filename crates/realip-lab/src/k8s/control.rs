@@ -37,11 +37,13 @@ const APISERVER_TIMEOUT: Duration = Duration::from_secs(180);
 /// How often /readyz is asked.
 const READY_POLL: Duration = Duration::from_millis(300);
 
-/// The controllers run: the one that writes EndpointSlices. No
+/// The controllers run: the one that writes EndpointSlices, and the
+/// deployment and ReplicaSet controllers that make a Deployment's Pods
+/// (which the lab then places and runs, as scheduler and kubelet). No
 /// serviceaccount controller (the lab makes the ServiceAccounts), no node
 /// lifecycle controller (it would taint Nodes whose kubelet never posts a
 /// heartbeat), no garbage collector.
-const CONTROLLERS: &str = "endpointslice";
+const CONTROLLERS: &str = "endpointslice,deployment,replicaset";
 
 /// The running control plane.
 pub struct ControlPlane {

@@ -96,6 +96,16 @@ pub enum K8sError {
         /// What differs, Service by Service.
         differences: String,
     },
+    /// A step's change did not settle.
+    #[error("after {step:?}, the cluster did not settle within {timeout:?}: {differences}")]
+    Settle {
+        /// The step.
+        step: String,
+        /// How long it had.
+        timeout: Duration,
+        /// What still differed.
+        differences: String,
+    },
     /// The run was interrupted (SIGINT, SIGTERM).
     #[error("interrupted")]
     Interrupted,

@@ -5,6 +5,7 @@
 //! [`bin`] finds the binaries, [`pki`] makes the run's certificates,
 //! [`objects`] turns a scenario into API objects (pure) and [`slices`]
 //! says whether the controller has written what they imply (pure);
+//! [`pods`] places and follows the Pods the controllers make (pure);
 //! [`control`] runs the components, [`kubectl`] talks to them, and
 //! [`mirror`] copies the apiserver's objects to the agents' files.
 //!
@@ -19,6 +20,7 @@ pub mod kubectl;
 pub mod mirror;
 pub mod objects;
 pub mod pki;
+pub mod pods;
 pub mod slices;
 
 pub use bin::K8sBin;

@@ -113,6 +113,10 @@ pub struct ApiObjects {
     pub pods: Vec<PodObject>,
     /// What the controller must write, Service by Service.
     pub expected: Vec<ExpectedSlices>,
+    /// The pod slots no Pod object is made for: with Deployments in the
+    /// scenario, every slot no hand-written slice lists, for the Pods the
+    /// controllers make (see [`crate::k8s::pods`]).
+    pub free: BTreeSet<(usize, usize)>,
 }
 
 /// The name of the Pod object for pod J of node N.
@@ -263,6 +267,9 @@ pub fn translate(s: &Scenario) -> Result<ApiObjects, TranslateError> {
         if svc["spec"]["type"] == "ExternalName" {
             continue;
         }
+        let own = svc["spec"]["selector"]
+            .as_object()
+            .is_some_and(|sel| !sel.is_empty());
         let selector = match svc["spec"]["selector"].as_object() {
             Some(sel) if !sel.is_empty() => sel.clone(),
             _ => {
@@ -272,9 +279,14 @@ pub fn translate(s: &Scenario) -> Result<ApiObjects, TranslateError> {
             }
         };
         svc["spec"]["selector"] = Value::Object(selector.clone());
-        let (endpoints, ports) = listed
-            .remove(&(ns.clone(), name.clone()))
-            .unwrap_or_default();
+        let hand_written = listed.remove(&(ns.clone(), name.clone()));
+        if own && hand_written.is_none() && s.has_deployments() {
+            // Its Pods are the controllers' to make: what the slices must
+            // say is known only once they have (`pods::lagging`).
+            selectors.insert((ns, name), selector);
+            continue;
+        }
+        let (endpoints, ports) = hand_written.unwrap_or_default();
         expected.push(ExpectedSlices {
             namespace: ns.clone(),
             service: name.clone(),
@@ -291,10 +303,16 @@ pub fn translate(s: &Scenario) -> Result<ApiObjects, TranslateError> {
     }
     let mut pods = Vec::new();
     let mut pod_objects = Vec::new();
+    let mut free = BTreeSet::new();
+    let deployments = s.has_deployments();
     for (i, &count) in s.pods.iter().enumerate() {
         let n = i + 1;
         for j in 0..count {
             let mut homes = members.remove(&(n, j)).unwrap_or_default();
+            if homes.is_empty() && deployments {
+                free.insert((n, j));
+                continue;
+            }
             if homes.is_empty() {
                 homes.insert("default".to_string(), BTreeSet::new());
             }
@@ -344,12 +362,28 @@ pub fn translate(s: &Scenario) -> Result<ApiObjects, TranslateError> {
         .collect();
     // The ServiceAccount admission plugin wants each Pod's ServiceAccount
     // to exist; the controller that would make `default` is not run.
-    let pod_namespaces: BTreeSet<&String> = pods.iter().map(|p| &p.namespace).collect();
+    let pod_namespaces: BTreeSet<String> = pods
+        .iter()
+        .map(|p| p.namespace.clone())
+        .chain(
+            others
+                .iter()
+                .filter(|o| o["kind"] == "Deployment")
+                .map(namespace_of),
+        )
+        .collect();
     apply.extend(pod_namespaces.into_iter().map(|ns| {
         json!({"apiVersion": "v1", "kind": "ServiceAccount",
                "metadata": {"name": "default", "namespace": ns}})
     }));
     apply.extend((1..=s.pods.len()).map(node));
+    if s.router
+        .iter()
+        .flat_map(|r| &r.lb)
+        .any(|a| a.contains(crate::scenario::KUBECONFIG))
+    {
+        apply.extend(lb_rbac());
+    }
     apply.extend(others);
     apply.extend(services);
     apply.extend(pod_objects);
@@ -357,7 +391,25 @@ pub fn translate(s: &Scenario) -> Result<ApiObjects, TranslateError> {
         apply,
         pods,
         expected,
+        free,
     })
+}
+
+/// What the router's LB may do (see [`crate::k8s::pki::Identity::lb`]).
+fn lb_rbac() -> [Value; 2] {
+    let user = crate::k8s::pki::LB_USER;
+    [
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": user},
+        "rules": [
+            {"apiGroups": [""], "resources": ["services", "nodes"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["services/status"], "verbs": ["patch", "update"]},
+        ]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": user},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": user},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]}),
+    ]
 }
 
 /// Node N as its kubelet would register it: its pod CIDR, its address on
@@ -422,12 +474,18 @@ fn pod(s: &Scenario, n: usize, j: usize, ns: &str, labels: Map<String, Value>) -
 /// The status the lab writes once pod J of node N says READY=1, as its
 /// kubelet would: Running, its IP, and Ready as the scenario wants it.
 pub fn pod_status(s: &Scenario, n: usize, j: usize, ready: bool) -> Value {
-    let flag = if ready { "True" } else { "False" };
     let container = s
         .pod_program(n, j)
         .first()
         .cloned()
         .unwrap_or_else(|| "realip".into());
+    running_status(n, j, &container, ready)
+}
+
+/// The status of a Pod running in pod slot J of node N, its container
+/// named `container`.
+pub fn running_status(n: usize, j: usize, container: &str, ready: bool) -> Value {
+    let flag = if ready { "True" } else { "False" };
     json!({"status": {
         "phase": "Running",
         "hostIP": node_ip(n).to_string(),

@@ -21,6 +21,9 @@ pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
 /// How long the certificates are valid: a `lab up` may run for days.
 const DAYS: &str = "30";
 
+/// The router LB's user (see [`Identity::lb`]).
+pub const LB_USER: &str = "realip-lb";
+
 /// A client identity: the certificate's subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -58,6 +61,18 @@ impl Identity {
         Identity {
             file: format!("kube-proxy-node-{n}"),
             user: "system:kube-proxy".into(),
+            groups: Vec::new(),
+        }
+    }
+
+    /// The cloud LB on the router (`realip lb --service`): user
+    /// `realip-lb`, which the lab's RBAC lets read Services and Nodes and
+    /// write a Service's status, as a cloud controller's service
+    /// controller may.
+    pub fn lb() -> Identity {
+        Identity {
+            file: "realip-lb".into(),
+            user: LB_USER.into(),
             groups: Vec::new(),
         }
     }

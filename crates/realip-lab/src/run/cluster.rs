@@ -26,11 +26,14 @@ use crate::k8s::slices::differences;
 use crate::k8s::{ControlPlane, K8sBin, K8sError};
 use crate::manifest::parse_documents;
 use crate::process::Proc;
-use crate::scenario::{parse_millis, Scenario};
+use crate::scenario::{parse_millis, Probe, Scenario, Step, KUBECONFIG};
 use crate::topology::{node_ip, plan, unique_id, Lab, Role, Spec};
 
 use super::agents::{wait_settled, AgentObjects, METRICS};
 use super::error::RunError;
+
+mod kubelet;
+use kubelet::Kubelet;
 
 /// How long the EndpointSlice controller may take to write the slices.
 const SLICES_TIMEOUT: Duration = Duration::from_secs(60);
@@ -45,6 +48,9 @@ const FILES_HINT: &str =
 /// How the agents' objects file is polled: often enough that `lab up`
 /// follows a `kubectl apply` within about a second.
 const AGENT_POLL: &str = "1s";
+
+/// [`AGENT_POLL`] as a duration.
+const AGENT_POLL_PERIOD: Duration = Duration::from_secs(1);
 
 /// How a scenario runs.
 #[derive(Debug, Clone, Default)]
@@ -72,6 +78,7 @@ struct Api {
 /// then the control plane's) and deletes the namespaces.
 pub struct Cluster {
     // Fields drop in this order: the processes before the namespaces.
+    kubelet: Kubelet,
     procs: Vec<Proc>,
     api: Option<Api>,
     lab: Lab,
@@ -98,6 +105,9 @@ impl Cluster {
         options: &Options,
     ) -> Result<Cluster, RunError> {
         let api = options.api.as_ref();
+        if api.is_none() && s.needs_api() {
+            return Err(RunError::NeedsApi(s.name.clone()));
+        }
         let t0 = Instant::now();
         let lab = Lab::build(plan(
             &Spec {
@@ -115,6 +125,7 @@ impl Cluster {
         };
         step("namespaces built");
         let mut c = Cluster {
+            kubelet: Kubelet::new(exe, dir),
             procs: Vec::new(),
             api: None,
             lab,
@@ -135,6 +146,10 @@ impl Cluster {
         for (i, &count) in s.pods.iter().enumerate() {
             for j in 0..count {
                 let n = i + 1;
+                if c.kubelet.free.contains(&(n, j)) {
+                    // For the controllers' Pods, started once placed.
+                    continue;
+                }
                 let ns = c.netns(&Role::Pod(n, j))?;
                 let what = format!("pod/{n}/{j}");
                 c.procs
@@ -218,6 +233,10 @@ impl Cluster {
         let mut reported = false;
         while !stop() {
             let started = Instant::now();
+            match self.reconcile() {
+                Ok(_) | Err(RunError::Api(K8sError::Interrupted)) => {}
+                Err(e) => tracing::warn!(error = %e, "placing and running the controllers' Pods"),
+            }
             if let Some(api) = &mut self
                 .api
                 .as_mut()
@@ -236,6 +255,31 @@ impl Cluster {
             }
             std::thread::sleep(period.saturating_sub(started.elapsed()));
         }
+    }
+
+    /// Run a live scenario's step: its kubectl commands against the
+    /// apiserver, then wait for the change to settle (the Pods, the
+    /// slices, every agent synced after it) and the step's settle time.
+    /// Its probes, with the values they name read from the Services as
+    /// they are now.
+    pub fn step(&mut self, st: &Step) -> Result<Vec<Probe>, RunError> {
+        let Some(api) = &self.api else {
+            return Err(RunError::NeedsApi(self.scenario.name.clone()));
+        };
+        let kubectl = api.control.kubectl().clone();
+        for args in &st.kubectl {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            kubectl.run(&args, None)?;
+        }
+        self.settle(&st.name)?;
+        self.wait_agents()?;
+        if let Some(ms) = st.settle.as_deref().and_then(parse_millis) {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+        let list = kubectl.get_json(&["services", "-A"])?;
+        let services = list["items"].as_array().cloned().unwrap_or_default();
+        Scenario::step_probes(st, &services)
+            .map_err(|source| RunError::Placeholder { source, hint: "" })
     }
 
     /// Start the control plane and apply the scenario's objects to it.
@@ -266,6 +310,7 @@ impl Cluster {
                 ),
             }
         }
+        self.kubelet.free = objects.free.clone();
         self.api = Some(Api {
             control,
             objects,
@@ -324,6 +369,17 @@ impl Cluster {
             None => {
                 let mut a = vec!["lb".to_string()];
                 a.extend(r.lb.iter().cloned());
+                if a.iter().any(|x| x.contains(KUBECONFIG)) {
+                    let api = self
+                        .api
+                        .as_ref()
+                        .ok_or(RunError::NeedsApi(s.name.clone()))?;
+                    let file = api.control.pki().client(&Identity::lb(), &server_url())?;
+                    let file = file.to_string_lossy();
+                    for x in &mut a {
+                        *x = x.replace(KUBECONFIG, &file);
+                    }
+                }
                 a
             }
         };
@@ -353,6 +409,10 @@ impl Cluster {
             self.mark_running(s, n, j)?;
         }
         step("pods running and ready");
+        if !self.kubelet.free.is_empty() {
+            self.settle("the objects applied")?;
+            step("the controllers' Pods placed and running");
+        }
         self.wait_for_slices()?;
         step("EndpointSlices written");
         let Some(api) = &mut self.api else {

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use crate::scenario::{parse_host, Host, Scenario};
+use crate::scenario::{parse_host, Host, Probe, Scenario};
 use crate::topology::{register_dir, unique_id, unregister_dir, Role};
 
 use super::cluster::{Cluster, Options};
@@ -75,25 +75,41 @@ fn run_in(
     dir: &Path,
     options: &Options,
 ) -> Result<Vec<ProbeResult>, RunError> {
-    let cluster = Cluster::up(s, exe, dir, options)?;
+    let mut cluster = Cluster::up(s, exe, dir, options)?;
+    let s = cluster.scenario().clone();
+    let mut out = probe_all(&cluster, &s.probes, None)?;
+    for st in &s.steps {
+        let probes = cluster.step(st)?;
+        out.extend(probe_all(&cluster, &probes, Some(&st.name))?);
+    }
+    drop(cluster);
+    Ok(out)
+}
+
+/// Send `probes` in the running cluster and judge each, after `step`.
+fn probe_all(
+    cluster: &Cluster,
+    probes: &[Probe],
+    step: Option<&str>,
+) -> Result<Vec<ProbeResult>, RunError> {
     let s = cluster.scenario();
     let mut out = Vec::new();
     // The kernel's own record of each probe's NAT, from the nodes.
     let watched: Vec<(String, String)> = (1..=s.pods.len())
         .filter_map(|n| Some((format!("node-{n}"), cluster.netns(&Role::Node(n)).ok()?)))
         .collect();
-    for probe in &s.probes {
+    for probe in probes {
         let host = parse_host(&probe.from, &s.pods)?;
         let netns = cluster.netns(&role(host))?;
         let before: Vec<Vec<realip_nft::Flow>> = watched.iter().map(|(_, n)| flows_in(n)).collect();
         let seen = in_netns(&netns, probe)?;
         let mut result = judge(probe, seen);
+        result.step = step.map(str::to_string);
         for ((name, n), before) in watched.iter().zip(&before) {
             result.nat.extend(nat_seen(name, before, &flows_in(n)));
         }
         check_nat(&mut result, probe);
         out.push(result);
     }
-    drop(cluster);
     Ok(out)
 }

@@ -12,6 +12,9 @@ use crate::topology::{LabError, PlanError, Role};
 /// Why a scenario could not be run to the end.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// A live scenario in files mode.
+    #[error("{0} needs the real control plane (kubectl steps, Deployments or an LB that reads its Service): run it with --api")]
+    NeedsApi(String),
     /// The scenario's directory could not be made.
     #[error("{}: {source}", path.display())]
     Dir {

@@ -90,6 +90,16 @@ pub fn judge(probe: &Probe, seen: Vec<Seen>) -> ProbeResult {
             got.split_whitespace().collect::<Vec<_>>().join(" "),
         );
     }
+    if !e.pods.is_empty() {
+        let ok = seen
+            .iter()
+            .all(|s| s.pod.as_ref().is_some_and(|p| e.pods.contains(p)));
+        check(
+            format!("answered only by {}", e.pods.join(", ")),
+            ok,
+            distinct(seen.iter().map(|s| s.pod.clone())),
+        );
+    }
     let mut shares = BTreeMap::new();
     if let Some(sh) = &e.shares {
         let total = seen.len().max(1) as f64;
@@ -188,6 +198,7 @@ pub fn judge(probe: &Probe, seen: Vec<Seen>) -> ProbeResult {
     }
     ProbeResult {
         name: probe.name.clone(),
+        step: None,
         path,
         socket,
         said: if said.is_empty() {

@@ -45,6 +45,8 @@ pub struct Check {
 pub struct ProbeResult {
     /// The probe's name.
     pub name: String,
+    /// The step it ran after (a live scenario's kubectl commands).
+    pub step: Option<String>,
     /// Hops, the last one with what the pod saw.
     pub path: Vec<String>,
     /// What the pod's socket saw.

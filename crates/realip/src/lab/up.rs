@@ -29,6 +29,7 @@ pub fn bare(pods: &str) -> Result<Scenario, ExitCode> {
             router: None,
             programs: Default::default(),
             probes: Vec::new(),
+            steps: Vec::new(),
         }),
         _ => {
             eprintln!("realip lab: --pods {pods:?}: expected numbers like 1,0");
@@ -135,6 +136,13 @@ fn describe(s: &Scenario, cluster: &Cluster, exe: &Path, dir: &Path) -> String {
         try_lines.push("k get svc -A -o wide".into());
         try_lines.push("k get endpointslices -A".into());
         try_lines.push("k get pods,nodes -A -o wide".into());
+        // A live scenario's steps, for a person to take one by one.
+        for st in &s.steps {
+            for args in &st.kubectl {
+                let quoted: Vec<String> = args.iter().map(|a| shell_word(a)).collect();
+                try_lines.push(format!("k {}    # {}", quoted.join(" "), st.name));
+            }
+        }
     }
     if let Some(url) = curl_target(s) {
         try_lines.push(format!("ip netns exec {} curl -s {url}", ns(&Role::Client)));
@@ -187,4 +195,16 @@ fn curl_target(s: &Scenario) -> Option<String> {
     let n = i + 1;
     let whoami = s.pod_program(n, 0).first().is_some_and(|p| p == "whoami");
     whoami.then(|| format!("http://{}:8080/api", pod_ip(n, 0)))
+}
+
+/// `word` as one shell word.
+fn shell_word(word: &str) -> String {
+    let plain = word
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_=./:,@%+".contains(&b));
+    if plain && !word.is_empty() {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }

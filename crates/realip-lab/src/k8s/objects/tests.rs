@@ -15,9 +15,17 @@ fn kinds(o: &ApiObjects) -> Vec<String> {
 fn every_builtin_translates() {
     for s in Scenario::builtins() {
         let o = translate(&s).unwrap_or_else(|e| panic!("{}: {e}", s.name));
-        // Every pod of the topology has a Pod object.
+        // Every pod of the topology has a Pod object, or is a free slot
+        // for a Deployment's.
         let hosts: BTreeSet<(usize, usize)> = o.pods.iter().map(|p| p.host).collect();
-        assert_eq!(hosts.len(), s.pods.iter().sum::<usize>(), "{}", s.name);
+        assert!(hosts.is_disjoint(&o.free), "{}", s.name);
+        assert_eq!(
+            hosts.len() + o.free.len(),
+            s.pods.iter().sum::<usize>(),
+            "{}",
+            s.name
+        );
+        assert_eq!(s.has_deployments(), !o.free.is_empty(), "{}", s.name);
         // No hand-written slice is applied, and no Service is left without
         // a selector.
         for v in &o.apply {
@@ -169,4 +177,26 @@ fn a_node_is_registered_as_its_kubelet_would() {
     assert_eq!(n["spec"]["podCIDR"], "10.244.2.0/24");
     assert_eq!(n["status"]["addresses"][0]["address"], "10.0.0.12");
     assert_eq!(n["status"]["conditions"][0]["status"], "True");
+}
+
+#[test]
+fn a_deployment_leaves_its_slots_free_and_gets_a_service_account() {
+    let o = translate(&builtin("scaling")).unwrap();
+    assert!(o.pods.is_empty());
+    assert_eq!(o.free, [(1, 0), (1, 1), (2, 0)].into());
+    let k = kinds(&o);
+    assert!(
+        k.contains(&"ServiceAccount demo/default".to_string()),
+        "{k:?}"
+    );
+    assert!(k.contains(&"Deployment demo/web".to_string()), "{k:?}");
+    // The controllers decide what its Services' slices hold.
+    assert!(o.expected.is_empty(), "{:?}", o.expected);
+    // An LB that reads its Service gets a user RBAC lets do that.
+    let o = translate(&builtin("kubectl-loadbalancer")).unwrap();
+    let k = kinds(&o);
+    assert!(
+        k.contains(&"ClusterRoleBinding realip-lb".to_string()),
+        "{k:?}"
+    );
 }
