@@ -19,18 +19,6 @@ pub fn table(results: &[ScenarioResult], wall: f64) -> String {
         "result".into(),
     ]];
     for r in results {
-        if let Some(e) = &r.error {
-            rows.push([
-                r.name.clone(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                format!("could not run: {e}"),
-                "FAIL".into(),
-            ]);
-            continue;
-        }
         let mut step = None;
         for p in &r.probes {
             if p.step.is_some() && p.step != step {
@@ -62,6 +50,18 @@ pub fn table(results: &[ScenarioResult], wall: f64) -> String {
                 p.resolved.clone(),
                 p.predicts.clone(),
                 if p.pass { "PASS".into() } else { "FAIL".into() },
+            ]);
+        }
+        if let Some(e) = &r.error {
+            // After the probes that ran (a live scenario's earlier steps).
+            rows.push([
+                r.name.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                format!("could not run: {e}"),
+                "FAIL".into(),
             ]);
         }
     }

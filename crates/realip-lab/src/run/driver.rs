@@ -53,17 +53,17 @@ pub fn run(s: &Scenario, exe: &Path, options: &Options) -> ScenarioResult {
         seconds: 0.0,
         pass: false,
     };
+    let mut probes = Vec::new();
     let outcome = run_dir(&s.name).and_then(|dir| {
-        let r = run_in(s, exe, &dir, options);
+        let r = run_in(s, exe, &dir, options, &mut probes);
         remove_run_dir(&dir);
         r
     });
-    match outcome {
-        Ok(probes) => {
-            result.pass = probes.iter().all(|p| p.pass);
-            result.probes = probes;
-        }
-        Err(e) => result.error = Some(e.to_string()),
+    // The probes that ran are kept, also when a later step failed.
+    result.pass = outcome.is_ok() && probes.iter().all(|p| p.pass);
+    result.probes = probes;
+    if let Err(e) = outcome {
+        result.error = Some(e.to_string());
     }
     result.seconds = started.elapsed().as_secs_f64();
     result
@@ -74,16 +74,17 @@ fn run_in(
     exe: &Path,
     dir: &Path,
     options: &Options,
-) -> Result<Vec<ProbeResult>, RunError> {
+    out: &mut Vec<ProbeResult>,
+) -> Result<(), RunError> {
     let mut cluster = Cluster::up(s, exe, dir, options)?;
     let s = cluster.scenario().clone();
-    let mut out = probe_all(&cluster, &s.probes, None)?;
+    out.extend(probe_all(&cluster, &s.probes, None)?);
     for st in &s.steps {
         let probes = cluster.step(st)?;
         out.extend(probe_all(&cluster, &probes, Some(&st.name))?);
     }
     drop(cluster);
-    Ok(out)
+    Ok(())
 }
 
 /// Send `probes` in the running cluster and judge each, after `step`.
