@@ -129,6 +129,13 @@ pub fn run(args: Args) -> ExitCode {
             let mut chosen = Vec::new();
             for n in names {
                 match scenario(n) {
+                    Ok(s) if s.needs_api() && !args.api => {
+                        eprintln!(
+                            "realip lab: {} runs kubectl against a real apiserver (steps, Deployments or an LB that reads its Service): add --api",
+                            s.name
+                        );
+                        return ExitCode::from(2);
+                    }
                     Ok(s) => chosen.push(s),
                     Err(code) => return code,
                 }

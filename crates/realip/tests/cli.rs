@@ -225,3 +225,21 @@ fn whoami_and_lb_tell_notify_socket_once_they_serve() {
         }
     }
 }
+
+/// A live scenario (kubectl steps, Deployments) asked for from files is
+/// refused before anything is built, saying what it needs.
+#[test]
+fn a_live_scenario_from_files_is_refused_with_the_reason() {
+    for name in ["scaling", "kubectl-nodeport", "kubectl-loadbalancer"] {
+        let (code, _, err) = realip(&["lab", "run", name]);
+        assert_eq!(code, 2, "{name}: {err}");
+        assert!(err.contains("add --api"), "{name}: {err}");
+    }
+    let (code, out, _) = realip(&["lab", "list"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("scaling") && l.ends_with("[--api]")),
+        "{out}"
+    );
+}

@@ -68,7 +68,8 @@ fn every_builtin_scenario_passes_on_the_api() {
 /// Phase 1 stays usable: with `--agent-objects files` the agents read
 /// the apiserver's objects from the files the lab writes, and the
 /// scenarios pass the same (one of each kind: Cluster, Local with health
-/// checks, an ingress pod in another namespace).
+/// checks, an ingress pod in another namespace, and a live one whose
+/// steps rewrite the files).
 #[test]
 fn on_the_api_the_agents_may_read_files() {
     if k8s().is_none() {
@@ -76,7 +77,7 @@ fn on_the_api_the_agents_may_read_files() {
     }
     let out = Command::new(env!("CARGO_BIN_EXE_realip"))
         .args(["lab", "--api", "--agent-objects", "files", "--json", "run"])
-        .args(["nodeport-cluster", "l4-lb-local", "ingress"])
+        .args(["nodeport-cluster", "l4-lb-local", "ingress", "scaling"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -87,7 +88,7 @@ fn on_the_api_the_agents_may_read_files() {
         )
     });
     assert_eq!(v["pass"], true, "{stdout}");
-    assert_eq!(v["scenarios"].as_array().unwrap().len(), 3);
+    assert_eq!(v["scenarios"].as_array().unwrap().len(), 4);
 }
 
 /// `lab up --api SCENARIO`: a running cluster with a kubeconfig; kubectl
