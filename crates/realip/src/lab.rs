@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use realip_lab::k8s::K8sBin;
-use realip_lab::run::{AgentObjects, Options, ScenarioResult};
+use realip_lab::run::{AgentObjects, KubeProxyMode, Options, Proxy, ScenarioResult};
 use realip_lab::scenario::Scenario;
 use realip_lab::topology::{check_support, clean};
 
@@ -66,6 +66,11 @@ pub struct Args {
     /// --kubeconfig.
     #[arg(long, global = true, value_name = "HOW", value_parser = ["watch", "files"])]
     agent_objects: Option<String>,
+    /// The node agent in every node namespace: `realip` (realip node), or with --api the real
+    /// `kube-proxy:nftables` or `kube-proxy:iptables` built by scripts/k8s, watching the lab's
+    /// apiserver; the same scenarios, probes and checks either way.
+    #[arg(long, global = true, value_name = "AGENT", default_value = "realip")]
+    proxy: Proxy,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -218,9 +223,48 @@ fn prepare(args: &Args) -> Result<(std::path::PathBuf, Options), ExitCode> {
         eprintln!("realip lab: --agent-objects is for --api");
         return Err(ExitCode::from(2));
     }
+    options.proxy = args.proxy;
+    if let Proxy::KubeProxy(mode) = args.proxy {
+        if !args.api || args.agent_objects.as_deref() == Some("files") {
+            eprintln!(
+                "realip lab: --proxy {} watches the lab's apiserver: add --api (with the agents watching)",
+                args.proxy
+            );
+            return Err(ExitCode::from(2));
+        }
+        // What kube-proxy runs to program the kernel.
+        let tool = match mode {
+            KubeProxyMode::Nftables => "nft",
+            KubeProxyMode::Iptables => "iptables-restore",
+        };
+        let found = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            eprintln!(
+                "realip lab: --proxy {}: kube-proxy needs {tool} (apt-get install {})",
+                args.proxy,
+                if tool == "nft" {
+                    "nftables"
+                } else {
+                    "iptables"
+                }
+            );
+            return Err(ExitCode::from(2));
+        }
+    }
     if args.api {
         let dir = K8sBin::choose(args.k8s_bin.as_deref());
         match K8sBin::find(&dir) {
+            Ok(bin) if args.proxy != Proxy::Realip && !bin.path("kube-proxy").is_file() => {
+                eprintln!(
+                    "realip lab: --proxy {}: no kube-proxy in {} (scripts/k8s builds it)",
+                    args.proxy,
+                    bin.dir().display()
+                );
+                return Err(ExitCode::from(2));
+            }
             Ok(bin) => options.api = Some(bin),
             Err(e) => {
                 eprintln!("realip lab: --api: {e}");

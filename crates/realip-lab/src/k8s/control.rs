@@ -48,6 +48,7 @@ const CONTROLLERS: &str = "endpointslice,deployment,replicaset";
 /// The running control plane.
 pub struct ControlPlane {
     procs: Vec<Proc>,
+    bin: K8sBin,
     pki: Pki,
     kubectl: Kubectl,
     dir: PathBuf,
@@ -186,10 +187,16 @@ impl ControlPlane {
         )?);
         Ok(ControlPlane {
             procs,
+            bin: bin.clone(),
             pki,
             kubectl,
             dir: dir.to_path_buf(),
         })
+    }
+
+    /// The binaries it runs (and kube-proxy, for `--proxy`).
+    pub fn bin(&self) -> &K8sBin {
+        &self.bin
     }
 
     /// kubectl with the admin kubeconfig.

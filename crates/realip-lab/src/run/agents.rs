@@ -28,6 +28,59 @@ pub(super) const METRICS: &str = "127.0.0.1:10249";
 /// How long an agent may take to show a settled sync.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The node agent in every node namespace (`--proxy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Proxy {
+    /// `realip node`.
+    #[default]
+    Realip,
+    /// The real kube-proxy, built by scripts/k8s, in this mode; it
+    /// watches the lab's apiserver as user system:kube-proxy.
+    KubeProxy(KubeProxyMode),
+}
+
+/// kube-proxy's `--proxy-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubeProxyMode {
+    /// nftables (the `nft` tool from Debian's nftables).
+    Nftables,
+    /// iptables (`iptables-restore` from Debian's iptables).
+    Iptables,
+}
+
+impl KubeProxyMode {
+    /// The flag's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KubeProxyMode::Nftables => "nftables",
+            KubeProxyMode::Iptables => "iptables",
+        }
+    }
+}
+
+impl std::fmt::Display for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Proxy::Realip => f.write_str("realip"),
+            Proxy::KubeProxy(m) => write!(f, "kube-proxy:{}", m.as_str()),
+        }
+    }
+}
+
+impl std::str::FromStr for Proxy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Proxy, String> {
+        match s {
+            "realip" => Ok(Proxy::Realip),
+            "kube-proxy:nftables" => Ok(Proxy::KubeProxy(KubeProxyMode::Nftables)),
+            "kube-proxy:iptables" => Ok(Proxy::KubeProxy(KubeProxyMode::Iptables)),
+            other => Err(format!(
+                "{other:?} is not realip, kube-proxy:nftables or kube-proxy:iptables"
+            )),
+        }
+    }
+}
+
 /// How the agents get the objects with `--api`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentObjects {
@@ -53,11 +106,14 @@ impl AgentObjects {
     }
 }
 
-/// A kube-proxy metric's value in a /metrics text.
+/// A kube-proxy metric's value in a /metrics text: the sample without
+/// labels (realip node's), else the IPv4 family's (kube-proxy's own,
+/// `NAME{ip_family="IPv4"}`).
 fn metric(text: &str, name: &str) -> Option<f64> {
+    let ipv4 = format!("{name}{{ip_family=\"IPv4\"}}");
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (n, v) = l.split_once(' ')?;
-        (n == name).then(|| v.trim().parse().ok())?
+        let (n, v) = l.rsplit_once(' ')?;
+        (n == name || n == ipv4).then(|| v.trim().parse().ok())?
     })
 }
 
@@ -129,5 +185,10 @@ mod tests {
             "queued after"
         );
         assert!(!settled("HTTP/1.0 200 OK\r\n\r\nnothing"));
+        // kube-proxy's, per IP family.
+        let kube_proxy = "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds{ip_family=\"IPv4\"} 1.79619559405e+09\n\
+             kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family=\"IPv4\"} 1.79619559419e+09\n";
+        assert!(settled(kube_proxy));
+        assert!(!settled(&kube_proxy.replace("19e+09", "01e+09")));
     }
 }

@@ -29,7 +29,7 @@ use crate::process::Proc;
 use crate::scenario::{parse_millis, Probe, Scenario, Step, KUBECONFIG};
 use crate::topology::{node_ip, plan, unique_id, Lab, Role, Spec};
 
-use super::agents::{wait_settled, AgentObjects, METRICS};
+use super::agents::{wait_settled, AgentObjects, Proxy, METRICS};
 use super::error::RunError;
 
 mod kubelet;
@@ -61,6 +61,8 @@ pub struct Options {
     /// With `--api`, how the agents get the objects; `None`: watch when
     /// `realip node` can ([`AgentObjects::detect`]).
     pub agents: Option<AgentObjects>,
+    /// The node agent (`--proxy`); kube-proxy needs `--api`.
+    pub proxy: Proxy,
 }
 
 /// The control plane and what the lab applied to it.
@@ -79,6 +81,7 @@ struct Api {
 pub struct Cluster {
     // Fields drop in this order: the processes before the namespaces.
     kubelet: Kubelet,
+    proxy: Proxy,
     procs: Vec<Proc>,
     api: Option<Api>,
     lab: Lab,
@@ -108,6 +111,11 @@ impl Cluster {
         if api.is_none() && s.needs_api() {
             return Err(RunError::NeedsApi(s.name.clone()));
         }
+        if options.proxy != Proxy::Realip
+            && (api.is_none() || options.agents == Some(AgentObjects::Files))
+        {
+            return Err(RunError::KubeProxyNeedsApi(options.proxy));
+        }
         let t0 = Instant::now();
         let lab = Lab::build(plan(
             &Spec {
@@ -126,6 +134,7 @@ impl Cluster {
         step("namespaces built");
         let mut c = Cluster {
             kubelet: Kubelet::new(exe, dir),
+            proxy: options.proxy,
             procs: Vec::new(),
             api: None,
             lab,
@@ -134,7 +143,10 @@ impl Cluster {
         // From here an error drops `c`: everything started is stopped.
         match api {
             Some(bin) => {
-                let agents = options.agents.unwrap_or_else(|| AgentObjects::detect(exe));
+                let agents = match options.proxy {
+                    Proxy::Realip => options.agents.unwrap_or_else(|| AgentObjects::detect(exe)),
+                    Proxy::KubeProxy(_) => AgentObjects::Watch,
+                };
                 c.start_control(bin, s, dir, agents)?;
                 step("control plane ready, objects applied");
             }
@@ -210,6 +222,11 @@ impl Cluster {
     /// The control plane, with `--api`.
     pub fn control(&self) -> Option<&ControlPlane> {
         self.api.as_ref().map(|a| &a.control)
+    }
+
+    /// The node agent.
+    pub fn proxy(&self) -> Proxy {
+        self.proxy
     }
 
     /// How the agents get the objects, with `--api`.
@@ -438,10 +455,15 @@ impl Cluster {
         let watch = api.agents == AgentObjects::Watch;
         let first = self.procs.len();
         for (i, source) in sources.iter().enumerate() {
-            self.start_agent(exe, dir, i + 1, source)?;
+            match self.proxy {
+                Proxy::Realip => self.start_agent(exe, dir, i + 1, source)?,
+                Proxy::KubeProxy(mode) => self.start_kube_proxy(dir, i + 1, &source[1], mode)?,
+            }
         }
-        for p in &mut self.procs[first..] {
-            p.wait_ready()?;
+        if self.proxy == Proxy::Realip {
+            for p in &mut self.procs[first..] {
+                p.wait_ready()?;
+            }
         }
         if watch {
             for n in 1..=sources.len() {
@@ -487,6 +509,51 @@ impl Cluster {
             exe,
             &args,
             &format!("realip node on node-{n}"),
+        )?);
+        Ok(())
+    }
+
+    /// The real kube-proxy on node N in `mode`, watching with
+    /// `kubeconfig` (user system:kube-proxy) as realip node would: its
+    /// health server on the node's address :10256, its metrics on the
+    /// namespace's loopback :10249, the pods' CIDR for telling local
+    /// traffic, and the conntrack table left as the kernel sized it. It
+    /// says nothing on a readiness socket; the lab waits for its first
+    /// sync on /metrics instead.
+    fn start_kube_proxy(
+        &mut self,
+        dir: &Path,
+        n: usize,
+        kubeconfig: &str,
+        mode: crate::run::agents::KubeProxyMode,
+    ) -> Result<(), RunError> {
+        let Some(api) = &self.api else {
+            return Err(RunError::KubeProxyNeedsApi(self.proxy));
+        };
+        let exe = api.control.bin().path("kube-proxy");
+        let ip = node_ip(n).to_string();
+        let args: Vec<String> = [
+            &format!("--kubeconfig={kubeconfig}"),
+            &format!("--hostname-override=node-{n}"),
+            &format!("--proxy-mode={}", mode.as_str()),
+            "--cluster-cidr=10.244.0.0/16",
+            &format!("--healthz-bind-address={ip}:10256"),
+            &format!("--metrics-bind-address={METRICS}"),
+            "--conntrack-max-per-core=0",
+            "--v=2",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        let ns = self.netns(&Role::Node(n))?;
+        let log = dir.join(format!("kube-proxy-node-{n}.log"));
+        self.procs.push(Proc::start_logged(
+            &ns,
+            dir,
+            &exe,
+            &args,
+            &format!("kube-proxy ({}) on node-{n}", mode.as_str()),
+            &log,
         )?);
         Ok(())
     }

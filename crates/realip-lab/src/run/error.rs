@@ -12,6 +12,9 @@ use crate::topology::{LabError, PlanError, Role};
 /// Why a scenario could not be run to the end.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// kube-proxy without the control plane it watches.
+    #[error("--proxy {0} watches the lab's apiserver: run with --api (and the agents watching)")]
+    KubeProxyNeedsApi(super::agents::Proxy),
     /// A live scenario in files mode.
     #[error("{0} needs the real control plane (kubectl steps, Deployments or an LB that reads its Service): run it with --api")]
     NeedsApi(String),

@@ -15,7 +15,7 @@ mod netns;
 mod probe;
 mod result;
 
-pub use agents::AgentObjects;
+pub use agents::{AgentObjects, KubeProxyMode, Proxy};
 pub use cluster::{Cluster, Options};
 pub use driver::{remove_run_dir, run, run_dir};
 pub use error::RunError;
