@@ -208,10 +208,14 @@ impl Proc {
                 Ok(n) if says_ready(&buf[..n]) => return Ok(()),
                 // STATUS= alone, or another notification: keep waiting.
                 Ok(_) => {}
+                // A signal (the lab's own handler's, a child's exit) may
+                // interrupt the wait; it goes on.
                 Err(e)
                     if matches!(
                         e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
                     ) => {}
                 Err(e) => return Err(ProcError::Notify(e)),
             }

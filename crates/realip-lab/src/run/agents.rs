@@ -144,12 +144,54 @@ fn get_metrics(netns: &str) -> Result<String, RunError> {
     .map_err(RunError::Metrics)
 }
 
+/// Whether kube-proxy has no change recorded that no sync has taken yet
+/// (its pending gauges), and how many syncs it has finished.
+fn kube_proxy_quiet(metrics: &str) -> Option<f64> {
+    let pending = metric(
+        metrics,
+        "kubeproxy_sync_proxy_rules_endpoint_changes_pending",
+    )? + metric(
+        metrics,
+        "kubeproxy_sync_proxy_rules_service_changes_pending",
+    )?;
+    let syncs = metric(metrics, "kubeproxy_sync_proxy_rules_duration_seconds_count")?;
+    (pending == 0.0 && settled(metrics)).then_some(syncs)
+}
+
+/// How long kube-proxy must stay quiet: more than its min-sync-period
+/// (1 s), so a change it took just before the first look has either
+/// synced or shows as pending by the second.
+const QUIET: Duration = Duration::from_millis(1200);
+
 /// Wait until node N's agent (in `netns`) shows a settled sync.
-pub(super) fn wait_settled(netns: &str, n: usize) -> Result<(), RunError> {
+///
+/// realip node records a change as queued from the loop that syncs, after
+/// the sync in progress, so "synced at or after the last queued change"
+/// is exact. kube-proxy records it from its informers' handlers, at any
+/// time, and stamps a sync when it ends: a change that came during a sync
+/// looks synced. So for kube-proxy (`quiet`) the lab also wants nothing
+/// pending and no sync finished across [`QUIET`].
+pub(super) fn wait_settled(netns: &str, n: usize, quiet: bool) -> Result<(), RunError> {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
+    let mut first: Option<f64> = None;
     loop {
         let last = match get_metrics(netns) {
-            Ok(text) if settled(&text) => return Ok(()),
+            Ok(text) if !quiet && settled(&text) => return Ok(()),
+            Ok(text) if quiet => match (kube_proxy_quiet(&text), first) {
+                (Some(syncs), Some(before)) if syncs == before => return Ok(()),
+                (Some(syncs), _) => {
+                    first = Some(syncs);
+                    if Instant::now() + QUIET < deadline {
+                        std::thread::sleep(QUIET);
+                        continue;
+                    }
+                    "it kept syncing".to_string()
+                }
+                (None, _) => {
+                    first = None;
+                    "a change is pending".to_string()
+                }
+            },
             Ok(_) => "a change is queued".to_string(),
             Err(e) => e.to_string(),
         };

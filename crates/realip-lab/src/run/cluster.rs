@@ -431,6 +431,7 @@ impl Cluster {
             step("the controllers' Pods placed and running");
         }
         self.wait_for_slices()?;
+        self.wait_watch_cache(Instant::now() + SLICES_TIMEOUT)?;
         step("EndpointSlices written");
         let Some(api) = &mut self.api else {
             return Ok(());
@@ -467,7 +468,7 @@ impl Cluster {
         }
         if watch {
             for n in 1..=sources.len() {
-                wait_settled(&self.netns(&Role::Node(n))?, n)?;
+                wait_settled(&self.netns(&Role::Node(n))?, n, self.proxy != Proxy::Realip)?;
             }
         }
         step("agents synced");

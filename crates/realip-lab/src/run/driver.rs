@@ -41,6 +41,10 @@ pub fn remove_run_dir(dir: &Path) {
     unregister_dir(dir);
 }
 
+/// Set, a run's directory (its components' logs, the control plane's
+/// certificates and logs) is kept for a person to read.
+pub const KEEP: &str = "REALIP_LAB_KEEP";
+
 /// Run one scenario.
 pub fn run(s: &Scenario, exe: &Path, options: &Options) -> ScenarioResult {
     let started = Instant::now();
@@ -56,7 +60,11 @@ pub fn run(s: &Scenario, exe: &Path, options: &Options) -> ScenarioResult {
     let mut probes = Vec::new();
     let outcome = run_dir(&s.name).and_then(|dir| {
         let r = run_in(s, exe, &dir, options, &mut probes);
-        remove_run_dir(&dir);
+        if std::env::var_os(KEEP).is_some() {
+            eprintln!("realip lab: {} kept ({KEEP})", dir.display());
+        } else {
+            remove_run_dir(&dir);
+        }
         r
     });
     // The probes that ran are kept, also when a later step failed.

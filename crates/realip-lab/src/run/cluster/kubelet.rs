@@ -25,7 +25,7 @@ use crate::k8s::K8sError;
 use crate::process::Proc;
 use crate::topology::Role;
 
-use super::super::agents::{wait_settled, AgentObjects};
+use super::super::agents::{wait_settled, AgentObjects, Proxy};
 use super::super::error::RunError;
 use super::{Cluster, AGENT_POLL_PERIOD};
 
@@ -236,7 +236,7 @@ impl Cluster {
             let changed = self.reconcile()?;
             let lag = if changed { Vec::new() } else { self.lagging()? };
             if !changed && lag.is_empty() {
-                return Ok(());
+                return self.wait_watch_cache(deadline);
             }
             if Instant::now() >= deadline {
                 return Err(K8sError::Settle {
@@ -247,6 +247,51 @@ impl Cluster {
                     } else {
                         lag.join("; ")
                     },
+                }
+                .into());
+            }
+            std::thread::sleep(SETTLE_POLL);
+        }
+    }
+
+    /// Wait until the apiserver's watch cache holds what etcd holds now.
+    /// kube-proxy's informers list from that cache (resourceVersion=0)
+    /// and are sent its events; a cache a few writes behind would give an
+    /// agent started now a stale first state, and one running the last
+    /// events late. (realip node lists with a consistent read.) The lists'
+    /// resourceVersions are etcd revisions, which only grow.
+    pub(super) fn wait_watch_cache(&self, deadline: Instant) -> Result<(), RunError> {
+        let Some(kubectl) = kubectl_of(self) else {
+            return Ok(());
+        };
+        let revision = |path: &str| -> Result<u64, RunError> {
+            let v: Value = serde_json::from_str(&kubectl.run(&["get", "--raw", path], None)?)
+                .map_err(|e| K8sError::KubectlJson {
+                    args: format!("get --raw {path}"),
+                    reason: e.to_string(),
+                })?;
+            Ok(v["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0))
+        };
+        let now = revision("/api/v1/namespaces/default/services?limit=1")?;
+        loop {
+            let cached = [
+                "/api/v1/services?resourceVersion=0",
+                "/apis/discovery.k8s.io/v1/endpointslices?resourceVersion=0",
+            ]
+            .iter()
+            .map(|p| revision(p))
+            .collect::<Result<Vec<u64>, RunError>>()?;
+            if cached.iter().all(|&c| c >= now) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(K8sError::Settle {
+                    step: "the watch cache".into(),
+                    timeout: SETTLE_TIMEOUT,
+                    differences: format!("at revision {cached:?}, etcd at {now}"),
                 }
                 .into());
             }
@@ -271,7 +316,7 @@ impl Cluster {
             }
         }
         for n in 1..=self.scenario.pods.len() {
-            wait_settled(&self.netns(&Role::Node(n))?, n)?;
+            wait_settled(&self.netns(&Role::Node(n))?, n, self.proxy != Proxy::Realip)?;
         }
         Ok(())
     }
