@@ -37,7 +37,17 @@ nodePort, healthCheckNodePort) is allocated by the apiserver and read back where
 names it ({NS/NAME.nodePort}). The binaries come from --k8s-bin, else $REALIP_K8S_BIN, else \
 target/k8s/bin of this workspace (scripts/k8s builds them). --api is not the default: it needs \
 that build, and each scenario then starts its own apiserver, which takes seconds where the files \
-take milliseconds."
+take milliseconds.
+
+Live scenarios (marked [--api] in `lab list`) add steps: kubectl commands (seed 003's expose and \
+patch, a scale, a delete) run against the lab's apiserver, each followed by probes. Their \
+Deployments' Pods are made by the real deployment and ReplicaSet controllers; the lab places each \
+on a free pod slot (the node with the fewest Pods first; none free: Pending, Unschedulable), starts \
+whoami there and marks it Ready, and keeps a deleted Pod serving through its grace period before \
+deleting it for good. A step's probes wait until the Pods, the slices, the apiserver's watch cache \
+and every agent have caught up. --proxy kube-proxy:nftables|kube-proxy:iptables runs the real \
+kube-proxy as the node agent instead of realip node. REALIP_LAB_KEEP=1 keeps each run's directory \
+and logs."
 )]
 pub struct Args {
     #[command(subcommand)]
