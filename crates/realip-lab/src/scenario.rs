@@ -182,6 +182,11 @@ pub struct Probe {
     pub predicts: String,
     /// What is checked against what whoami reported.
     pub expect: Expect,
+    /// Where realip goes past kube-proxy on purpose (endpoint weights, the
+    /// tunnel policy): why the pod sees something else under kube-proxy.
+    /// A `--compare` run accepts a difference only on such a probe.
+    #[serde(default)]
+    pub extension: Option<String>,
 }
 
 fn default_send() -> Send {

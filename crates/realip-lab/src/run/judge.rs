@@ -199,6 +199,7 @@ pub fn judge(probe: &Probe, seen: Vec<Seen>) -> ProbeResult {
     ProbeResult {
         name: probe.name.clone(),
         step: None,
+        extension: probe.extension.clone(),
         path,
         socket,
         said: if said.is_empty() {

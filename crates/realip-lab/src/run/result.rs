@@ -47,6 +47,8 @@ pub struct ProbeResult {
     pub name: String,
     /// The step it ran after (a live scenario's kubectl commands).
     pub step: Option<String>,
+    /// The realip extension it shows, if it does (see `Probe::extension`).
+    pub extension: Option<String>,
     /// Hops, the last one with what the pod saw.
     pub path: Vec<String>,
     /// What the pod's socket saw.
