@@ -12,7 +12,8 @@
 //! Local, after which the API server's healthCheckNodePort is what is
 //! checked and the node answering 503 stops getting connections within
 //! interval x fall; an identity without RBAC and one without the status
-//! permission, each logged with what it needs and survived; an API outage
+//! permission, each logged with what it needs and survived; a Service
+//! that is missing, then has no nodePort, then has one; an API outage
 //! that leaves the pool as it was.
 //!
 //! Needs root and the Kubernetes binaries (REALIP_K8S_BIN, or the
@@ -323,10 +324,11 @@ fn kubectl_ok(cluster: &Cluster, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// `realip lb --service default/web` as `user`'s kubeconfig, in the
-/// namespace, logging JSON to `log`, telling readiness on `notify`.
+/// `realip lb --service SERVICE` with `kubeconfig`, in the namespace,
+/// logging JSON to `log`, telling readiness on `notify`.
 fn start_lb(
     cluster: &Cluster,
+    service: &str,
     kubeconfig: &Path,
     listen: &str,
     log: &Path,
@@ -344,7 +346,7 @@ fn start_lb(
         .args([
             "lb",
             "--service",
-            "default/web",
+            service,
             "--kubeconfig",
             kubeconfig.to_str().unwrap(),
             "--listen",
@@ -448,7 +450,14 @@ fn lb_follows_its_service_and_the_nodes() {
     let notify_path = dir.join("notify.sock");
     let notify = notify_socket(&notify_path);
     let started = Instant::now();
-    let mut lb = start_lb(&cluster, &lb_kc, &format!("{VIP}:80"), &log, &notify_path);
+    let mut lb = start_lb(
+        &cluster,
+        "default/web",
+        &lb_kc,
+        &format!("{VIP}:80"),
+        &log,
+        &notify_path,
+    );
 
     // Ready only once the API's pool is applied: by then the pool has
     // both nodes and the first connection is served.
@@ -734,6 +743,7 @@ fn lb_follows_its_service_and_the_nodes() {
     let nobody_ready = notify_socket(&nobody_notify);
     let mut nobody = start_lb(
         &cluster,
+        "default/web",
         &nobody_kc,
         &format!("{VIP}:81"),
         &nobody_log,
@@ -797,6 +807,7 @@ fn lb_follows_its_service_and_the_nodes() {
     let nostatus_ready = notify_socket(&nostatus_notify);
     let mut nostatus = start_lb(
         &cluster,
+        "default/web",
         &nostatus_kc,
         &format!("{VIP2}:82"),
         &nostatus_log,
@@ -869,6 +880,84 @@ fn lb_follows_its_service_and_the_nodes() {
         VIP,
         "the refused write changed nothing"
     );
+
+    // A Service that does not exist yet: ready with no backends, said so;
+    // created without a nodePort (ClusterIP): still none, said why; made a
+    // NodePort: the nodes.
+    let later_log = dir.join("later.log");
+    let later_notify = dir.join("later-notify.sock");
+    let later_ready = notify_socket(&later_notify);
+    let mut later = start_lb(
+        &cluster,
+        "default/later",
+        &lb_kc,
+        &format!("{VIP}:83"),
+        &later_log,
+        &later_notify,
+    );
+    wait_for(
+        "READY=1 without the Service",
+        Duration::from_secs(30),
+        || ready(&later_ready).ok_or_else(|| tail(&later_log)),
+    );
+    let problem = |log: &Path| {
+        events(log, "no backends")
+            .last()
+            .and_then(|e| e["fields"]["problem"].as_str().map(str::to_string))
+    };
+    assert_eq!(
+        problem(&later_log).as_deref(),
+        Some("the Service does not exist; waiting for it"),
+        "{}",
+        tail(&later_log)
+    );
+    cluster.apply(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: later, namespace: default}\n\
+         spec: {type: ClusterIP, ports: [{name: http, port: 83}]}\n",
+    );
+    wait_for(
+        "no nodePort, said so",
+        Duration::from_secs(10),
+        || match problem(&later_log) {
+            Some(p) if p.starts_with("port 83 has no nodePort (type ClusterIP)") => Ok(()),
+            _ => Err(tail(&later_log)),
+        },
+    );
+    kubectl_ok(
+        &cluster,
+        &[
+            "patch",
+            "svc",
+            "later",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"type":"NodePort"}}"#,
+        ],
+    );
+    let nodes = wait_for(
+        "the nodes once it has a nodePort",
+        Duration::from_secs(10),
+        || match events(&later_log, "pool updated").last() {
+            Some(e) if e["fields"]["backends"] == 2 => Ok(e["fields"].clone()),
+            _ => Err(tail(&later_log)),
+        },
+    );
+    assert_eq!(
+        nodes["health"].as_str().unwrap(),
+        "http:/healthz on port 10256 (kube-proxy's healthz; externalTrafficPolicy Cluster)"
+    );
+    assert!(
+        events(&later_log, "the Service's nodes are backends again").len() == 1,
+        "{}",
+        tail(&later_log)
+    );
+    assert!(
+        !read(&later_log).contains("published status"),
+        "a NodePort Service's status is not ours to write:\n{}",
+        tail(&later_log)
+    );
+    assert!(alive(&mut later));
+    drop(later);
 
     // An API outage: the watches fail and retry, the pool stays and
     // serves; back, they list again and nothing is re-applied.
