@@ -1,4 +1,4 @@
-//! The three watches, as kube-proxy's informers select them
+//! The node agent's three watches, as kube-proxy's informers select them
 //! (cmd/kube-proxy `Run`): Services and EndpointSlices without the
 //! `service.kubernetes.io/service-proxy-name` and
 //! `service.kubernetes.io/headless` labels (Services also without
@@ -6,7 +6,8 @@
 //! only the Services labelled with it, and their slices: the
 //! EndpointSlice controller copies a Service's labels onto its slices
 //! (pkg/controller/endpointslice `setEndpointSliceLabels`), so one label
-//! selects both.
+//! selects both. `realip lb --service` runs two more through the same
+//! loop ([`crate::lb_source`]): its one Service and every Node.
 //!
 //! Each watch feeds a reflector store. An error marks the watch down,
 //! is logged with the API server's URL, the resource and the API's own
@@ -116,7 +117,8 @@ pub fn node_fields(node: &str) -> Result<String, InvalidName> {
     Ok(format!("metadata.name={node}"))
 }
 
-/// One of the three watches.
+/// One watch: the node agent's three, or the two of `realip lb
+/// --service`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// The proxied Services.
@@ -125,20 +127,39 @@ pub enum Kind {
     EndpointSlices,
     /// This node's Node.
     Node,
+    /// The one Service a load balancer serves.
+    BalancedService,
+    /// Every Node, the load balancer's backends.
+    BalancedNodes,
 }
 
+/// The node agent's watches.
+pub const NODE_WATCHES: [Kind; 3] = [Kind::Services, Kind::EndpointSlices, Kind::Node];
+/// The load balancer's watches.
+pub const LB_WATCHES: [Kind; 2] = [Kind::BalancedService, Kind::BalancedNodes];
+
 impl Kind {
+    const COUNT: usize = 5;
+
     /// The API resource, as RBAC names it.
     pub fn resource(self) -> &'static str {
         match self {
-            Kind::Services => "services",
+            Kind::Services | Kind::BalancedService => "services",
             Kind::EndpointSlices => "endpointslices",
-            Kind::Node => "nodes",
+            Kind::Node | Kind::BalancedNodes => "nodes",
         }
     }
 
     fn index(self) -> usize {
         self as usize
+    }
+
+    /// What stays while this watch is down.
+    fn meanwhile(self) -> &'static str {
+        match self {
+            Kind::Services | Kind::EndpointSlices | Kind::Node => "the rules stay as they are",
+            Kind::BalancedService | Kind::BalancedNodes => "the pool stays as it is",
+        }
     }
 }
 
@@ -148,21 +169,31 @@ impl Kind {
 #[derive(Debug)]
 pub struct Shared {
     version: tokio::sync::watch::Sender<u64>,
-    listed: [AtomicBool; 3],
-    up: [AtomicBool; 3],
+    /// The watches of this source; [`listed`](Shared::listed) and
+    /// [`up`](Shared::up) ask about these.
+    kinds: Vec<Kind>,
+    listed: [AtomicBool; Kind::COUNT],
+    up: [AtomicBool; Kind::COUNT],
 }
 
 impl Default for Shared {
+    /// The node agent's.
     fn default() -> Self {
-        Shared {
-            version: tokio::sync::watch::Sender::new(0),
-            listed: Default::default(),
-            up: Default::default(),
-        }
+        Shared::new(&NODE_WATCHES)
     }
 }
 
 impl Shared {
+    /// For a source that runs the watches `kinds`.
+    pub fn new(kinds: &[Kind]) -> Self {
+        Shared {
+            version: tokio::sync::watch::Sender::new(0),
+            kinds: kinds.to_vec(),
+            listed: Default::default(),
+            up: Default::default(),
+        }
+    }
+
     /// The version now.
     pub fn version(&self) -> u64 {
         *self.version.borrow()
@@ -175,12 +206,16 @@ impl Shared {
 
     /// Every watch has listed once.
     pub fn listed(&self) -> bool {
-        self.listed.iter().all(|l| l.load(Ordering::Acquire))
+        self.kinds
+            .iter()
+            .all(|k| self.listed[k.index()].load(Ordering::Acquire))
     }
 
     /// Every watch is up.
     pub fn up(&self) -> bool {
-        self.up.iter().all(|u| u.load(Ordering::Acquire))
+        self.kinds
+            .iter()
+            .all(|k| self.up[k.index()].load(Ordering::Acquire))
     }
 
     fn bump(&self) {
@@ -244,12 +279,21 @@ fn permission_hint(e: &watcher::Error, kind: Kind) -> Option<String> {
     } else {
         ""
     };
-    match code {
-        401 => Some("the credentials were not accepted; check the kubeconfig's user or the token".into()),
-        403 => Some(format!(
+    match (code, kind) {
+        (401, _) => Some("the credentials were not accepted; check the kubeconfig's user or the token".into()),
+        (403, Kind::Services | Kind::EndpointSlices | Kind::Node) => Some(format!(
             "realip node needs list and watch on {}{group} (the ClusterRole system:node-proxier grants them)",
             kind.resource()
         )),
+        (403, Kind::BalancedService) => Some(
+            "realip lb --service needs list and watch on services in the Service's namespace \
+             (and patch on services/status to publish its address)"
+                .into(),
+        ),
+        (403, Kind::BalancedNodes) => Some(
+            "realip lb --service needs list and watch on nodes (cluster-wide: a ClusterRole)"
+                .into(),
+        ),
         _ => None,
     }
 }
@@ -314,6 +358,7 @@ pub async fn run<K>(
         shared.up[i].store(false, Ordering::Release);
         let delay = backoff.next().unwrap_or(Duration::from_secs(30));
         let error_text = describe(&error);
+        let meanwhile = kind.meanwhile();
         match permission_hint(&error, kind) {
             Some(hint) => tracing::warn!(
                 server = %server,
@@ -321,14 +366,14 @@ pub async fn run<K>(
                 error = %error_text,
                 hint = %hint,
                 retry_in = ?delay,
-                "watch failed; the rules stay as they are, retrying"
+                "watch failed; {meanwhile}, retrying"
             ),
             None => tracing::warn!(
                 server = %server,
                 resource = %kind.resource(),
                 error = %error_text,
                 retry_in = ?delay,
-                "watch failed; the rules stay as they are, retrying"
+                "watch failed; {meanwhile}, retrying"
             ),
         }
         tokio::time::sleep(delay).await;
@@ -435,5 +480,32 @@ mod tests {
         s.listed[2].store(true, Ordering::Release);
         s.up[2].store(true, Ordering::Release);
         assert!(s.listed() && s.up());
+    }
+
+    #[test]
+    fn a_load_balancers_source_waits_for_its_own_two() {
+        let s = Shared::new(&LB_WATCHES);
+        // The node agent's watches say nothing about it.
+        for k in NODE_WATCHES {
+            s.listed[k.index()].store(true, Ordering::Release);
+        }
+        assert!(!s.listed());
+        s.listed[Kind::BalancedService.index()].store(true, Ordering::Release);
+        assert!(!s.listed());
+        s.listed[Kind::BalancedNodes.index()].store(true, Ordering::Release);
+        assert!(s.listed());
+        assert_eq!(Kind::BalancedNodes.resource(), "nodes");
+    }
+
+    #[test]
+    fn a_load_balancers_403_names_what_it_needs() {
+        let e = forbidden();
+        assert_eq!(
+            permission_hint(&e, Kind::BalancedNodes).unwrap(),
+            "realip lb --service needs list and watch on nodes (cluster-wide: a ClusterRole)"
+        );
+        assert!(permission_hint(&e, Kind::BalancedService)
+            .unwrap()
+            .contains("services in the Service's namespace"));
     }
 }

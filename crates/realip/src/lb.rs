@@ -1,5 +1,9 @@
 //! `realip lb`: the seeds' cloud load balancer and ingress. One listener
-//! from flags, or any number from `--config FILE` (reloaded on SIGHUP).
+//! from flags, or any number from `--config FILE` (reloaded on SIGHUP), or
+//! one whose nodes come from a Kubernetes Service (`--service`, in
+//! [`service`]).
+
+mod service;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -50,12 +54,31 @@ source), maglev (consistent: removing a backend moves few other flows). --backen
 --health checks every --health-interval: --fall failures take a backend out, --rise passes bring it \
 back; a kube-proxy health answer's localEndpoints (or X-Load-Balancing-Endpoint-Weight) becomes the \
 node's weight, so every pod of a Local Service gets an equal share. SIGTERM stops accepting and lets \
-open connections finish within --grace. --metrics serves Prometheus text."
+open connections finish within --grace. --metrics serves Prometheus text.
+
+--service NAMESPACE/NAME: the cloud provider's load balancer for that Service, configured from the \
+API server as a cloud controller configures one (--kubeconfig, --master, or in-cluster, as `realip \
+node` takes them). The backends are every Node at its InternalIP and the Service port's nodePort \
+(--service-port NAME|NUMBER; default the port equal to --listen's, else the only one), leaving out, as \
+the service controller of k8s.io/cloud-provider v1.37 does, Nodes being deleted, labelled \
+node.kubernetes.io/exclude-from-external-load-balancers, or tainted ToBeDeletedByClusterAutoscaler; a \
+NotReady node stays and the health check takes it out. The check follows externalTrafficPolicy: \
+Local checks http:/healthz on spec.healthCheckNodePort (kube-proxy answers 200 with localEndpoints N, \
+which becomes the node's weight, or 503 with none); Cluster checks kube-proxy's own http:/healthz on \
+port 10256 (--health-port changes it), with the --health-interval, --health-timeout, --rise and --fall \
+given. Every change (nodes, the policy, the ports) is applied in place, at most every 100 ms, keeping \
+the health of nodes that stay and every open connection, and logged with what changed. READY=1 \
+(NOTIFY_SOCKET) and the \"listening\" line come once the first lists are applied. A Service without \
+a nodePort, or that does not exist, gives no backends, with a warning. For a Service of type \
+LoadBalancer it writes status.loadBalancer.ingress: [{ip: the --listen address}], so `kubectl get \
+svc` shows it as EXTERNAL-IP (--publish-status=false: not). It needs list and watch on services in \
+the namespace and on nodes, and patch on services/status; a refusal or an unreachable API server is \
+logged with the URL and the permission and retried with backoff, the pool staying as it is."
 )]
 pub struct Args {
     /// A YAML file of listeners and pools (see the README); the other
     /// listener flags are then not allowed.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "backends"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "backends", "service"])]
     config: Option<std::path::PathBuf>,
     /// With --config: check the file, print what it defines, and exit (0
     /// good, 2 refused).
@@ -68,8 +91,30 @@ pub struct Args {
     #[arg(long, value_name = "ADDR:PORT", required_unless_present = "config")]
     listen: Option<SocketAddr>,
     /// A backend, ADDR:PORT or ADDR:PORT=WEIGHT (repeatable).
-    #[arg(long = "backend", value_name = "ADDR:PORT[=WEIGHT]", required_unless_present = "config", value_parser = realip_lb::config::parse_backend)]
+    #[arg(long = "backend", value_name = "ADDR:PORT[=WEIGHT]", required_unless_present_any = ["config", "service"], value_parser = realip_lb::config::parse_backend)]
     backends: Vec<Backend>,
+    /// Balance this Service's nodes, as its cloud load balancer (see above): the backends and the
+    /// health check come from the API server and follow it.
+    #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with_all = ["backends", "health"])]
+    service: Option<realip_kube::service_lb::ServiceRef>,
+    /// With --service: which Service port, by name or by its port number (default: the one
+    /// whose port is --listen's, else the only one).
+    #[arg(
+        long = "service-port",
+        value_name = "NAME|NUMBER",
+        requires = "service"
+    )]
+    service_port: Option<realip_kube::service_lb::PortSelector>,
+    /// With --service: the API server of this kubeconfig's current context.
+    #[arg(long, value_name = "FILE", requires = "service")]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// With --service: the API server's URL; replaces the kubeconfig's server; without
+    /// --kubeconfig, used with no credentials. With neither, in a pod, in-cluster config.
+    #[arg(long, value_name = "URL", requires = "service")]
+    master: Option<String>,
+    /// With --service: write the Service's status.loadBalancer.ingress (type LoadBalancer only).
+    #[arg(long = "publish-status", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    publish_status: bool,
     /// How the backend learns the client. tcp: none, proxy-v1, proxy-v2 or
     /// transparent; udp: none or proxy-v2; http: xff (the forwarding
     /// headers, the default) or none.
@@ -118,7 +163,9 @@ pub struct Args {
     #[arg(long, value_name = "tcp|http:/PATH|http:CODE:/PATH")]
     health: Option<Check>,
     /// Check this port of each backend's address instead of the backend's
-    /// own (a node's healthCheckNodePort).
+    /// own (a node's healthCheckNodePort). With --service: the port of
+    /// kube-proxy's healthz, checked under externalTrafficPolicy Cluster
+    /// (default 10256).
     #[arg(long = "health-port", value_name = "PORT")]
     health_port: Option<u16>,
     /// Time between health-check rounds.
@@ -180,19 +227,29 @@ pub struct Args {
 
 /// The configuration the one-listener flags describe.
 fn from_flags(a: &Args) -> Result<Config, String> {
-    let listen = a.listen.ok_or("--listen is required without --config")?;
     let pool = PoolSpec {
         schedule: MethodField(a.schedule),
         backends: a.backends.iter().cloned().map(BackendSpec).collect(),
-        health: a.health.clone().map(|c| HealthSpec {
-            check: CheckField(c),
-            port: a.health_port,
-            interval: Dur(a.health_interval),
-            timeout: Dur(a.health_timeout),
-            rise: a.rise,
-            fall: a.fall,
-        }),
+        health: a.health.clone().map(|c| health_spec(a, c, a.health_port)),
     };
+    from_flags_with(a, pool)
+}
+
+/// A pool's health settings: `check` on `port`, at the flags' pace.
+fn health_spec(a: &Args, check: Check, port: Option<u16>) -> HealthSpec {
+    HealthSpec {
+        check: CheckField(check),
+        port,
+        interval: Dur(a.health_interval),
+        timeout: Dur(a.health_timeout),
+        rise: a.rise,
+        fall: a.fall,
+    }
+}
+
+/// The one listener of the flags, on `pool`.
+fn from_flags_with(a: &Args, pool: PoolSpec) -> Result<Config, String> {
+    let listen = a.listen.ok_or("--listen is required without --config")?;
     let accept_proxy = ProxyModeField(a.accept_proxy);
     let mode = match a.mode.as_str() {
         "http" => Mode::Http(http_from_flags(a, accept_proxy)?),
@@ -299,6 +356,17 @@ fn load(path: &std::path::Path) -> Result<Config, String> {
 /// Run `realip lb`.
 pub fn run(args: Args) -> ExitCode {
     crate::logging::init(&args.log_format);
+    if let Some(target) = args.service.clone() {
+        return service::run(&args, target);
+    }
+    // clap lets `requires = "service"` pass when --service would conflict
+    // with a flag given (--backend), so it is said here.
+    if args.kubeconfig.is_some() || args.master.is_some() || args.service_port.is_some() {
+        eprintln!(
+            "realip lb: --kubeconfig, --master and --service-port are for --service NAMESPACE/NAME"
+        );
+        return ExitCode::from(2);
+    }
     let config = match &args.config {
         Some(path) => load(path),
         // The same checks a file gets (udp with proxy-v1, ...).
@@ -390,7 +458,7 @@ async fn serve(config: Config, path: Option<std::path::PathBuf>) -> ExitCode {
 
 /// One line that names every address: `http=`, `tcp=`, `udp=` (the
 /// first of each), `metrics=`, and all listeners.
-fn announce(running: &Running) {
+pub(crate) fn announce(running: &Running) {
     let (listeners, metrics) = running.addresses();
     let first = |m: &str| {
         listeners

@@ -35,7 +35,9 @@ enum Command {
     Whoami(whoami::Args),
     Node(node::Args),
     Lab(lab::Args),
-    Lb(lb::Args),
+    // Boxed: the load balancer's flags are many, and the enum would be as
+    // large as they are for every subcommand.
+    Lb(Box<lb::Args>),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +51,6 @@ fn main() -> ExitCode {
         Command::Whoami(args) => whoami::run(args),
         Command::Node(args) => node::run(args),
         Command::Lab(args) => lab::run(args),
-        Command::Lb(args) => lb::run(args),
+        Command::Lb(args) => lb::run(*args),
     }
 }

@@ -1,4 +1,5 @@
-//! The CLI as a user runs it: exit codes, JSON, the node plan.
+//! The CLI as a user runs it: exit codes, JSON, the node plan, the lb's
+//! refusals.
 // A test crate: its items are shared between its modules, not an API.
 #![allow(missing_docs)]
 
@@ -134,6 +135,10 @@ fn each_subcommand_shows_its_long_help() {
         ),
         (&["whoami", "--help"], "What is normalised"),
         (&["node", "plan", "--help"], "kubectl get -o yaml"),
+        (
+            &["lb", "--help"],
+            "--service NAMESPACE/NAME: the cloud provider's load balancer for that Service",
+        ),
     ] {
         let (code, out, err) = realip(cmd);
         assert_eq!(code, 0, "{cmd:?}: {err}");
@@ -142,6 +147,67 @@ fn each_subcommand_shows_its_long_help() {
             "{cmd:?} lacks {needle:?}:\n{out}"
         );
     }
+}
+
+#[test]
+fn lb_service_flags_are_refused_with_a_reason() {
+    // The API access flags belong to --service, even beside --backend
+    // (where clap's own `requires` lets them pass).
+    let (code, _, err) = realip(&[
+        "lb",
+        "--listen",
+        "127.0.0.1:0",
+        "--backend",
+        "127.0.0.1:1",
+        "--kubeconfig",
+        "/nonexistent",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("are for --service NAMESPACE/NAME"), "{err}");
+    let (code, _, err) = realip(&["lb", "--listen", "127.0.0.1:0", "--service", "web"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("give NAMESPACE/NAME, e.g. default/web"),
+        "{err}"
+    );
+    let (code, _, err) = realip(&[
+        "lb",
+        "--listen",
+        "127.0.0.1:0",
+        "--service",
+        "default/web",
+        "--backend",
+        "127.0.0.1:1",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot be used with"), "{err}");
+    // No API server named, and not in a pod.
+    let out = Command::new(env!("CARGO_BIN_EXE_realip"))
+        .args(["lb", "--listen", "127.0.0.1:0", "--service", "default/web"])
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("give --kubeconfig FILE or --master URL"),
+        "{err}"
+    );
+    // A kubeconfig that cannot be read is named, before anything listens.
+    let (code, _, err) = realip(&[
+        "lb",
+        "--listen",
+        "127.0.0.1:0",
+        "--service",
+        "default/web",
+        "--kubeconfig",
+        "/nonexistent/realip-kubeconfig",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("kubeconfig /nonexistent/realip-kubeconfig: No such file"),
+        "{err}"
+    );
 }
 
 /// Start `realip ARGS` with `NOTIFY_SOCKET` pointing at a socket of ours
