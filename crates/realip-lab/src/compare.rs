@@ -290,7 +290,12 @@ pub fn html(agents: &[String], all: &[ScenarioComparison]) -> String {
             esc(&s.title)
         );
         for (a, e) in &s.errors {
-            let _ = writeln!(h, "<p class=\"FAIL\">{}: could not run: {}</p>", esc(a), esc(e));
+            let _ = writeln!(
+                h,
+                "<p class=\"FAIL\">{}: could not run: {}</p>",
+                esc(a),
+                esc(e)
+            );
         }
         h.push_str("<table><tr><th>probe</th>");
         for a in agents {

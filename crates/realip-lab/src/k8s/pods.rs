@@ -231,6 +231,29 @@ pub fn lagging(services: &Value, pods: &Value, slices: &Value, deployments: &Val
             ));
         }
     }
+    // A Pod the lab has yet to place or start (it may have appeared since
+    // the lab last looked): the slices cannot be final yet.
+    for p in pods {
+        let meta = &p["metadata"];
+        if meta["deletionTimestamp"].is_string() {
+            continue;
+        }
+        let who = format!(
+            "Pod {}/{}",
+            meta["namespace"].as_str().unwrap_or("default"),
+            meta["name"].as_str().unwrap_or("?")
+        );
+        let bound = p["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty());
+        let unschedulable =
+            conditions(p).any(|c| c["type"] == "PodScheduled" && c["status"] == "False");
+        if !bound && !unschedulable {
+            out.push(format!("{who}: not placed yet"));
+        } else if bound && !p["status"]["podIP"].is_string() {
+            out.push(format!("{who}: not running yet"));
+        }
+    }
     for d in items(deployments) {
         let meta = &d["metadata"];
         let who = format!(
@@ -363,6 +386,22 @@ mod tests {
             pod("b", "10.244.2.10", true, true),
         ]);
         assert!(lagging(&none, &pods, &none, &deployment(1, 2)).is_empty());
+        // A Pod that is there but not placed, or placed but not running,
+        // is not settled.
+        let mut pending = pod("c", "10.244.1.11", false, false);
+        pending["spec"]["nodeName"] = json!(null);
+        pending["status"] = json!({"phase": "Pending"});
+        let lag = lagging(&none, &list(vec![pending.clone()]), &none, &none);
+        assert_eq!(lag, ["Pod demo/c: not placed yet"]);
+        pending["spec"]["nodeName"] = json!("node-1");
+        let lag = lagging(&none, &list(vec![pending.clone()]), &none, &none);
+        assert_eq!(lag, ["Pod demo/c: not running yet"]);
+        pending["spec"]["nodeName"] = json!(null);
+        pending["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False"}]);
+        assert!(
+            lagging(&none, &list(vec![pending]), &none, &none).is_empty(),
+            "no slot: settled"
+        );
         let lag = lagging(&none, &pods, &none, &deployment(2, 2));
         assert_eq!(lag, ["Deployment demo/web: 1 live Pods, 2 wanted"]);
         let lag = lagging(&none, &pods, &none, &deployment(1, 1));
