@@ -81,6 +81,13 @@ pub struct Args {
     /// apiserver; the same scenarios, probes and checks either way.
     #[arg(long, global = true, value_name = "AGENT", default_value = "realip")]
     proxy: Proxy,
+    /// With --api: run the scenarios under each of these node agents (`--compare=A,B,...`, the
+    /// first the one under test; default realip, kube-proxy:nftables, kube-proxy:iptables) and
+    /// print what the pods saw side by side, probe by probe. A difference fails unless the
+    /// probe declares it a realip extension.
+    #[arg(long, global = true, value_name = "AGENTS", num_args = 0..=1, require_equals = true, value_delimiter = ',',
+          default_missing_value = "realip,kube-proxy:nftables,kube-proxy:iptables", conflicts_with = "proxy")]
+    compare: Option<Vec<Proxy>>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -165,7 +172,7 @@ pub fn run(args: Args) -> ExitCode {
                 Some(n) => scenario(n),
                 None => up::bare(pods.as_deref().unwrap_or("1,0")),
             };
-            match chosen.and_then(|s| Ok((s, prepare(&args)?))) {
+            match chosen.and_then(|s| Ok((s, prepare(&args, args.proxy)?))) {
                 Ok((s, (exe, options))) => up::run(&s, &exe, &options),
                 Err(code) => code,
             }
@@ -211,7 +218,7 @@ fn scenario(name: &str) -> Result<Scenario, ExitCode> {
 
 /// What every run needs: root and namespaces, this program's path, and
 /// with --api the Kubernetes binaries. Exit 2 when one is missing.
-fn prepare(args: &Args) -> Result<(std::path::PathBuf, Options), ExitCode> {
+fn prepare(args: &Args, proxy: Proxy) -> Result<(std::path::PathBuf, Options), ExitCode> {
     crate::logging::init("text");
     if let Err(e) = check_support() {
         eprintln!("realip lab: {e}");
@@ -233,12 +240,12 @@ fn prepare(args: &Args) -> Result<(std::path::PathBuf, Options), ExitCode> {
         eprintln!("realip lab: --agent-objects is for --api");
         return Err(ExitCode::from(2));
     }
-    options.proxy = args.proxy;
-    if let Proxy::KubeProxy(mode) = args.proxy {
+    options.proxy = proxy;
+    if let Proxy::KubeProxy(mode) = proxy {
         if !args.api || args.agent_objects.as_deref() == Some("files") {
             eprintln!(
                 "realip lab: --proxy {} watches the lab's apiserver: add --api (with the agents watching)",
-                args.proxy
+                proxy
             );
             return Err(ExitCode::from(2));
         }
@@ -254,7 +261,7 @@ fn prepare(args: &Args) -> Result<(std::path::PathBuf, Options), ExitCode> {
         if !found {
             eprintln!(
                 "realip lab: --proxy {}: kube-proxy needs {tool} (apt-get install {})",
-                args.proxy,
+                proxy,
                 if tool == "nft" {
                     "nftables"
                 } else {
@@ -267,10 +274,10 @@ fn prepare(args: &Args) -> Result<(std::path::PathBuf, Options), ExitCode> {
     if args.api {
         let dir = K8sBin::choose(args.k8s_bin.as_deref());
         match K8sBin::find(&dir) {
-            Ok(bin) if args.proxy != Proxy::Realip && !bin.path("kube-proxy").is_file() => {
+            Ok(bin) if proxy != Proxy::Realip && !bin.path("kube-proxy").is_file() => {
                 eprintln!(
                     "realip lab: --proxy {}: no kube-proxy in {} (scripts/k8s builds it)",
-                    args.proxy,
+                    proxy,
                     bin.dir().display()
                 );
                 return Err(ExitCode::from(2));
@@ -285,14 +292,53 @@ fn prepare(args: &Args) -> Result<(std::path::PathBuf, Options), ExitCode> {
     Ok((exe, options))
 }
 
-/// Run scenarios, `jobs` at a time, and report.
-fn scenarios(list: Vec<Scenario>, args: &Args) -> ExitCode {
-    let (exe, options) = match prepare(args) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+/// Run `list` under each agent of `--compare` and report side by side.
+fn compare(list: &[Scenario], agents: &[Proxy], args: &Args) -> ExitCode {
+    if !args.api {
+        eprintln!(
+            "realip lab: --compare runs kube-proxy, which watches the lab's apiserver: add --api"
+        );
+        return ExitCode::from(2);
+    }
     let started = std::time::Instant::now();
-    let jobs = args.jobs.max(1);
+    let mut runs = Vec::new();
+    for &agent in agents {
+        let (exe, mut options) = match prepare(args, agent) {
+            Ok(p) => p,
+            Err(code) => return code,
+        };
+        options.proxy = agent;
+        runs.push(run_all(list, &exe, &options, args.jobs));
+    }
+    let names: Vec<String> = agents.iter().map(ToString::to_string).collect();
+    let all = realip_lab::compare::compare(&names, &runs);
+    if let Some(path) = &args.html {
+        if let Err(e) = std::fs::write(path, realip_lab::compare::html(&names, &all)) {
+            eprintln!("realip lab: writing {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    let text = if args.json {
+        realip_lab::compare::json(&names, &all) + "\n"
+    } else {
+        realip_lab::compare::table(&names, &all, started.elapsed().as_secs_f64())
+    };
+    crate::logging::print_out(&text);
+    if all.iter().all(|s| s.pass) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Run `list`, `jobs` at a time; the results in `list`'s order.
+fn run_all(
+    list: &[Scenario],
+    exe: &std::path::Path,
+    options: &Options,
+    jobs: usize,
+) -> Vec<ScenarioResult> {
+    let jobs = jobs.max(1);
     let mut results: Vec<Option<ScenarioResult>> = vec![None; list.len()];
     let next = std::sync::atomic::AtomicUsize::new(0);
     let done = std::sync::Mutex::new(&mut results);
@@ -301,7 +347,7 @@ fn scenarios(list: Vec<Scenario>, args: &Args) -> ExitCode {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(s) = list.get(i) else { break };
-                let r = realip_lab::run::run(s, &exe, &options);
+                let r = realip_lab::run::run(s, exe, options);
                 if let Ok(mut d) = done.lock() {
                     d[i] = Some(r);
                 }
@@ -314,7 +360,20 @@ fn scenarios(list: Vec<Scenario>, args: &Args) -> ExitCode {
             std::thread::park();
         }
     }
-    let results: Vec<ScenarioResult> = results.into_iter().flatten().collect();
+    results.into_iter().flatten().collect()
+}
+
+/// Run scenarios, `jobs` at a time, and report.
+fn scenarios(list: Vec<Scenario>, args: &Args) -> ExitCode {
+    if let Some(agents) = &args.compare {
+        return compare(&list, agents, args);
+    }
+    let (exe, options) = match prepare(args, args.proxy) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let started = std::time::Instant::now();
+    let results = run_all(&list, &exe, &options, args.jobs);
     if let Some(path) = &args.html {
         if let Err(e) = std::fs::write(path, realip_lab::report::html(&results)) {
             eprintln!("realip lab: writing {}: {e}", path.display());

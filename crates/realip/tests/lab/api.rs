@@ -65,6 +65,59 @@ fn every_builtin_scenario_passes_on_the_api() {
     }
 }
 
+/// The differential lab: every built-in scenario under realip node and
+/// under the real kube-proxy in both its modes, each watching the lab's
+/// apiserver; what the pods saw is the same probe by probe, except where
+/// a probe declares one of realip's extensions.
+#[test]
+fn every_builtin_scenario_agrees_with_the_real_kube_proxy() {
+    if k8s().is_none() {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_realip"))
+        .args(["lab", "--api", "--json", "--compare"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(
+        v["agents"],
+        serde_json::json!(["realip", "kube-proxy:nftables", "kube-proxy:iptables"])
+    );
+    let scenarios = v["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), realip_lab::scenario::BUILTIN.len());
+    let mut bad = Vec::new();
+    for s in scenarios {
+        for e in s["errors"].as_array().into_iter().flatten() {
+            bad.push(format!("{}: {e}", s["name"]));
+        }
+        for p in s["probes"].as_array().into_iter().flatten() {
+            let seen = p["seen"].as_array().unwrap();
+            assert_eq!(seen.len(), 3, "{}", p["probe"]);
+            // Each agent really ran it and something was observed.
+            for agent in seen {
+                let outcomes = agent[1]["outcomes"].as_array();
+                assert!(
+                    outcomes.is_some_and(|o| !o.is_empty()),
+                    "{}: {agent}",
+                    p["probe"]
+                );
+            }
+            if p["pass"] != true {
+                bad.push(format!("{} / {}: {}", s["name"], p["probe"], p["seen"]));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
+    assert_eq!(v["pass"], true);
+    assert!(out.status.success());
+}
+
 /// Phase 1 stays usable: with `--agent-objects files` the agents read
 /// the apiserver's objects from the files the lab writes, and the
 /// scenarios pass the same (one of each kind: Cluster, Local with health
