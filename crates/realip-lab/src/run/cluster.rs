@@ -224,6 +224,11 @@ impl Cluster {
         self.api.as_ref().map(|a| &a.control)
     }
 
+    /// Whether pod J of node N is a slot for the controllers' Pods.
+    pub fn free_slot(&self, n: usize, j: usize) -> bool {
+        self.kubelet.free.contains(&(n, j))
+    }
+
     /// The node agent.
     pub fn proxy(&self) -> Proxy {
         self.proxy

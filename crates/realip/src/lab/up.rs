@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use realip_lab::run::{remove_run_dir, run_dir, AgentObjects, Cluster, Options};
+use realip_lab::run::{remove_run_dir, run_dir, AgentObjects, Cluster, Options, Proxy};
 use realip_lab::scenario::{Scenario, Send};
 use realip_lab::topology::{node_ip, node_pod_gateway, pod_ip, Role, CLIENT_IP, CONTROL_IP};
 
@@ -104,13 +104,22 @@ fn describe(s: &Scenario, cluster: &Cluster, exe: &Path, dir: &Path) -> String {
                     gw[0],
                     gw[1],
                     gw[2],
-                    match (agents, cluster.agents()) {
-                        (false, _) => "",
-                        (true, Some(AgentObjects::Watch)) => ": realip node, watching the apiserver",
-                        (true, _) => ": realip node",
+                    match (agents, cluster.proxy(), cluster.agents()) {
+                        (false, _, _) => String::new(),
+                        (true, Proxy::KubeProxy(m), _) => {
+                            format!(": kube-proxy ({}), watching the apiserver", m.as_str())
+                        }
+                        (true, _, Some(AgentObjects::Watch)) => {
+                            ": realip node, watching the apiserver".into()
+                        }
+                        (true, _, _) => ": realip node".into(),
                     }
                 )
             }
+            Role::Pod(n, j) if cluster.free_slot(n, j) => format!(
+                "pod {}: a free slot for a Deployment's Pod (the lab places and starts it)",
+                pod_ip(n, j)
+            ),
             Role::Pod(n, j) => {
                 let program = s.pod_program(n, j);
                 format!(
