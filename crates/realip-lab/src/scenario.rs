@@ -263,7 +263,7 @@ pub struct ScenarioError {
 }
 
 /// The built-in scenarios, in order.
-pub const BUILTIN: [(&str, &str); 16] = [
+pub const BUILTIN: [(&str, &str); 17] = [
     ("clusterip", include_str!("../scenarios/01-clusterip.yaml")),
     (
         "nodeport-cluster",
@@ -313,6 +313,10 @@ pub const BUILTIN: [(&str, &str); 16] = [
         include_str!("../scenarios/15-seed-003-loadbalancer.yaml"),
     ),
     ("scaling", include_str!("../scenarios/16-scaling.yaml")),
+    (
+        "dual-stack",
+        include_str!("../scenarios/17-dual-stack.yaml"),
+    ),
 ];
 
 impl Scenario {
@@ -403,8 +407,8 @@ impl Scenario {
     }
 
     /// What runs in pod J of node N: realip's arguments. whoami on the
-    /// pod's IP (HTTP :8080, the TCP and UDP field listeners :9000 and
-    /// :9001) with the scenario's extra arguments, or the program the
+    /// pod's addresses, both families (HTTP :8080, the TCP and UDP field
+    /// listeners :9000 and :9001) with the scenario's extra arguments, or the program the
     /// scenario names for that pod (`{pod}` replaced by the pod's IP).
     pub fn pod_program(&self, n: usize, j: usize) -> Vec<String> {
         let ip = crate::topology::pod_ip(n, j).to_string();
@@ -412,14 +416,16 @@ impl Scenario {
         match self.programs.get(&key) {
             Some(p) => p.iter().map(|a| a.replace("{pod}", &ip)).collect(),
             None => {
+                // Both families on one socket each (the lab is dual-stack;
+                // whoami reports an IPv4 peer as IPv4, not v4-mapped).
                 let mut a: Vec<String> = [
                     "whoami",
                     "--listen",
-                    &format!("{ip}:8080"),
+                    "[::]:8080",
                     "--tcp",
-                    &format!("{ip}:9000"),
+                    "[::]:9000",
                     "--udp",
-                    &format!("{ip}:9001"),
+                    "[::]:9001",
                     "--name",
                     &key,
                 ]

@@ -41,7 +41,10 @@ pub(crate) async fn accept_loop<F, Fut>(
         };
         while conns.try_join_next().is_some() {}
         let (stream, peer) = match accepted {
-            Ok(x) => x,
+            // On a dual-stack socket ([::]) an IPv4 peer comes as
+            // ::ffff:a.b.c.d; it is shown, trusted and matched as the
+            // IPv4 address it is (as Go's net, and so traefik/whoami, do).
+            Ok((stream, peer)) => (stream, canonical(peer)),
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
@@ -109,4 +112,9 @@ pub(crate) async fn accept_proxy(
             None
         }
     }
+}
+
+/// `peer` with a v4-mapped IPv6 address as the IPv4 address it carries.
+pub(crate) fn canonical(peer: SocketAddr) -> SocketAddr {
+    SocketAddr::new(peer.ip().to_canonical(), peer.port())
 }

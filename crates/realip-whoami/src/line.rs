@@ -166,6 +166,10 @@ pub(crate) async fn serve_udp(
             },
             _ = stopped(&mut shutdown) => break,
         };
+        // Replies go to `reply_to` as received; everything else sees the
+        // peer as the address it is (see `conn::canonical`).
+        let reply_to = from;
+        let from = crate::conn::canonical(from);
         let datagram = &buf[..n];
         let (claim, payload) = if cfg.udp_proxy.is_on() {
             if !cfg.resolver.trusted().contains(from.ip()) {
@@ -203,7 +207,7 @@ pub(crate) async fn serve_udp(
             None => ("-".into(), "-".into()),
         };
         tracing::info!(peer = %from, client = %c, source = %s, "udp datagram");
-        if let Err(e) = socket.send_to(reply.as_bytes(), from).await {
+        if let Err(e) = socket.send_to(reply.as_bytes(), reply_to).await {
             tracing::debug!(peer = %from, error = %e, "udp reply failed");
         }
     }

@@ -19,8 +19,9 @@ use super::pki::{Identity, Pki};
 pub const API_PORT: u16 = 6443;
 
 /// `--service-cluster-ip-range`: kubeadm's default, which holds the
-/// scenarios' fixed ClusterIPs (10.96.0.10 ...).
-pub const SERVICE_CIDR: &str = "10.96.0.0/12";
+/// scenarios' fixed ClusterIPs (10.96.0.10 ...), and an IPv6 range for
+/// dual-stack Services (fd00:96::a ...): the lab is dual-stack.
+pub const SERVICE_CIDR: &str = "10.96.0.0/12,fd00:96::/112";
 
 /// `--service-node-port-range`: the default, which holds the scenarios'
 /// fixed nodePorts and healthCheckNodePorts.

@@ -15,13 +15,13 @@
 //! Services that select it (`default` when none does).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde_json::{json, Map, Value};
 
 use crate::manifest::{parse_documents, ManifestError};
 use crate::scenario::Scenario;
-use crate::topology::{node_ip, pod_ip};
+use crate::topology::{node_ip, node_ip6, node_pod_cidr6, pod_ip, pod_ip6};
 
 /// The label key prefix of the selectors the lab gives Services:
 /// `svc.lab.realip/NAME`.
@@ -67,8 +67,8 @@ pub struct PodObject {
 /// One endpoint as the EndpointSlice controller writes it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Endpoint {
-    /// The pod's IP.
-    pub address: Ipv4Addr,
+    /// The pod's IP (of the slice's family).
+    pub address: IpAddr,
     /// Its node.
     pub node: String,
     /// conditions.ready.
@@ -124,11 +124,26 @@ pub fn pod_name(n: usize, j: usize) -> String {
     format!("pod-{n}-{j}")
 }
 
-/// The pod of the topology (`pods` per node) that has `ip`.
-fn pod_with_ip(ip: Ipv4Addr, pods: &[usize]) -> Option<(usize, usize)> {
-    let [a, b, n, last] = ip.octets();
-    let (n, j) = (usize::from(n), usize::from(last).checked_sub(10)?);
-    (a == 10 && b == 244 && n >= 1 && n <= pods.len() && j < pods[n - 1]).then_some((n, j))
+/// The pod of the topology (`pods` per node) that has `ip`, of either
+/// family (10.244.N.(10+J) or fd00:244:N::(0x10+J)).
+fn pod_with_ip(ip: IpAddr, pods: &[usize]) -> Option<(usize, usize)> {
+    let (n, j) = match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, n, last] = v4.octets();
+            if (a, b) != (10, 244) {
+                return None;
+            }
+            (usize::from(n), usize::from(last).checked_sub(10)?)
+        }
+        IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            if seg[..2] != [0xfd00, 0x244] || seg[3..7] != [0, 0, 0, 0] {
+                return None;
+            }
+            (usize::from(seg[2]), usize::from(seg[7]).checked_sub(0x10)?)
+        }
+    };
+    (n >= 1 && n <= pods.len() && j < pods[n - 1]).then_some((n, j))
 }
 
 /// `kind namespace/name` of an object, for messages.
@@ -182,9 +197,9 @@ fn read_slice(
     }
     for e in slice["endpoints"].as_array().into_iter().flatten() {
         let addr = e["addresses"][0].as_str().unwrap_or("");
-        let ip: Ipv4Addr = addr
+        let ip: IpAddr = addr
             .parse()
-            .map_err(|_| bad(format!("endpoint address {addr:?} is not IPv4")))?;
+            .map_err(|_| bad(format!("endpoint address {addr:?} is not an IP address")))?;
         let (n, j) = pod_with_ip(ip, pods).ok_or_else(|| {
             bad(format!(
                 "endpoint {ip} is none of the topology's pods (with --api, endpoints are pods)"
@@ -421,8 +436,15 @@ pub fn node(n: usize) -> Value {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}},
-        "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
-        "status": node_status(n),
+        "spec": {"podCIDR": cidr, "podCIDRs": [cidr, node_pod_cidr6(n)]},
+        // Server-side apply keys status.addresses by type, so it refuses
+        // the two InternalIPs of a dual-stack node (kubernetes#113482); the
+        // Node is applied with the IPv4 one and its whole status written
+        // after, as a kubelet writes it ([`node_status`]).
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": node_ip(n).to_string()}],
+            "conditions": node_status(n)["conditions"].clone(),
+        },
     })
 }
 
@@ -431,6 +453,7 @@ pub fn node_status(n: usize) -> Value {
     json!({
         "addresses": [
             {"type": "InternalIP", "address": node_ip(n).to_string()},
+            {"type": "InternalIP", "address": node_ip6(n).to_string()},
             {"type": "Hostname", "address": format!("node-{n}")},
         ],
         "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
@@ -489,9 +512,9 @@ pub fn running_status(n: usize, j: usize, container: &str, ready: bool) -> Value
     json!({"status": {
         "phase": "Running",
         "hostIP": node_ip(n).to_string(),
-        "hostIPs": [{"ip": node_ip(n).to_string()}],
+        "hostIPs": [{"ip": node_ip(n).to_string()}, {"ip": node_ip6(n).to_string()}],
         "podIP": pod_ip(n, j).to_string(),
-        "podIPs": [{"ip": pod_ip(n, j).to_string()}],
+        "podIPs": [{"ip": pod_ip(n, j).to_string()}, {"ip": pod_ip6(n, j).to_string()}],
         "conditions": [
             {"type": "PodScheduled", "status": "True"},
             {"type": "Initialized", "status": "True"},

@@ -11,7 +11,7 @@
 //! left for stays Pending, marked Unschedulable as the scheduler marks it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
@@ -113,7 +113,34 @@ pub fn unschedulable() -> Value {
 }
 
 /// One endpoint's address and conditions.
-type Conditions = (Ipv4Addr, bool, bool, bool);
+type Conditions = (IpAddr, bool, bool, bool);
+
+/// A Pod's IPs: `status.podIPs`, else `status.podIP`.
+fn pod_ips(p: &Value) -> Vec<IpAddr> {
+    let listed: Vec<IpAddr> = p["status"]["podIPs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["ip"].as_str()?.parse().ok())
+        .collect();
+    if listed.is_empty() {
+        p["status"]["podIP"]
+            .as_str()
+            .and_then(|i| i.parse().ok())
+            .into_iter()
+            .collect()
+    } else {
+        listed
+    }
+}
+
+fn family(ip: IpAddr) -> &'static str {
+    if ip.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
+}
 
 fn selects(selector: &Map<String, Value>, labels: &Map<String, Value>) -> bool {
     !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
@@ -130,6 +157,10 @@ fn implied(service: &Value, pods: &[Value]) -> BTreeSet<Conditions> {
         .as_str()
         .unwrap_or("default");
     let publish = service["spec"]["publishNotReadyAddresses"] == true;
+    let families: Vec<&str> = match service["spec"]["ipFamilies"].as_array() {
+        Some(f) => f.iter().filter_map(Value::as_str).collect(),
+        None => vec!["IPv4"],
+    };
     let mut out = BTreeSet::new();
     for p in pods {
         let labels = p["metadata"]["labels"]
@@ -141,9 +172,6 @@ fn implied(service: &Value, pods: &[Value]) -> BTreeSet<Conditions> {
         {
             continue;
         }
-        let Some(ip) = p["status"]["podIP"].as_str().and_then(|i| i.parse().ok()) else {
-            continue;
-        };
         if matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")) {
             continue;
         }
@@ -151,7 +179,13 @@ fn implied(service: &Value, pods: &[Value]) -> BTreeSet<Conditions> {
         let serving = publish || pod_ready;
         let terminating = p["metadata"]["deletionTimestamp"].is_string();
         let ready = publish || (serving && !terminating);
-        out.insert((ip, ready, serving, terminating));
+        // One slice per family of the Service, each with the Pod's IP of
+        // that family.
+        for ip in pod_ips(p) {
+            if families.contains(&family(ip)) {
+                out.insert((ip, ready, serving, terminating));
+            }
+        }
     }
     out
 }

@@ -3,7 +3,7 @@
 //! of them together, list exactly the expected endpoints and ports.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde_json::Value;
 
@@ -31,7 +31,7 @@ fn written(list: &Value) -> BTreeMap<(String, String), Written> {
         for e in s["endpoints"].as_array().into_iter().flatten() {
             let Some(address) = e["addresses"][0]
                 .as_str()
-                .and_then(|a| a.parse::<Ipv4Addr>().ok())
+                .and_then(|a| a.parse::<IpAddr>().ok())
             else {
                 continue;
             };
@@ -114,7 +114,7 @@ mod tests {
             namespace: "demo".into(),
             service: "web".into(),
             endpoints: [Endpoint {
-                address: Ipv4Addr::new(10, 244, 1, 10),
+                address: std::net::Ipv4Addr::new(10, 244, 1, 10).into(),
                 node: "node-1".into(),
                 ready: true,
             }]
@@ -163,7 +163,7 @@ mod tests {
     fn endpoints_are_gathered_over_all_slices_of_a_service() {
         let mut w = want();
         w[0].endpoints.insert(Endpoint {
-            address: Ipv4Addr::new(10, 244, 2, 10),
+            address: std::net::Ipv4Addr::new(10, 244, 2, 10).into(),
             node: "node-2".into(),
             ready: true,
         });

@@ -20,14 +20,14 @@ use std::time::{Duration, Instant};
 
 use crate::k8s::control::server_url;
 use crate::k8s::mirror::Mirror;
-use crate::k8s::objects::{pod_status, translate, ApiObjects};
+use crate::k8s::objects::{node_status, pod_status, translate, ApiObjects};
 use crate::k8s::pki::Identity;
 use crate::k8s::slices::differences;
 use crate::k8s::{ControlPlane, K8sBin, K8sError};
 use crate::manifest::parse_documents;
 use crate::process::Proc;
 use crate::scenario::{parse_millis, Probe, Scenario, Step, KUBECONFIG};
-use crate::topology::{node_ip, plan, unique_id, Lab, Role, Spec};
+use crate::topology::{node_ip, node_ip6, node_pod_cidr6, plan, unique_id, Lab, Role, Spec};
 
 use super::agents::{wait_settled, AgentObjects, Proxy, METRICS};
 use super::error::RunError;
@@ -315,6 +315,21 @@ impl Cluster {
         let control = ControlPlane::start(bin, &self.netns(&Role::Control)?, &dir.join("control"))?;
         let objects = translate(s).map_err(K8sError::from)?;
         apply(&control, &objects, &dir.join("control/objects.json"))?;
+        for n in 1..=s.pods.len() {
+            let status = serde_json::json!({ "status": node_status(n) }).to_string();
+            control.kubectl().run(
+                &[
+                    "patch",
+                    "node",
+                    &format!("node-{n}"),
+                    "--subresource=status",
+                    "--type=merge",
+                    "-p",
+                    &status,
+                ],
+                None,
+            )?;
+        }
         if s.names_allocations() {
             let list = control.kubectl().get_json(&["services", "-A"])?;
             let services = list["items"].as_array().cloned().unwrap_or_default();
@@ -542,7 +557,7 @@ impl Cluster {
             &format!("--kubeconfig={kubeconfig}"),
             &format!("--hostname-override=node-{n}"),
             &format!("--proxy-mode={}", mode.as_str()),
-            "--cluster-cidr=10.244.0.0/16",
+            "--cluster-cidr=10.244.0.0/16,fd00:244::/48",
             &format!("--healthz-bind-address={ip}:10256"),
             &format!("--metrics-bind-address={METRICS}"),
             "--conntrack-max-per-core=0",
@@ -660,8 +675,10 @@ fn node_objects(pods: &[usize]) -> String {
     let mut out = String::new();
     for n in 1..=pods.len() {
         out.push_str(&format!(
-            "apiVersion: v1\nkind: Node\nmetadata: {{name: node-{n}}}\nspec: {{podCIDR: 10.244.{n}.0/24}}\nstatus: {{addresses: [{{type: InternalIP, address: {}}}]}}\n---\n",
-            node_ip(n)
+            "apiVersion: v1\nkind: Node\nmetadata: {{name: node-{n}}}\nspec: {{podCIDR: 10.244.{n}.0/24, podCIDRs: [10.244.{n}.0/24, \"{}\"]}}\nstatus: {{addresses: [{{type: InternalIP, address: {}}}, {{type: InternalIP, address: \"{}\"}}]}}\n---\n",
+            node_pod_cidr6(n),
+            node_ip(n),
+            node_ip6(n)
         ));
     }
     out

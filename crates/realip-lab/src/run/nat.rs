@@ -35,9 +35,14 @@ pub(super) fn check_nat(result: &mut ProbeResult, probe: &Probe) {
 /// that joins it.
 pub(super) fn flows_in(netns: &str) -> Vec<realip_nft::Flow> {
     inside(netns, || {
-        realip_nft::Netlink::open()
-            .and_then(|mut nl| nl.conntrack_flows(realip_nft::Family::Ipv4))
-            .unwrap_or_default()
+        // Both families: the lab is dual-stack.
+        let Ok(mut nl) = realip_nft::Netlink::open() else {
+            return Vec::new();
+        };
+        [realip_nft::Family::Ipv4, realip_nft::Family::Ipv6]
+            .into_iter()
+            .flat_map(|f| nl.conntrack_flows(f).unwrap_or_default())
+            .collect()
     })
     .unwrap_or_default()
 }

@@ -2,7 +2,7 @@
 //! that build them. Pure.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Every namespace the lab makes starts with this.
@@ -51,8 +51,12 @@ pub enum Step {
     AddNetns(String),
     /// `ip -n NS ARGS...`
     Ip(String, Vec<String>),
-    /// Turn on IPv4 forwarding in NS.
+    /// Turn on forwarding in NS, both families.
     Forwarding(String),
+    /// No IPv6 duplicate address detection in NS, for the interfaces made
+    /// after it: every address here is ours, and a tentative link-local
+    /// address would hold up neighbour discovery for a second or two.
+    NoDad(String),
 }
 
 impl fmt::Display for Step {
@@ -60,7 +64,14 @@ impl fmt::Display for Step {
         match self {
             Step::AddNetns(n) => write!(f, "ip netns add {n}"),
             Step::Ip(n, args) => write!(f, "ip -n {n} {}", args.join(" ")),
-            Step::Forwarding(n) => write!(f, "ip netns exec {n} sysctl net.ipv4.ip_forward=1"),
+            Step::Forwarding(n) => write!(
+                f,
+                "ip netns exec {n} sysctl net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1"
+            ),
+            Step::NoDad(n) => write!(
+                f,
+                "ip netns exec {n} sysctl net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0"
+            ),
         }
     }
 }
@@ -107,6 +118,42 @@ pub fn node_pod_gateway(i: usize) -> Ipv4Addr {
 /// Pod `j` on node `i`.
 pub fn pod_ip(i: usize, j: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 244, i as u8, 10 + j as u8)
+}
+
+// IPv6: every host has an address of each family (the lab is dual-stack),
+// laid out to read like its IPv4 one: 10.0.0.11 is fd00:10::11, pod
+// 10.244.1.10 is fd00:244:1::10, the client 203.0.113.7 is 2001:db8::7.
+
+/// The client's IPv6 address.
+pub const CLIENT_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7);
+
+/// The router's IPv6 address on the client's side (the LB's IPv6 VIP).
+pub const ROUTER_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+
+/// The router's IPv6 address on the fabric.
+pub const FABRIC_GATEWAY6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, 1);
+
+/// The control plane's IPv6 address on the fabric.
+pub const CONTROL_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, 2);
+
+/// Node `i`'s IPv6 address on the fabric.
+pub fn node_ip6(i: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, 0x10 + i as u16)
+}
+
+/// Node `i`'s IPv6 pod CIDR (a /64).
+pub fn node_pod_cidr6(i: usize) -> String {
+    format!("fd00:244:{:x}::/64", i)
+}
+
+/// Node `i`'s IPv6 pod gateway (its cbr0 address).
+pub fn node_pod_gateway6(i: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 0x244, i as u16, 0, 0, 0, 0, 1)
+}
+
+/// Pod `j` on node `i`, IPv6.
+pub fn pod_ip6(i: usize, j: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 0x244, i as u16, 0, 0, 0, 0, 0x10 + j as u16)
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);

@@ -65,7 +65,17 @@ fn run(step: &Step) -> Result<(), LabError> {
                 n,
                 "sh",
                 "-c",
-                "echo 1 > /proc/sys/net/ipv4/ip_forward",
+                "echo 1 > /proc/sys/net/ipv4/ip_forward && echo 1 > /proc/sys/net/ipv6/conf/all/forwarding",
+            ])
+            .output(),
+        Step::NoDad(n) => Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                n,
+                "sh",
+                "-c",
+                "echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad && echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad",
             ])
             .output(),
     };

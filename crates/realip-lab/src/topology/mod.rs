@@ -20,8 +20,9 @@ mod lab;
 mod plan;
 
 pub use hosts::{
-    node_ip, node_pod_gateway, pod_ip, unique_id, Host, Plan, Role, Spec, Step, CLIENT_IP,
-    CONTROL_IP, PREFIX,
+    node_ip, node_ip6, node_pod_cidr6, node_pod_gateway, node_pod_gateway6, pod_ip, pod_ip6,
+    unique_id, Host, Plan, Role, Spec, Step, CLIENT_IP, CLIENT_IP6, CONTROL_IP, CONTROL_IP6,
+    FABRIC_GATEWAY6, PREFIX, ROUTER_IP6,
 };
 pub use lab::{
     check_support, clean, clean_prefix, register_dir, register_pid, stopping, unregister_dir,

@@ -2,11 +2,35 @@
 //! order `ip` must make them.
 
 use super::hosts::{
-    node_ip, node_pod_gateway, pod_ip, Host, Plan, Role, Spec, Step, CLIENT_IP, CONTROL_IP, PREFIX,
+    node_ip, node_ip6, node_pod_cidr6, node_pod_gateway, node_pod_gateway6, pod_ip, pod_ip6, Host,
+    Plan, Role, Spec, Step, CLIENT_IP, CLIENT_IP6, CONTROL_IP, CONTROL_IP6, FABRIC_GATEWAY6,
+    PREFIX, ROUTER_IP6,
 };
 
 fn ip(ns: &str, args: &[&str]) -> Step {
     Step::Ip(ns.to_string(), args.iter().map(|s| s.to_string()).collect())
+}
+
+/// `ip -6 addr add ADDR/64 dev DEV nodad`: usable at once (no duplicate
+/// address detection to wait for: every address here is ours).
+fn addr6(ns: &str, addr: impl std::fmt::Display, dev: &str) -> Step {
+    ip(
+        ns,
+        &[
+            "-6",
+            "addr",
+            "add",
+            &format!("{addr}/64"),
+            "dev",
+            dev,
+            "nodad",
+        ],
+    )
+}
+
+/// `ip -6 route add DST via GW`.
+fn route6(ns: &str, dst: &str, via: impl std::fmt::Display) -> Step {
+    ip(ns, &["-6", "route", "add", dst, "via", &via.to_string()])
 }
 
 /// Why a spec cannot be built.
@@ -69,6 +93,7 @@ pub fn plan(spec: &Spec, id: &str) -> Result<Plan, PlanError> {
         .map(|h| Step::AddNetns(h.netns.clone()))
         .collect();
     for h in &hosts {
+        steps.push(Step::NoDad(h.netns.clone()));
         steps.push(ip(&h.netns, &["link", "set", "lo", "up"]));
     }
     let fabric = name("fabric");
@@ -88,6 +113,7 @@ pub fn plan(spec: &Spec, id: &str) -> Result<Plan, PlanError> {
         &["link", "set", "router", "master", "br0", "up"],
     ));
     steps.push(ip(&router, &["addr", "add", "10.0.0.1/24", "dev", "fab0"]));
+    steps.push(addr6(&router, FABRIC_GATEWAY6, "fab0"));
     steps.push(ip(&router, &["link", "set", "fab0", "up"]));
     // Client <-> router.
     steps.push(ip(
@@ -100,15 +126,18 @@ pub fn plan(spec: &Spec, id: &str) -> Result<Plan, PlanError> {
         &client,
         &["addr", "add", &format!("{CLIENT_IP}/24"), "dev", "eth0"],
     ));
+    steps.push(addr6(&client, CLIENT_IP6, "eth0"));
     steps.push(ip(&client, &["link", "set", "eth0", "up"]));
     steps.push(ip(
         &client,
         &["route", "add", "default", "via", "203.0.113.1"],
     ));
+    steps.push(route6(&client, "default", ROUTER_IP6));
     steps.push(ip(
         &router,
         &["addr", "add", "203.0.113.1/24", "dev", "client0"],
     ));
+    steps.push(addr6(&router, ROUTER_IP6, "client0"));
     steps.push(ip(&router, &["link", "set", "client0", "up"]));
     steps.push(Step::Forwarding(router.clone()));
     if spec.control {
@@ -131,11 +160,13 @@ pub fn plan(spec: &Spec, id: &str) -> Result<Plan, PlanError> {
             &control,
             &["addr", "add", &format!("{CONTROL_IP}/24"), "dev", "eth0"],
         ));
+        steps.push(addr6(&control, CONTROL_IP6, "eth0"));
         steps.push(ip(&control, &["link", "set", "eth0", "up"]));
         steps.push(ip(
             &control,
             &["route", "add", "default", "via", "10.0.0.1"],
         ));
+        steps.push(route6(&control, "default", FABRIC_GATEWAY6));
     }
     for (i, pods) in spec.pods_per_node.iter().enumerate() {
         let n = i + 1;
@@ -152,8 +183,10 @@ pub fn plan(spec: &Spec, id: &str) -> Result<Plan, PlanError> {
             &node,
             &["addr", "add", &format!("{}/24", node_ip(n)), "dev", "eth0"],
         ));
+        steps.push(addr6(&node, node_ip6(n), "eth0"));
         steps.push(ip(&node, &["link", "set", "eth0", "up"]));
         steps.push(ip(&node, &["route", "add", "default", "via", "10.0.0.1"]));
+        steps.push(route6(&node, "default", FABRIC_GATEWAY6));
         steps.push(Step::Forwarding(node.clone()));
         // The router reaches pods through their node, like a VPC route table.
         steps.push(ip(
@@ -166,6 +199,7 @@ pub fn plan(spec: &Spec, id: &str) -> Result<Plan, PlanError> {
                 &node_ip(n).to_string(),
             ],
         ));
+        steps.push(route6(&router, &node_pod_cidr6(n), node_ip6(n)));
         steps.push(ip(&node, &["link", "add", "cbr0", "type", "bridge"]));
         steps.push(ip(
             &node,
@@ -177,6 +211,7 @@ pub fn plan(spec: &Spec, id: &str) -> Result<Plan, PlanError> {
                 "cbr0",
             ],
         ));
+        steps.push(addr6(&node, node_pod_gateway6(n), "cbr0"));
         steps.push(ip(&node, &["link", "set", "cbr0", "up"]));
         for m in 1..=spec.pods_per_node.len() {
             if m != n {
@@ -190,6 +225,7 @@ pub fn plan(spec: &Spec, id: &str) -> Result<Plan, PlanError> {
                         &node_ip(m).to_string(),
                     ],
                 ));
+                steps.push(route6(&node, &node_pod_cidr6(m), node_ip6(m)));
             }
         }
         for j in 0..*pods {
@@ -229,6 +265,7 @@ pub fn plan(spec: &Spec, id: &str) -> Result<Plan, PlanError> {
                     "eth0",
                 ],
             ));
+            steps.push(addr6(&pod, pod_ip6(n, j), "eth0"));
             steps.push(ip(&pod, &["link", "set", "eth0", "up"]));
             steps.push(ip(
                 &pod,
@@ -240,6 +277,7 @@ pub fn plan(spec: &Spec, id: &str) -> Result<Plan, PlanError> {
                     &node_pod_gateway(n).to_string(),
                 ],
             ));
+            steps.push(route6(&pod, "default", node_pod_gateway6(n)));
         }
     }
     Ok(Plan {
@@ -302,7 +340,8 @@ mod tests {
         assert!(last_add < first_ip);
         // Nothing is ever done in the host's own namespace.
         assert!(p.steps.iter().all(|s| match s {
-            Step::Ip(n, _) | Step::Forwarding(n) | Step::AddNetns(n) => n.starts_with("realip-t1-"),
+            Step::Ip(n, _) | Step::Forwarding(n) | Step::NoDad(n) | Step::AddNetns(n) =>
+                n.starts_with("realip-t1-"),
         }));
     }
 

@@ -73,7 +73,7 @@ fn clusterip_labels_each_pod_for_its_service() {
             namespace: "demo".into(),
             service: "other".into(),
             endpoints: [Endpoint {
-                address: Ipv4Addr::new(10, 244, 2, 10),
+                address: std::net::Ipv4Addr::new(10, 244, 2, 10).into(),
                 node: "node-2".into(),
                 ready: true
             }]
@@ -177,6 +177,11 @@ fn a_node_is_registered_as_its_kubelet_would() {
     assert_eq!(n["spec"]["podCIDR"], "10.244.2.0/24");
     assert_eq!(n["status"]["addresses"][0]["address"], "10.0.0.12");
     assert_eq!(n["status"]["conditions"][0]["status"], "True");
+    // Both families in the status written after the apply.
+    let addresses = &node_status(2)["addresses"];
+    assert_eq!(addresses[0]["address"], "10.0.0.12");
+    assert_eq!(addresses[1]["address"], "fd00:10::12");
+    assert_eq!(n["spec"]["podCIDRs"][1], "fd00:244:2::/64");
 }
 
 #[test]
