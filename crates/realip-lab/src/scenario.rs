@@ -263,7 +263,7 @@ pub struct ScenarioError {
 }
 
 /// The built-in scenarios, in order.
-pub const BUILTIN: [(&str, &str); 17] = [
+pub const BUILTIN: [(&str, &str); 18] = [
     ("clusterip", include_str!("../scenarios/01-clusterip.yaml")),
     (
         "nodeport-cluster",
@@ -316,6 +316,10 @@ pub const BUILTIN: [(&str, &str); 17] = [
     (
         "dual-stack",
         include_str!("../scenarios/17-dual-stack.yaml"),
+    ),
+    (
+        "dual-stack-lb",
+        include_str!("../scenarios/18-dual-stack-lb.yaml"),
     ),
 ];
 

@@ -687,7 +687,8 @@ fn node_objects(pods: &[usize]) -> String {
 /// The reply routing `realip lb --client-ip transparent` needs (see its
 /// `--help`), in the router's namespace.
 fn tproxy(netns: &str) -> Result<(), RunError> {
-    let rules = "table ip realip-tproxy {\n chain pre {\n  type filter hook prerouting priority mangle;\n  socket transparent 1 meta mark set 1\n }\n}\n";
+    // Both families (inet): the lab is dual-stack.
+    let rules = "table inet realip-tproxy {\n chain pre {\n  type filter hook prerouting priority mangle;\n  socket transparent 1 meta mark set 1\n }\n}\n";
     let mut nft = Command::new("ip")
         .args(["netns", "exec", netns, "nft", "-f", "-"])
         .stdin(Stdio::piped())
@@ -714,6 +715,10 @@ fn tproxy(netns: &str) -> Result<(), RunError> {
             "lo",
             "table",
             "100",
+        ][..],
+        &["-6", "rule", "add", "fwmark", "1", "lookup", "100"][..],
+        &[
+            "-6", "route", "add", "local", "::/0", "dev", "lo", "table", "100",
         ][..],
     ] {
         let o = Command::new("ip")
