@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
@@ -686,4 +687,62 @@ async fn mtls_requires_and_shows_the_client_certificate() {
             );
         }
     }
+}
+
+/// On a dual-stack listener ([::]) an IPv4 client arrives as
+/// ::ffff:127.0.0.1. whoami shows it, and trusts it, as the IPv4 address it
+/// is: a v4-mapped spelling must neither hide the peer nor slip past (or
+/// into) an IPv4 trusted range. UDP replies still reach the client.
+#[tokio::test]
+async fn an_ipv4_peer_on_a_dual_stack_socket_is_its_ipv4_address() {
+    let w = whoami(&[
+        "--listen",
+        "[::]:0",
+        "--udp",
+        "[::]:0",
+        "--trusted",
+        "127.0.0.1/32",
+    ]);
+    let http = SocketAddr::new("127.0.0.1".parse().unwrap(), w.http.port());
+    let (_, _, body) = get_from(
+        "127.0.0.1",
+        http,
+        "/api",
+        &[("X-Forwarded-For", "203.0.113.7")],
+    )
+    .await;
+    let v = json(&body);
+    assert!(
+        v["remoteAddr"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{v}"
+    );
+    assert_eq!(
+        v["realIp"]["ip"], "203.0.113.7",
+        "the trusted IPv4 peer's header is believed"
+    );
+    // Not trusted: the header is not believed, and the peer is shown as IPv4.
+    let w = whoami(&["--listen", "[::]:0", "--trusted", "10.0.0.0/8"]);
+    let http = SocketAddr::new("127.0.0.1".parse().unwrap(), w.http.port());
+    let (_, _, body) = get_from(
+        "127.0.0.1",
+        http,
+        "/api",
+        &[("X-Forwarded-For", "203.0.113.7")],
+    )
+    .await;
+    let v = json(&body);
+    assert_eq!(v["realIp"]["ip"], "127.0.0.1", "{v}");
+    // UDP over the v6 socket: the reply comes back to the IPv4 client.
+    let w = whoami(&["--listen", "[::]:0", "--udp", "[::]:0"]);
+    let udp = SocketAddr::new("127.0.0.1".parse().unwrap(), w.udp.unwrap().port());
+    let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    s.send_to(b"WHO\n", udp).await.unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(3), s.recv_from(&mut buf))
+        .await
+        .expect("a UDP reply")
+        .unwrap();
+    let reply = String::from_utf8_lossy(&buf[..n]);
+    assert!(reply.contains("127.0.0.1"), "{reply}");
+    assert!(!reply.contains("::ffff:"), "{reply}");
 }
