@@ -105,12 +105,14 @@ pub enum RuleExpr {
         /// The constant.
         data: Vec<u8>,
     },
-    /// `bitwise` (mask and xor).
+    /// `bitwise`: `(sreg & mask) ^ xor`.
     Bitwise {
         /// Source register.
         sreg: u32,
         /// The mask.
         mask: Vec<u8>,
+        /// The xor.
+        xor: Vec<u8>,
     },
     /// `ct` load.
     Ct {
@@ -178,7 +180,9 @@ pub enum RuleExpr {
 }
 
 fn u32_of(a: &[(u16, &[u8])], ty: u16) -> Option<u32> {
-    a.iter().find(|(t, _)| *t == ty).and_then(|(_, v)| be_u32(v))
+    a.iter()
+        .find(|(t, _)| *t == ty)
+        .and_then(|(_, v)| be_u32(v))
 }
 
 fn expr(name: &str, body: &[u8]) -> RuleExpr {
@@ -216,6 +220,7 @@ fn expr(name: &str, body: &[u8]) -> RuleExpr {
             (Some(sreg), Some(m)) => RuleExpr::Bitwise {
                 sreg,
                 mask: data(m).0.unwrap_or_default(),
+                xor: raw(5).and_then(|x| data(x).0).unwrap_or_default(),
             },
             _ => other(),
         },
@@ -400,6 +405,28 @@ fn hex(v: &[u8]) -> String {
     s
 }
 
+/// A 32-bit register value as the number it is (host order, as the
+/// kernel keeps marks and flags), else its bytes.
+fn word(v: &[u8]) -> String {
+    match <[u8; 4]>::try_from(v) {
+        Ok(b) => format!("{:#x}", u32::from_ne_bytes(b)),
+        Err(_) => hex(v),
+    }
+}
+
+/// `what` after `& mask ^ xor`, as nft writes the common cases.
+fn bits_text(what: &str, mask: &[u8], xor: &[u8]) -> String {
+    let m = <[u8; 4]>::try_from(mask).map(u32::from_ne_bytes).ok();
+    let x = <[u8; 4]>::try_from(xor).map(u32::from_ne_bytes).ok();
+    match (m, x) {
+        (Some(m), Some(x)) if x != 0 && m == !x => format!("{what} | {x:#x}"),
+        (Some(m), Some(0)) => format!("{what} & {m:#x}"),
+        (Some(u32::MAX), Some(x)) => format!("{what} ^ {x:#x}"),
+        (Some(m), Some(x)) => format!("({what} & {m:#x}) ^ {x:#x}"),
+        _ => format!("({what} & {}) ^ {}", hex(mask), hex(xor)),
+    }
+}
+
 fn ct_states(mask: &[u8]) -> String {
     let bits = mask
         .get(..4)
@@ -436,7 +463,7 @@ impl RuleInfo {
         let mut out: Vec<String> = Vec::new();
         // Loads not yet consumed, by first 32-bit register, in order.
         let mut pending: Vec<(u32, Loaded)> = Vec::new();
-        let mut masked: Option<Vec<u8>> = None;
+        let mut masked: Option<(Vec<u8>, Vec<u8>)> = None;
         let take_from = |pending: &mut Vec<(u32, Loaded)>, sreg: u32| -> Vec<Loaded> {
             let start = reg32(sreg);
             let (keep, took): (Vec<_>, Vec<_>) = pending.drain(..).partition(|(r, _)| *r < start);
@@ -462,9 +489,7 @@ impl RuleInfo {
                     pending.push((reg32(*dreg), l));
                 }
                 RuleExpr::Meta {
-                    key,
-                    dreg: Some(d),
-                    ..
+                    key, dreg: Some(d), ..
                 } => {
                     let l = match key {
                         3 => Loaded::Mark,
@@ -477,10 +502,13 @@ impl RuleInfo {
                 RuleExpr::Meta {
                     key, sreg: Some(s), ..
                 } => {
-                    let v = take_from(&mut pending, *s)
+                    let mut v = take_from(&mut pending, *s)
                         .first()
                         .map(|l| l.name(fam))
                         .unwrap_or_default();
+                    if let Some((m, x)) = masked.take() {
+                        v = bits_text(&v, &m, &x);
+                    }
                     let k = match key {
                         3 => "mark".to_string(),
                         12 => "nftrace".to_string(),
@@ -504,14 +532,14 @@ impl RuleInfo {
                 RuleExpr::Numgen { modulus, dreg } => {
                     pending.push((reg32(*dreg), Loaded::Numgen(*modulus)));
                 }
-                RuleExpr::Bitwise { mask, .. } => masked = Some(mask.clone()),
+                RuleExpr::Bitwise { mask, xor, .. } => masked = Some((mask.clone(), xor.clone())),
                 RuleExpr::Cmp { sreg, op, data } => {
                     let what = take_from(&mut pending, *sreg)
                         .into_iter()
                         .next()
                         .unwrap_or(Loaded::Other("?".into()));
                     let opt = if *op == 1 { "!= " } else { "" };
-                    let text = match (&what, masked.take()) {
+                    let text = match (&what, masked.take().map(|(m, _)| m)) {
                         (Loaded::CtState, Some(m)) => {
                             let states = ct_states(&m);
                             if *op == 1 {
@@ -529,9 +557,9 @@ impl RuleInfo {
                         (_, Some(m)) => format!(
                             "{} & {} {}{}",
                             what.name(fam),
-                            hex(&m),
+                            word(&m),
                             if *op == 1 { "!= " } else { "== " },
-                            hex(data)
+                            word(data)
                         ),
                         (_, None) => {
                             format!("{} {opt}{}", what.name(fam), value_text(&what, data))
@@ -606,9 +634,7 @@ impl RuleInfo {
             match e {
                 RuleExpr::Numgen { modulus: m, .. } => modulus = Some(*m),
                 RuleExpr::Lookup {
-                    set,
-                    dreg: Some(d),
-                    ..
+                    set, dreg: Some(d), ..
                 } if *d != 0 => {
                     if let Some(m) = modulus {
                         return Some((set, m));

@@ -451,7 +451,10 @@ mod tests {
         let ev = parse_trace_event(&event_bytes()).unwrap();
         assert_eq!(ev.id, 0xdead_beef);
         assert_eq!(ev.kind, TraceKind::Rule);
-        assert_eq!((ev.table.as_str(), ev.chain.as_str()), ("realip", "services"));
+        assert_eq!(
+            (ev.table.as_str(), ev.chain.as_str()),
+            ("realip", "services")
+        );
         assert_eq!(ev.rule, Some(7));
         assert_eq!(
             ev.verdict,
