@@ -21,6 +21,7 @@
 
 mod batch;
 mod conntrack;
+mod ctevents;
 pub mod datatype;
 mod dump;
 mod expr;
@@ -34,6 +35,7 @@ mod writer;
 
 pub use batch::{Batch, ChainType, ElemData, Hook, SetData, SetSpec};
 pub use conntrack::Flow;
+pub use ctevents::{new_flows, ConntrackEvents};
 pub use dump::{parse_rule, parse_set_elements, RuleExpr, RuleInfo, SetElement};
 pub use expr::{CmpOp, Expr, MetaKey, Verdict};
 pub use family::Family;

@@ -26,7 +26,9 @@ pub fn text(r: &Report) -> String {
     };
     let _ = writeln!(o, "packet    {} on {} ({where_})", r.packet, r.node);
     let entered = match r.entered {
-        Some("prerouting") => "prerouting: it arrives on an interface, as from a remote client",
+        Some("prerouting") => {
+            "prerouting: it arrives on an interface, as from a remote client or a pod"
+        }
         Some("output") => "output: it is sent by the node itself",
         Some(h) => h,
         None => "no hook traced it",

@@ -13,7 +13,7 @@ use nix::sys::socket::{
     bind, sendto, socket, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn,
     SockaddrIn6,
 };
-use realip_nft::{Family, Flow, Netlink, RuleInfo, TraceEvent, TraceListener};
+use realip_nft::{ConntrackEvents, Family, Flow, Netlink, RuleInfo, TraceEvent, TraceListener};
 use realip_node::model::Model;
 
 use crate::explain::{chain_owners, explain, our_events, Mode, Observed, Report};
@@ -91,6 +91,11 @@ fn in_netns<T: Send + 'static>(
 fn sysctls() -> Result<(), String> {
     for (key, value) in scratch::NODE_SYSCTLS {
         let path = format!("/proc/sys/{key}");
+        // A kernel without br_netfilter has no net/bridge: nothing to
+        // turn off.
+        if key.starts_with("net/bridge/") && !std::path::Path::new(&path).exists() {
+            continue;
+        }
         std::fs::write(&path, value).map_err(|e| format!("{path}: {e}"))?;
     }
     Ok(())
@@ -172,6 +177,7 @@ fn unique() -> String {
 struct Kernel {
     listener: TraceListener,
     netlink: Netlink,
+    conntrack: ConntrackEvents,
 }
 
 impl Kernel {
@@ -183,7 +189,12 @@ impl Kernel {
         };
         let listener = TraceListener::open().map_err(|e| denied(&e))?;
         let netlink = Netlink::open().map_err(|e| denied(&e))?;
-        Ok(Kernel { listener, netlink })
+        let conntrack = ConntrackEvents::open().map_err(|e| denied(&e))?;
+        Ok(Kernel {
+            listener,
+            netlink,
+            conntrack,
+        })
     }
 
     /// The rules the events name, and the endpoints of the pick maps
@@ -249,16 +260,27 @@ impl Kernel {
         Ok((rules, picks))
     }
 
+    /// The packet's flow: from the table, or else from the event sent
+    /// when it was confirmed (a flow killed at once, as by a reset
+    /// answering the SYN, is in no dump).
     fn flow(&mut self, probe: &Probe) -> Result<Option<Flow>, TraceError> {
+        let ours = |f: &Flow| {
+            f.proto == probe.proto.number()
+                && f.orig_src == probe.src.0
+                && f.orig_dst == probe.dst.0
+        };
         let flows = self
             .netlink
             .conntrack_flows(family_of(probe.src.0.ip()))
             .map_err(|e| kernel("reading conntrack")(&e))?;
-        Ok(flows.into_iter().find(|f| {
-            f.proto == probe.proto.number()
-                && f.orig_src == probe.src.0
-                && f.orig_dst == probe.dst.0
-        }))
+        if let Some(f) = flows.into_iter().find(ours) {
+            return Ok(Some(f));
+        }
+        let events = self
+            .conntrack
+            .drain()
+            .map_err(|e| kernel("reading conntrack events")(&e))?;
+        Ok(events.into_iter().find(ours))
     }
 }
 

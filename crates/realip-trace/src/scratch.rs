@@ -117,6 +117,23 @@ fn addr_add(ip: IpAddr, len: u8, dev: &str) -> Vec<String> {
     a
 }
 
+/// The node's uplink when no sender is behind it: a veth whose peer
+/// stays down, so what the node routes out of it is dropped there (after
+/// postrouting and conntrack's confirmation), as a dummy would (not every
+/// kernel has the dummy driver).
+fn uplink() -> Vec<String> {
+    s(&[
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0-peer",
+    ])
+}
+
 /// Plan the namespaces for a packet from `src` to `node`, named
 /// `realip-trace-ID-node` and `realip-trace-ID-sender`.
 pub fn plan(id: &str, node: &Node, src: IpAddr, sender: Sender) -> Scratch {
@@ -136,7 +153,7 @@ pub fn plan(id: &str, node: &Node, src: IpAddr, sender: Sender) -> Scratch {
     }
     let sender_ns = match sender {
         Sender::Node => {
-            steps.push(ip(s(&["link", "add", "eth0", "type", "dummy"])));
+            steps.push(ip(uplink()));
             None
         }
         Sender::Remote { .. } | Sender::Pod { .. } => {
@@ -153,7 +170,7 @@ pub fn plan(id: &str, node: &Node, src: IpAddr, sender: Sender) -> Scratch {
             "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &p,
         ]))),
         Sender::Pod { .. } => {
-            steps.push(ip(s(&["link", "add", "eth0", "type", "dummy"])));
+            steps.push(ip(uplink()));
             steps.push(ip(s(&[
                 "link", "add", "vpod", "type", "veth", "peer", "name", "eth0", "netns", &p,
             ])));
@@ -202,8 +219,14 @@ pub fn plan(id: &str, node: &Node, src: IpAddr, sender: Sender) -> Scratch {
 
 /// The node namespace's sysctls: forwarding on, reverse-path filtering
 /// off (a pod's or a client's address arrives on an interface the
-/// scratch routes do not point back through).
-pub const NODE_SYSCTLS: [(&str, &str); 6] = [
+/// scratch routes do not point back through), and bridged frames kept out
+/// of the IP hooks: a pod's packet reaches the node's IP stack on cbr0
+/// and is routed from there, the path kube-proxy's rules are written for
+/// (with br_netfilter the kernel would bridge the DNATed frame straight
+/// to a pod MAC that does not exist here, and no later hook would see it).
+pub const NODE_SYSCTLS: [(&str, &str); 8] = [
+    ("net/bridge/bridge-nf-call-iptables", "0"),
+    ("net/bridge/bridge-nf-call-ip6tables", "0"),
     ("net/ipv4/ip_forward", "1"),
     ("net/ipv6/conf/all/forwarding", "1"),
     ("net/ipv4/conf/all/rp_filter", "0"),
