@@ -369,11 +369,17 @@ impl<'a> Path<'a> {
         }
         if let Some(o) = self.owner(&ev.chain) {
             if ev.chain.starts_with("external-") {
+                let lb = if o.kind == "LoadBalancer" {
+                    format!(
+                        " (the load balancer's health check on the healthCheckNodePort takes \
+                         {node} out)"
+                    )
+                } else {
+                    String::new()
+                };
                 return format!(
                     "{} has externalTrafficPolicy: Local and {node} has no ready endpoint of \
-                     it: traffic from outside the node is dropped, not sent to another node \
-                     (the load balancer's health check on the healthCheckNodePort takes {node} \
-                     out)",
+                     it: traffic from outside the node is dropped, not sent to another node{lb}",
                     o.describe()
                 );
             }
