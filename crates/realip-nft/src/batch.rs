@@ -192,6 +192,18 @@ impl Batch {
         self.finish_msg(at);
     }
 
+    /// Create a table owned by the socket that commits the batch
+    /// (NFT_TABLE_F_OWNER): the kernel deletes it when that socket
+    /// closes, so a process that dies, even by SIGKILL, leaves nothing
+    /// behind. Only that socket may change it.
+    pub fn add_owned_table(&mut self, family: Family, table: &str) {
+        let at = self.begin(MSG_NEWTABLE, NLM_F_CREATE, family);
+        self.w.str(1, table);
+        // NFTA_TABLE_FLAGS: NFT_TABLE_F_OWNER
+        self.w.u32(2, 0x2);
+        self.finish_msg(at);
+    }
+
     /// Delete a table and everything in it (an error if it does not exist:
     /// add it first in the same batch).
     pub fn del_table(&mut self, family: Family, table: &str) {

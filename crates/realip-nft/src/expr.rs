@@ -52,6 +52,9 @@ pub enum MetaKey {
     Mark,
     /// The transport protocol number.
     L4Proto,
+    /// The packet's trace bit: set, nf_tables reports every rule the
+    /// packet meets over NFNLGRP_NFTRACE (`meta nftrace set 1`).
+    Nftrace,
 }
 
 impl MetaKey {
@@ -59,6 +62,7 @@ impl MetaKey {
         match self {
             MetaKey::Mark => 3,
             MetaKey::L4Proto => 16,
+            MetaKey::Nftrace => 12,
         }
     }
 }

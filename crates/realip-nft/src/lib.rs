@@ -21,17 +21,26 @@
 
 mod batch;
 mod conntrack;
+mod ctevents;
 pub mod datatype;
+mod dump;
 mod expr;
 mod family;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod reg;
 mod socket;
+mod trace;
 mod writer;
 
 pub use batch::{Batch, ChainType, ElemData, Hook, SetData, SetSpec};
 pub use conntrack::Flow;
+pub use ctevents::{new_flows, ConntrackEvents};
+pub use dump::{parse_rule, parse_set_elements, RuleExpr, RuleInfo, SetElement};
 pub use expr::{CmpOp, Expr, MetaKey, Verdict};
 pub use family::Family;
 pub use socket::{CommitError, Netlink};
+pub use trace::{
+    parse_trace_event, trace_messages, FiveTuple, TraceError, TraceEvent, TraceKind, TraceListener,
+    TraceVerdict, TRACE_PRIORITY,
+};

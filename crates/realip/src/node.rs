@@ -15,6 +15,8 @@ use realip_kube::{ApiAccess, ApiSource, Selection};
 use realip_node::agent::{self, Agent, FileSource, ObjectSource, RunConfig};
 use realip_node::plan::{health_checks, plan, Family};
 
+mod trace;
+
 #[derive(Debug, clap::Args)]
 #[command(
     about = "The kube-proxy role on nftables: program the rules, keep them in sync, answer health checks",
@@ -126,6 +128,7 @@ struct AgentArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum NodeCommand {
+    Trace(trace::TraceArgs),
     /// Print the nftables ruleset (nft -f syntax) this node gets for the objects.
     #[command(
         long_about = "Read Services, EndpointSlices and Nodes (what `kubectl get -o yaml` or \
@@ -197,6 +200,7 @@ pub fn run(args: Args) -> ExitCode {
         return run_agent(args.agent);
     };
     match command {
+        NodeCommand::Trace(args) => trace::run(args),
         NodeCommand::Plan {
             objects,
             node,
