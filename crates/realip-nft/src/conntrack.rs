@@ -11,6 +11,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
+use crate::dump::attrs;
 use crate::family::Family;
 use crate::socket::{CommitError, Netlink};
 use crate::writer::Writer;
@@ -37,24 +38,6 @@ pub struct Flow {
     pub reply_dst: SocketAddr,
     /// The conntrack zone (0 by default).
     pub zone: u16,
-}
-
-/// Attribute iterator over a netlink attribute stream; stops at the first
-/// malformed length instead of reading past the buffer.
-fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        if b.len() < 4 {
-            return None;
-        }
-        let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
-        let ty = u16::from_ne_bytes([b[2], b[3]]) & 0x3fff;
-        if len < 4 || len > b.len() {
-            return None;
-        }
-        let payload = &b[4..len];
-        b = &b[((len + 3) & !3).min(b.len())..];
-        Some((ty, payload))
-    })
 }
 
 fn tuple(b: &[u8]) -> Option<(u8, SocketAddr, SocketAddr)> {

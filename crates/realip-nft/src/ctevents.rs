@@ -7,12 +7,10 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
-use nix::sys::socket::{
-    bind, recv, setsockopt, socket, sockopt, AddressFamily, MsgFlags, NetlinkAddr, SockFlag,
-    SockProtocol, SockType,
-};
+use nix::sys::socket::{recv, MsgFlags};
 
 use crate::conntrack::{flow, Flow};
+use crate::socket::{messages, netfilter_socket};
 
 /// NFNLGRP_CONNTRACK_NEW.
 const GROUP_NEW: u32 = 1;
@@ -29,16 +27,7 @@ impl ConntrackEvents {
     /// Join the group (needs CAP_NET_ADMIN); flows confirmed from now on
     /// are reported.
     pub fn open() -> io::Result<Self> {
-        let fd = socket(
-            AddressFamily::Netlink,
-            SockType::Raw,
-            SockFlag::SOCK_CLOEXEC,
-            SockProtocol::NetlinkNetFilter,
-        )?;
-        bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 1 << (GROUP_NEW - 1)))?;
-        if setsockopt(&fd, sockopt::RcvBufForce, &(1 << 20)).is_err() {
-            let _ = setsockopt(&fd, sockopt::RcvBuf, &(1 << 20));
-        }
+        let fd = netfilter_socket(1 << (GROUP_NEW - 1), 1 << 20)?;
         Ok(ConntrackEvents { fd })
     }
 
@@ -60,18 +49,9 @@ impl ConntrackEvents {
 }
 
 /// The flows of the IPCTNL_MSG_CT_NEW messages in one receive buffer.
-pub fn new_flows(mut b: &[u8]) -> Vec<Flow> {
-    let mut out = Vec::new();
-    while b.len() >= 16 {
-        let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
-        let ty = u16::from_ne_bytes([b[4], b[5]]);
-        if len < 16 || len > b.len() {
-            break;
-        }
-        if ty == MSG_CT_NEW {
-            out.extend(b.get(20..len).and_then(flow));
-        }
-        b = &b[((len + 3) & !3).min(b.len())..];
-    }
-    out
+pub fn new_flows(b: &[u8]) -> Vec<Flow> {
+    messages(b)
+        .filter(|(ty, _)| *ty == MSG_CT_NEW)
+        .filter_map(|(_, m)| m.get(20..).and_then(flow))
+        .collect()
 }

@@ -53,21 +53,10 @@ impl Netlink {
     /// Open a socket in the current network namespace.
     pub fn open() -> Result<Self, CommitError> {
         let err = |e: Errno| CommitError::Socket(io::Error::from(e));
-        let fd = socket(
-            AddressFamily::Netlink,
-            SockType::Raw,
-            SockFlag::SOCK_CLOEXEC,
-            SockProtocol::NetlinkNetFilter,
-        )
-        .map_err(err)?;
-        bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0)).map_err(err)?;
+        // Room for many error replies.
+        let fd = netfilter_socket(0, 4 << 20).map_err(err)?;
         let t = ANSWER_TIMEOUT.as_secs() as i64;
         setsockopt(&fd, sockopt::ReceiveTimeout, &TimeVal::new(t, 0)).map_err(err)?;
-        // Room for many error replies; FORCE needs CAP_NET_ADMIN, which
-        // programming nf_tables needs anyway.
-        if setsockopt(&fd, sockopt::RcvBufForce, &(4 << 20)).is_err() {
-            let _ = setsockopt(&fd, sockopt::RcvBuf, &(4 << 20));
-        }
         Ok(Netlink { fd, seq: 1 << 30 })
     }
 
@@ -229,76 +218,93 @@ pub enum Answer {
 /// that is neither DONE nor ERROR goes to `on_msg` (the bytes after the
 /// netlink header). A length that does not fit the buffer ends the walk
 /// instead of reading past it.
-pub(crate) fn answer(mut b: &[u8], seq: u32, dump: bool, mut on_msg: impl FnMut(&[u8])) -> Answer {
-    while b.len() >= 16 {
-        let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
-        let ty = u16::from_ne_bytes([b[4], b[5]]);
-        let mseq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
-        if len < 16 || len > b.len() {
-            break;
+pub(crate) fn answer(b: &[u8], seq: u32, dump: bool, mut on_msg: impl FnMut(&[u8])) -> Answer {
+    for (ty, m) in messages(b) {
+        if u32::from_ne_bytes([m[8], m[9], m[10], m[11]]) != seq {
+            continue;
         }
-        if mseq == seq {
-            match ty {
-                // NLMSG_DONE
-                3 => return Answer::Done,
-                // NLMSG_ERROR: 0 is the acknowledgement.
-                2 if len >= 20 => {
-                    let code = i32::from_ne_bytes([b[16], b[17], b[18], b[19]]);
-                    if code != 0 {
-                        return Answer::Refused(code);
-                    }
-                    if !dump {
-                        return Answer::Done;
-                    }
+        match ty {
+            // NLMSG_DONE
+            3 => return Answer::Done,
+            // NLMSG_ERROR: 0 is the acknowledgement.
+            2 if m.len() >= 20 => {
+                let code = i32::from_ne_bytes([m[16], m[17], m[18], m[19]]);
+                if code != 0 {
+                    return Answer::Refused(code);
                 }
-                _ => on_msg(&b[16..len]),
+                if !dump {
+                    return Answer::Done;
+                }
             }
+            _ => on_msg(&m[16..]),
         }
-        b = &b[((len + 3) & !3).min(b.len())..];
     }
     Answer::More
+}
+
+/// The netlink messages of one receive buffer, each as (type, the whole
+/// message, its 16-byte header included). A length that does not fit the
+/// buffer ends the walk instead of reading past it.
+pub(crate) fn messages(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if b.len() < 16 {
+            return None;
+        }
+        let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        let ty = u16::from_ne_bytes([b[4], b[5]]);
+        if len < 16 || len > b.len() {
+            return None;
+        }
+        let m = &b[..len];
+        b = &b[((len + 3) & !3).min(b.len())..];
+        Some((ty, m))
+    })
+}
+
+/// A NETLINK_NETFILTER socket in the current namespace, joined to the
+/// multicast `groups` (a bit mask; 0 for requests only), with a receive
+/// buffer of `rcvbuf` bytes (forced past the sysctl limit when allowed).
+pub(crate) fn netfilter_socket(groups: u32, rcvbuf: usize) -> Result<OwnedFd, Errno> {
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkNetFilter,
+    )?;
+    bind(fd.as_raw_fd(), &NetlinkAddr::new(0, groups))?;
+    // FORCE needs CAP_NET_ADMIN, which everything here needs anyway.
+    if setsockopt(&fd, sockopt::RcvBufForce, &rcvbuf).is_err() {
+        let _ = setsockopt(&fd, sockopt::RcvBuf, &rcvbuf);
+    }
+    Ok(fd)
 }
 
 /// The table names (NFTA_TABLE_NAME, attribute 1) of one NFT_MSG_NEWTABLE
 /// dump message (the bytes after the netlink header).
 pub(crate) fn table_names(payload: &[u8]) -> Vec<String> {
     // nfgenmsg, then attributes.
-    let mut a = payload.get(4..).unwrap_or(&[]);
-    let mut names = Vec::new();
-    while a.len() >= 4 {
-        let l = u16::from_ne_bytes([a[0], a[1]]) as usize;
-        let t = u16::from_ne_bytes([a[2], a[3]]) & 0x3fff;
-        if l < 4 || l > a.len() {
-            break;
-        }
-        if t == 1 {
-            let s = String::from_utf8_lossy(&a[4..l]);
-            names.push(s.trim_end_matches('\0').to_string());
-        }
-        a = &a[((l + 3) & !3).min(a.len())..];
-    }
-    names
+    crate::dump::attrs(payload.get(4..).unwrap_or(&[]))
+        .filter(|(t, _)| *t == 1)
+        .map(|(_, v)| {
+            String::from_utf8_lossy(v)
+                .trim_end_matches('\0')
+                .to_string()
+        })
+        .collect()
 }
 
 /// (sequence number, error code) of each NLMSG_ERROR in a receive buffer;
 /// code 0 is an acknowledgement.
-pub(crate) fn replies(mut b: &[u8]) -> Vec<(u32, i32)> {
-    let mut out = Vec::new();
-    while b.len() >= 16 {
-        let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
-        let ty = u16::from_ne_bytes([b[4], b[5]]);
-        if len < 16 || len > b.len() {
-            break;
-        }
-        // NLMSG_ERROR: int error, then the request's header (seq at +8).
-        if ty == 2 && len >= 16 + 4 + 16 {
-            let code = i32::from_ne_bytes([b[16], b[17], b[18], b[19]]);
-            let seq = u32::from_ne_bytes([b[28], b[29], b[30], b[31]]);
-            out.push((seq, code));
-        }
-        b = &b[((len + 3) & !3).min(b.len())..];
-    }
-    out
+pub(crate) fn replies(b: &[u8]) -> Vec<(u32, i32)> {
+    // NLMSG_ERROR: int error, then the request's header (seq at +8).
+    messages(b)
+        .filter(|(ty, m)| *ty == 2 && m.len() >= 16 + 4 + 16)
+        .map(|(_, m)| {
+            let code = i32::from_ne_bytes([m[16], m[17], m[18], m[19]]);
+            let seq = u32::from_ne_bytes([m[28], m[29], m[30], m[31]]);
+            (seq, code)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -14,10 +14,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::socket::{
-    bind, recv, setsockopt, socket, sockopt, AddressFamily, MsgFlags, NetlinkAddr, SockFlag,
-    SockProtocol, SockType,
-};
+use nix::sys::socket::{recv, setsockopt, sockopt, MsgFlags};
 use nix::sys::time::TimeVal;
 
 use crate::batch::{Batch, ChainType, Hook};
@@ -25,7 +22,7 @@ use crate::dump::{attrs, be_u32, be_u64, nl_str, verdict};
 use crate::expr::{CmpOp, Expr, MetaKey};
 use crate::family::Family;
 use crate::reg;
-use crate::socket::{CommitError, Netlink};
+use crate::socket::{messages, netfilter_socket, CommitError, Netlink};
 
 /// NFNLGRP_NFTRACE.
 const GROUP_NFTRACE: u32 = 9;
@@ -251,22 +248,8 @@ impl TraceListener {
     /// Join the trace group (needs CAP_NET_ADMIN). The kernel makes trace
     /// events only while someone listens: open this before the packet.
     pub fn open() -> Result<Self, TraceError> {
-        let err = |e: Errno| TraceError::Socket(io::Error::from(e));
-        let fd = socket(
-            AddressFamily::Netlink,
-            SockType::Raw,
-            SockFlag::SOCK_CLOEXEC,
-            SockProtocol::NetlinkNetFilter,
-        )
-        .map_err(err)?;
-        bind(
-            fd.as_raw_fd(),
-            &NetlinkAddr::new(0, 1 << (GROUP_NFTRACE - 1)),
-        )
-        .map_err(err)?;
-        if setsockopt(&fd, sockopt::RcvBufForce, &(4 << 20)).is_err() {
-            let _ = setsockopt(&fd, sockopt::RcvBuf, &(4 << 20));
-        }
+        let fd = netfilter_socket(1 << (GROUP_NFTRACE - 1), 4 << 20)
+            .map_err(|e| TraceError::Socket(io::Error::from(e)))?;
         Ok(TraceListener { fd })
     }
 
@@ -307,20 +290,11 @@ impl TraceListener {
 }
 
 /// The trace events in one receive buffer.
-pub fn trace_messages(mut b: &[u8]) -> Vec<TraceEvent> {
-    let mut out = Vec::new();
-    while b.len() >= 16 {
-        let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
-        let ty = u16::from_ne_bytes([b[4], b[5]]);
-        if len < 16 || len > b.len() {
-            break;
-        }
-        if ty == MSG_TRACE {
-            out.extend(parse_trace_event(&b[16..len]));
-        }
-        b = &b[((len + 3) & !3).min(b.len())..];
-    }
-    out
+pub fn trace_messages(b: &[u8]) -> Vec<TraceEvent> {
+    messages(b)
+        .filter(|(ty, _)| *ty == MSG_TRACE)
+        .filter_map(|(_, m)| parse_trace_event(&m[16..]))
+        .collect()
 }
 
 /// The priority of the trace table's chains: before raw (-300),
