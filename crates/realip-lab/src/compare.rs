@@ -153,16 +153,6 @@ fn verdict(p: &ProbeComparison) -> &'static str {
     }
 }
 
-fn cut(s: &str, cap: usize) -> String {
-    if s.chars().count() <= cap {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(cap - 1).collect();
-        t.push('~');
-        t
-    }
-}
-
 /// The side-by-side table: a row per probe, a column per agent.
 pub fn table(agents: &[String], all: &[ScenarioComparison], wall: f64) -> String {
     let mut rows: Vec<Vec<String>> = Vec::new();
@@ -194,26 +184,7 @@ pub fn table(agents: &[String], all: &[ScenarioComparison], wall: f64) -> String
         .chain(agents.iter().map(|_| 44))
         .chain(std::iter::once(9))
         .collect();
-    let rows: Vec<Vec<String>> = rows
-        .into_iter()
-        .map(|r| r.iter().zip(&caps).map(|(c, &w)| cut(c, w)).collect())
-        .collect();
-    let mut widths = vec![0; caps.len()];
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for r in &rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}", w = *w))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
+    let mut out = crate::report::columns(&rows, &caps);
     let probes: Vec<&ProbeComparison> = all.iter().flat_map(|s| &s.probes).collect();
     let same = probes.iter().filter(|p| p.same).count();
     let ext = probes.iter().filter(|p| !p.same && p.pass).count();

@@ -66,39 +66,8 @@ pub fn table(results: &[ScenarioResult], wall: f64) -> String {
         }
     }
     // Long columns are cut for the terminal; --json and --html have them whole.
-    let caps = [16, 40, 16, 38, 15, 60, 6];
-    let cut = |s: &str, cap: usize| -> String {
-        if s.chars().count() <= cap {
-            s.to_string()
-        } else {
-            let mut t: String = s.chars().take(cap - 1).collect();
-            t.push('~');
-            t
-        }
-    };
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| r.iter().zip(caps).map(|(c, cap)| cut(c, cap)).collect())
-        .collect();
-    let widths: Vec<usize> = (0..7)
-        .map(|i| {
-            cells
-                .iter()
-                .map(|r| r[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in &cells {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}", w = *w))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
+    let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
+    let mut out = columns(&rows, &[16, 40, 16, 38, 15, 60, 6]);
     let failed: Vec<String> = results
         .iter()
         .flat_map(|r| {
@@ -129,6 +98,41 @@ pub fn table(results: &[ScenarioResult], wall: f64) -> String {
     );
     for f in failed {
         let _ = writeln!(out, "FAIL {f}");
+    }
+    out
+}
+
+/// `rows` as left-aligned columns two spaces apart, each cell cut to its
+/// column's cap (a `~` marks the cut), trailing spaces trimmed.
+pub(crate) fn columns(rows: &[Vec<String>], caps: &[usize]) -> String {
+    let cut = |s: &str, cap: usize| -> String {
+        if s.chars().count() <= cap {
+            s.to_string()
+        } else {
+            let mut t: String = s.chars().take(cap.saturating_sub(1)).collect();
+            t.push('~');
+            t
+        }
+    };
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().zip(caps).map(|(c, &cap)| cut(c, cap)).collect())
+        .collect();
+    let mut widths = vec![0; caps.len()];
+    for r in &cells {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in &cells {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}", w = *w))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
     }
     out
 }

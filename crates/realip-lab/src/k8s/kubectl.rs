@@ -102,6 +102,25 @@ impl Kubectl {
         }
     }
 
+    /// Write an object's status as its owner would (`kubectl patch KIND
+    /// NAME [-n NS] --subresource=status --type=merge`): a Node's as its
+    /// kubelet, a Pod's as the kubelet that runs it.
+    pub fn patch_status(
+        &self,
+        kind: &str,
+        name: &str,
+        namespace: Option<&str>,
+        patch: &Value,
+    ) -> Result<(), K8sError> {
+        let patch = patch.to_string();
+        let mut args = vec!["patch", kind, name];
+        if let Some(ns) = namespace {
+            args.extend(["-n", ns]);
+        }
+        args.extend(["--subresource=status", "--type=merge", "-p", &patch]);
+        self.run(&args, None).map(drop)
+    }
+
     /// `kubectl get WHAT -o json`, parsed.
     pub fn get_json(&self, args: &[&str]) -> Result<Value, K8sError> {
         let mut all = vec!["get"];

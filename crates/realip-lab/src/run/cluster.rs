@@ -316,19 +316,10 @@ impl Cluster {
         let objects = translate(s).map_err(K8sError::from)?;
         apply(&control, &objects, &dir.join("control/objects.json"))?;
         for n in 1..=s.pods.len() {
-            let status = serde_json::json!({ "status": node_status(n) }).to_string();
-            control.kubectl().run(
-                &[
-                    "patch",
-                    "node",
-                    &format!("node-{n}"),
-                    "--subresource=status",
-                    "--type=merge",
-                    "-p",
-                    &status,
-                ],
-                None,
-            )?;
+            let status = serde_json::json!({ "status": node_status(n) });
+            control
+                .kubectl()
+                .patch_status("node", &format!("node-{n}"), None, &status)?;
         }
         if s.names_allocations() {
             let list = control.kubectl().get_json(&["services", "-A"])?;
@@ -585,21 +576,10 @@ impl Cluster {
             return Ok(());
         };
         for p in api.objects.pods.iter().filter(|p| p.host == (n, j)) {
-            let status = pod_status(s, n, j, p.ready).to_string();
-            api.control.kubectl().run(
-                &[
-                    "patch",
-                    "pod",
-                    &p.name,
-                    "-n",
-                    &p.namespace,
-                    "--subresource=status",
-                    "--type=merge",
-                    "-p",
-                    &status,
-                ],
-                None,
-            )?;
+            let status = pod_status(s, n, j, p.ready);
+            api.control
+                .kubectl()
+                .patch_status("pod", &p.name, Some(&p.namespace), &status)?;
         }
         Ok(())
     }

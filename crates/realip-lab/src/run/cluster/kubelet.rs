@@ -145,7 +145,7 @@ impl Cluster {
             let taken: BTreeSet<(usize, usize)> = self.kubelet.placed.keys().copied().collect();
             let Some((n, j)) = place(&self.kubelet.free, &taken) else {
                 if !v.unschedulable {
-                    patch_status(&kubectl, &v.name, &v.namespace, &unschedulable())?;
+                    kubectl.patch_status("pod", &v.name, Some(&v.namespace), &unschedulable())?;
                     changed = true;
                 }
                 continue;
@@ -180,7 +180,7 @@ impl Cluster {
             )?;
             proc.wait_ready()?;
             let status = running_status(n, j, &v.container, true);
-            patch_status(&kubectl, &v.name, &v.namespace, &status)?;
+            kubectl.patch_status("pod", &v.name, Some(&v.namespace), &status)?;
             tracing::info!(pod = %format!("{}/{}", v.namespace, v.name), %node, slot = %format!("pod/{n}/{j}"), "Pod placed and running");
             self.kubelet.placed.insert(
                 (n, j),
@@ -320,29 +320,4 @@ impl Cluster {
         }
         Ok(())
     }
-}
-
-/// `kubectl patch pod NAME --subresource=status` with `patch`.
-fn patch_status(
-    kubectl: &Kubectl,
-    name: &str,
-    namespace: &str,
-    patch: &Value,
-) -> Result<(), K8sError> {
-    let patch = patch.to_string();
-    kubectl.run(
-        &[
-            "patch",
-            "pod",
-            name,
-            "-n",
-            namespace,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &patch,
-        ],
-        None,
-    )?;
-    Ok(())
 }
