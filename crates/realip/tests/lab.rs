@@ -155,6 +155,21 @@ fn ctrl_c_tears_the_lab_down() {
     }
 }
 
+/// Run `cmd` (a `realip lab ... --json`): what it printed as JSON, its
+/// output, and its stdout as text; panics with both streams when the
+/// stdout is not JSON.
+fn json_of(cmd: &mut Command) -> (serde_json::Value, std::process::Output, String) {
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let v = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (v, out, stdout)
+}
+
 /// `realip lab up`'s stdout up to its `ready` line (the last it prints),
 /// and whether that line came.
 fn read_until_ready(child: &mut std::process::Child) -> (String, bool) {
@@ -220,18 +235,11 @@ fn every_builtin_scenario_passes_and_the_report_is_well_formed() {
     }
     let dir = common::scratch("labreport");
     let html = dir.join("report.html");
-    let out = Command::new(env!("CARGO_BIN_EXE_realip"))
-        .args(["lab", "--json", "--html"])
-        .arg(&html)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let (v, out, _) = json_of(
+        Command::new(env!("CARGO_BIN_EXE_realip"))
+            .args(["lab", "--json", "--html"])
+            .arg(&html),
+    );
     let scenarios = v["scenarios"].as_array().unwrap();
     // From files, every scenario but the live ones (kubectl steps,
     // Deployments), which are named on stderr instead.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use realip_lab::k8s::K8sBin;
 use realip_lab::topology::PREFIX;
 
-use super::{listed_namespaces, netns_names, read_until_ready, tagged_processes};
+use super::{json_of, listed_namespaces, netns_names, read_until_ready, tagged_processes};
 
 /// Root, namespaces and the Kubernetes binaries, or why not.
 fn k8s() -> Option<K8sBin> {
@@ -28,17 +28,8 @@ fn every_builtin_scenario_passes_on_the_api() {
     if k8s().is_none() {
         return;
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_realip"))
-        .args(["lab", "--api", "--json"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let (v, out, _) =
+        json_of(Command::new(env!("CARGO_BIN_EXE_realip")).args(["lab", "--api", "--json"]));
     let scenarios = v["scenarios"].as_array().unwrap();
     assert_eq!(scenarios.len(), realip_lab::scenario::BUILTIN.len());
     let failed: Vec<String> = scenarios
@@ -74,17 +65,12 @@ fn every_builtin_scenario_agrees_with_the_real_kube_proxy() {
     if k8s().is_none() {
         return;
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_realip"))
-        .args(["lab", "--api", "--json", "--compare"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let (v, out, _) = json_of(Command::new(env!("CARGO_BIN_EXE_realip")).args([
+        "lab",
+        "--api",
+        "--json",
+        "--compare",
+    ]));
     assert_eq!(
         v["agents"],
         serde_json::json!(["realip", "kube-proxy:nftables", "kube-proxy:iptables"])
@@ -128,18 +114,11 @@ fn on_the_api_the_agents_may_read_files() {
     if k8s().is_none() {
         return;
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_realip"))
-        .args(["lab", "--api", "--agent-objects", "files", "--json", "run"])
-        .args(["nodeport-cluster", "l4-lb-local", "ingress", "scaling"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let (v, _, stdout) = json_of(
+        Command::new(env!("CARGO_BIN_EXE_realip"))
+            .args(["lab", "--api", "--agent-objects", "files", "--json", "run"])
+            .args(["nodeport-cluster", "l4-lb-local", "ingress", "scaling"]),
+    );
     assert_eq!(v["pass"], true, "{stdout}");
     assert_eq!(v["scenarios"].as_array().unwrap().len(), 4);
 }
@@ -281,18 +260,11 @@ fn allocated_ports_are_read_back_from_the_apiserver() {
     let dir = super::common::scratch("labapialloc");
     let file = dir.join("allocated.yaml");
     std::fs::write(&file, ALLOCATED).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_realip"))
-        .args(["lab", "--api", "--json", "run"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let (v, _, stdout) = json_of(
+        Command::new(env!("CARGO_BIN_EXE_realip"))
+            .args(["lab", "--api", "--json", "run"])
+            .arg(&file),
+    );
     assert_eq!(v["pass"], true, "{stdout}");
     let out = Command::new(env!("CARGO_BIN_EXE_realip"))
         .args(["lab", "--json", "run"])
