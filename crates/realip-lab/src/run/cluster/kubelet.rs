@@ -78,15 +78,28 @@ fn kubectl_of(c: &Cluster) -> Option<&Kubectl> {
 }
 
 impl Cluster {
-    /// One round as scheduler and kubelet; whether anything was done.
+    /// One round as scheduler and kubelet on the Pods as they are now;
+    /// whether anything was done.
     pub(super) fn reconcile(&mut self) -> Result<bool, RunError> {
+        if self.kubelet.free.is_empty() {
+            return Ok(false);
+        }
+        let Some(kubectl) = kubectl_of(self) else {
+            return Ok(false);
+        };
+        let pods = kubectl.get_json(&["pods", "-A"])?;
+        self.reconcile_pods(&pods)
+    }
+
+    /// One round as scheduler and kubelet on `pods` (a Pod list).
+    fn reconcile_pods(&mut self, pods: &Value) -> Result<bool, RunError> {
         if self.kubelet.free.is_empty() {
             return Ok(false);
         }
         let Some(kubectl) = kubectl_of(self).cloned() else {
             return Ok(false);
         };
-        let views = pod_views(&kubectl.get_json(&["pods", "-A"])?);
+        let views = pod_views(pods);
         let mut changed = false;
         // Gone from the apiserver: stop what ran.
         let live: BTreeSet<&str> = views.iter().map(|v| v.uid.as_str()).collect();
@@ -197,10 +210,12 @@ impl Cluster {
         Ok(changed)
     }
 
-    /// What has not caught up yet (see [`lagging`]).
-    fn lagging(&self) -> Result<Vec<String>, RunError> {
+    /// The objects the settle check reads, in one list (one read, so the
+    /// kubelet's round and the check see the same moment): Services,
+    /// Pods, EndpointSlices and Deployments, each as its own list.
+    fn snapshot(&self) -> Result<Option<[Value; 4]>, RunError> {
         let Some(kubectl) = kubectl_of(self) else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
         let all = kubectl.get_json(&[
             "services,pods,endpointslices.discovery.k8s.io,deployments.apps",
@@ -216,12 +231,12 @@ impl Cluster {
                 .collect();
             serde_json::json!({ "items": items })
         };
-        Ok(lagging(
-            &of("Service"),
-            &of("Pod"),
-            &of("EndpointSlice"),
-            &of("Deployment"),
-        ))
+        Ok(Some([
+            of("Service"),
+            of("Pod"),
+            of("EndpointSlice"),
+            of("Deployment"),
+        ]))
     }
 
     /// Wait until the change `what` made has settled: the Pods placed,
@@ -233,8 +248,15 @@ impl Cluster {
             if let Some(api) = &mut self.api {
                 api.control.check()?;
             }
-            let changed = self.reconcile()?;
-            let lag = if changed { Vec::new() } else { self.lagging()? };
+            let Some([services, pods, slices, deployments]) = self.snapshot()? else {
+                return Ok(());
+            };
+            let changed = self.reconcile_pods(&pods)?;
+            let lag = if changed {
+                Vec::new()
+            } else {
+                lagging(&services, &pods, &slices, &deployments)
+            };
             if !changed && lag.is_empty() {
                 return self.wait_watch_cache(deadline);
             }
