@@ -280,40 +280,65 @@ impl Cluster {
     /// kube-proxy's informers list from that cache (resourceVersion=0)
     /// and are sent its events; a cache a few writes behind would give an
     /// agent started now a stale first state, and one running the last
-    /// events late. (realip node lists with a consistent read.) The lists'
-    /// resourceVersions are etcd revisions, which only grow.
+    /// events late. (realip node lists with a consistent read.) Caught up
+    /// means: for Services and EndpointSlices, the cache lists the very
+    /// objects, at the very versions, that a consistent read lists (a
+    /// deletion it has not seen shows as an object too many). Comparing
+    /// the lists' revisions instead would wait for a write to another
+    /// resource that this cache is never sent.
     pub(super) fn wait_watch_cache(&self, deadline: Instant) -> Result<(), RunError> {
         let Some(kubectl) = kubectl_of(self) else {
             return Ok(());
         };
-        let revision = |path: &str| -> Result<u64, RunError> {
+        let versions = |path: &str| -> Result<BTreeSet<(String, String)>, RunError> {
             let v: Value = serde_json::from_str(&kubectl.run(&["get", "--raw", path], None)?)
                 .map_err(|e| K8sError::KubectlJson {
                     args: format!("get --raw {path}"),
                     reason: e.to_string(),
                 })?;
-            Ok(v["metadata"]["resourceVersion"]
-                .as_str()
-                .and_then(|r| r.parse().ok())
-                .unwrap_or(0))
+            Ok(v["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|o| {
+                    let m = &o["metadata"];
+                    let s = |k: &str| m[k].as_str().unwrap_or("").to_string();
+                    (s("uid"), s("resourceVersion"))
+                })
+                .collect())
         };
-        let now = revision("/api/v1/namespaces/default/services?limit=1")?;
+        let paths = [
+            "/api/v1/services",
+            "/apis/discovery.k8s.io/v1/endpointslices",
+        ];
         loop {
-            let cached = [
-                "/api/v1/services?resourceVersion=0",
-                "/apis/discovery.k8s.io/v1/endpointslices?resourceVersion=0",
-            ]
-            .iter()
-            .map(|p| revision(p))
-            .collect::<Result<Vec<u64>, RunError>>()?;
-            if cached.iter().all(|&c| c >= now) {
+            // Both read each round: a write in between (a controller's
+            // late update) must not leave the cache "ahead" for good.
+            let now = paths
+                .iter()
+                .map(|p| versions(p))
+                .collect::<Result<Vec<_>, RunError>>()?;
+            let cached = paths
+                .iter()
+                .map(|p| versions(&format!("{p}?resourceVersion=0")))
+                .collect::<Result<Vec<_>, RunError>>()?;
+            if cached == now {
                 return Ok(());
             }
             if Instant::now() >= deadline {
+                let behind: Vec<&str> = paths
+                    .iter()
+                    .zip(cached.iter().zip(&now))
+                    .filter(|(_, (c, n))| c != n)
+                    .map(|(p, _)| *p)
+                    .collect();
                 return Err(K8sError::Settle {
                     step: "the watch cache".into(),
                     timeout: SETTLE_TIMEOUT,
-                    differences: format!("at revision {cached:?}, etcd at {now}"),
+                    differences: format!(
+                        "it does not list what etcd holds for {}",
+                        behind.join(", ")
+                    ),
                 }
                 .into());
             }
